@@ -1,0 +1,151 @@
+"""The asyncio Python client: the same calls as ``EmbedfleetClient``, awaitable.
+
+async with AsyncEmbedfleetClient("127.0.0.1:50051") as client:
+    job = await client.submit_index(docs, "docs")
+    async for update in client.watch(job.id): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import numpy as np
+
+from embedfleet.client import requests as rq
+from embedfleet.client.output import ResultWriter
+from embedfleet.client.sdk import channel_options
+from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit, batch_to_array
+from embedfleet.v1 import (
+    embed_pb2,
+    embed_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    search_pb2,
+    search_pb2_grpc,
+)
+
+
+class AsyncEmbedfleetClient:
+    def __init__(self, target: str = "127.0.0.1:50051", *, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self.channel = grpc.aio.insecure_channel(target, options=channel_options())
+        self.jobs = jobs_pb2_grpc.JobServiceStub(self.channel)
+        self.embeddings = embed_pb2_grpc.EmbedServiceStub(self.channel)
+        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
+        self.searches = search_pb2_grpc.SearchServiceStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncEmbedfleetClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _submit(self, method: Any, stream: rq.RequestStream) -> Job:
+        try:
+            response = await method(iter(stream))
+        except grpc.RpcError:
+            if stream.error is not None:
+                raise stream.error from None
+            raise
+        return Job.from_pb(response.job)
+
+    async def submit_index(
+        self,
+        corpus: rq.Corpus | None,
+        collection: str,
+        *,
+        model: str = "",
+        dimensions: int = 0,
+        chunk_size: int = 0,
+        display_name: str = "",
+        server_path: str = "",
+    ) -> Job:
+        options = rq.embedding_options(model, dimensions)
+        stream = rq.index_stream(
+            corpus, collection, options, server_path=server_path, chunk_size=chunk_size, display_name=display_name
+        )
+        return await self._submit(self.jobs.SubmitIndexJob, stream)
+
+    async def submit_embed(
+        self,
+        corpus: rq.Corpus | None,
+        *,
+        model: str = "",
+        dimensions: int = 0,
+        precision: str = "float32",
+        input_type: str = "document",
+        normalize: bool = True,
+        chunk_size: int = 0,
+        display_name: str = "",
+        server_path: str = "",
+    ) -> Job:
+        options = rq.embedding_options(model, dimensions, precision, input_type, normalize)
+        stream = rq.embed_stream(
+            corpus, options, server_path=server_path, chunk_size=chunk_size, display_name=display_name
+        )
+        return await self._submit(self.jobs.SubmitEmbedJob, stream)
+
+    async def index(self, corpus: rq.Corpus, collection: str, **kwargs: Any) -> Job:
+        return await self.wait((await self.submit_index(corpus, collection, **kwargs)).id)
+
+    async def embed_corpus(self, corpus: rq.Corpus, *, output: str | None = None, **kwargs: Any) -> Any:
+        job = await self.submit_embed(corpus, **kwargs)
+        writer = ResultWriter(output, job.total)
+        async for _chunk, first, ids, vectors in self.results(job.id):
+            writer.write(first, ids, vectors)
+        return writer.close()
+
+    async def get_job(self, job_id: str) -> Job:
+        response = await self.jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout)
+        return Job.from_pb(response.job)
+
+    async def cancel_job(self, job_id: str) -> Job:
+        response = await self.jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout)
+        return Job.from_pb(response.job)
+
+    async def watch(self, job_id: str) -> AsyncIterator[Job]:
+        async for update in self.jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id)):
+            yield Job.from_pb(update.job)
+
+    async def wait(self, job_id: str) -> Job:
+        final = None
+        async for update in self.watch(job_id):
+            final = update
+        assert final is not None, "WatchJob ended without an update"
+        return final
+
+    async def results(self, job_id: str) -> AsyncIterator[tuple[int, int, list[str], np.ndarray]]:
+        async for response in self.jobs.StreamJobResults(jobs_pb2.StreamJobResultsRequest(job_id=job_id)):
+            batch = response.embeddings
+            yield response.chunk_index, response.first_document, list(batch.ids), batch_to_array(batch)
+
+    async def embed(
+        self,
+        texts: list[str],
+        *,
+        model: str = "",
+        dimensions: int = 0,
+        precision: str = "float32",
+        input_type: str = "document",
+        normalize: bool = True,
+    ) -> EmbedResult:
+        request = embed_pb2.EmbedRequest(
+            texts=texts, options=rq.embedding_options(model, dimensions, precision, input_type, normalize)
+        )
+        return EmbedResult.from_pb(await self.embeddings.Embed(request, timeout=self.timeout))
+
+    async def list_models(self) -> list[ModelInfo]:
+        response = await self.models.ListModels(models_pb2.ListModelsRequest(), timeout=self.timeout)
+        return [ModelInfo.from_pb(m) for m in response.models]
+
+    async def search(self, collection: str, query: str, *, top_k: int = 10, filter: str = "") -> list[SearchHit]:
+        request = search_pb2.SearchRequest(collection=collection, query=query, top_k=top_k, filter=filter)
+        response = await self.searches.Search(request, timeout=self.timeout)
+        return [SearchHit.from_pb(h) for h in response.hits]

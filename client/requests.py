@@ -1,0 +1,123 @@
+"""Building v1 request messages from user arguments; shared by the sync and asyncio clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from embedfleet.corpus import document_from_record, read_corpus
+from embedfleet.domain import Document
+from embedfleet.v1 import common_pb2, jobs_pb2
+
+# A corpus is a JSONL/Parquet path, or documents: Document objects or {"id", "text", "metadata"} dicts.
+Corpus = str | Path | Iterable[Document | Mapping[str, Any]]
+
+_PRECISIONS = {"float32": 1, "float16": 2, "int8": 3, "binary": 4}
+_INPUT_TYPES = {"query": 1, "document": 2}
+# Documents are streamed in batches of this many (or fewer, to stay under the byte budget).
+BATCH_DOCUMENTS = 512
+BATCH_BYTES = 2 * 1024 * 1024
+
+
+def embedding_options(
+    model: str = "",
+    dimensions: int = 0,
+    precision: str = "float32",
+    input_type: str = "document",
+    normalize: bool = True,
+) -> common_pb2.EmbeddingOptions:
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, not {precision!r}")
+    if input_type not in _INPUT_TYPES:
+        raise ValueError(f"input_type must be one of {sorted(_INPUT_TYPES)}, not {input_type!r}")
+    return common_pb2.EmbeddingOptions(
+        model=model,
+        dimensions=dimensions,
+        precision=_PRECISIONS[precision],  # type: ignore[arg-type]
+        input_type=_INPUT_TYPES[input_type],  # type: ignore[arg-type]
+        normalize=normalize,
+    )
+
+
+def iter_documents(corpus: Corpus) -> Iterator[Document]:
+    if isinstance(corpus, str | Path):
+        yield from read_corpus(corpus)
+        return
+    for position, item in enumerate(corpus):
+        yield item if isinstance(item, Document) else document_from_record(dict(item), f"document {position}")
+
+
+def document_batches(documents: Iterable[Document]) -> Iterator[common_pb2.DocumentBatch]:
+    batch: list[common_pb2.Document] = []
+    size = 0
+    for doc in documents:
+        batch.append(common_pb2.Document(id=doc.id, text=doc.text, metadata_json=doc.metadata_json))
+        size += len(doc.text) + len(doc.metadata_json) + len(doc.id)
+        if len(batch) >= BATCH_DOCUMENTS or size >= BATCH_BYTES:
+            yield common_pb2.DocumentBatch(documents=batch)
+            batch, size = [], 0
+    if batch:
+        yield common_pb2.DocumentBatch(documents=batch)
+
+
+class RequestStream:
+    """The messages of a Submit*Job call; keeps the error if reading the local corpus failed.
+
+    gRPC reads the iterator on its own thread, where an exception only cancels the call; the
+    client re-raises the stored error so the user sees "corpus.jsonl:12: not valid JSON", not
+    "CANCELLED".
+    """
+
+    def __init__(self, first: Any, documents: Iterable[Document], wrap: type) -> None:
+        self.first = first
+        self.documents = documents
+        self.wrap = wrap
+        self.error: BaseException | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self.first
+        try:
+            for batch in document_batches(self.documents):
+                yield self.wrap(documents=batch)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
+def index_stream(
+    corpus: Corpus | None,
+    collection: str,
+    options: common_pb2.EmbeddingOptions,
+    *,
+    server_path: str = "",
+    chunk_size: int = 0,
+    display_name: str = "",
+) -> RequestStream:
+    config = jobs_pb2.IndexJobConfig(
+        collection=collection,
+        embedding=options,
+        source=jobs_pb2.CorpusSource(path=server_path),
+        chunk_size=chunk_size,
+        display_name=display_name,
+    )
+    documents = iter_documents(corpus) if corpus is not None else iter(())
+    return RequestStream(jobs_pb2.SubmitIndexJobRequest(config=config), documents, jobs_pb2.SubmitIndexJobRequest)
+
+
+def embed_stream(
+    corpus: Corpus | None,
+    options: common_pb2.EmbeddingOptions,
+    *,
+    server_path: str = "",
+    chunk_size: int = 0,
+    display_name: str = "",
+) -> RequestStream:
+    config = jobs_pb2.EmbedJobConfig(
+        embedding=options,
+        source=jobs_pb2.CorpusSource(path=server_path),
+        chunk_size=chunk_size,
+        display_name=display_name,
+    )
+    documents = iter_documents(corpus) if corpus is not None else iter(())
+    return RequestStream(jobs_pb2.SubmitEmbedJobRequest(config=config), documents, jobs_pb2.SubmitEmbedJobRequest)

@@ -1,0 +1,397 @@
+"""The ``embedfleet`` command: run the system (up, gateway, worker, demo) and use it (index, embed,
+jobs, models, search). Server commands import their heavy parts only when invoked.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+import grpc
+from rich.console import Console
+from rich.table import Table
+
+from embedfleet.domain import JobState
+from embedfleet.errors import EmbedfleetError
+
+console = Console()
+err_console = Console(stderr=True)
+SAMPLE_CORPUS = "wordnet_sample.jsonl"
+
+
+def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Print server and input errors as one readable line and exit non-zero, without a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except grpc.RpcError as exc:
+            err_console.print(f"[red]error[/red] {exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
+            sys.exit(1)
+        except (EmbedfleetError, ValueError, FileNotFoundError) as exc:
+            err_console.print(f"[red]error[/red] {exc}")
+            sys.exit(1)
+
+    return wrapper
+
+
+def _client(ctx: click.Context) -> Any:
+    from embedfleet.client.sdk import EmbedfleetClient
+
+    return EmbedfleetClient(ctx.obj["gateway"])
+
+
+@click.group()
+@click.option(
+    "--gateway",
+    envvar="EMBEDFLEET_GATEWAY",
+    default="127.0.0.1:50051",
+    show_default=True,
+    help="Gateway address for client commands.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+@click.pass_context
+def main(ctx: click.Context, gateway: str, verbose: bool) -> None:
+    """embedfleet: batch embedding over gRPC, a task queue and Milvus."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    ctx.ensure_object(dict)
+    ctx.obj["gateway"] = gateway
+
+
+# -- running the system -----------------------------------------------------------------------
+def _block_until_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+@main.command()
+@click.option("--port", default=50051, show_default=True, help="Gateway port (0 picks a free one).")
+@click.option("--milvus-port", default=19530, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Celery worker processes.")
+@click.option("--backend", type=click.Choice(["celery", "ray"]), default="celery", show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".embedfleet"), show_default=True)
+@click.option("--redis-url", envvar="REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True)
+def up(port: int, milvus_port: int, workers: int, backend: str, data_dir: Path, redis_url: str) -> None:
+    """Run Milvus Lite, workers and the gateway on 127.0.0.1 until Ctrl-C."""
+    from embedfleet.local import LocalCluster
+
+    cluster = LocalCluster(
+        data_dir=data_dir,
+        redis_url=redis_url,
+        backend=backend,
+        workers=workers,
+        gateway_port=port,
+        milvus_port=milvus_port,
+        log_dir=data_dir / "logs",
+    )
+    with cluster:
+        err_console.print(
+            f"embedfleet is up: gateway {cluster.gateway_address}, Milvus {cluster.milvus_uri}, "
+            f"{workers if backend == 'celery' else 'Ray'} worker(s). Logs in {data_dir / 'logs'}. "
+            "Ctrl-C stops everything."
+        )
+        _block_until_signal()
+    err_console.print("stopped")
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default from settings: 127.0.0.1).")
+@click.option("--port", type=int, default=None)
+def gateway(host: str | None, port: int | None) -> None:
+    """Run the gRPC gateway alone (Redis and Milvus by URI, from settings)."""
+    from embedfleet.gateway.server import start_gateway
+    from embedfleet.gateway.settings import GatewaySettings
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    running = start_gateway(GatewaySettings(**overrides))
+    err_console.print(f"gateway serving on {running.address}")
+    _block_until_signal()
+    running.stop()
+
+
+@main.command()
+@click.option("--worker-id", default=None, help="Name in heartbeats and logs (default host-pid).")
+@click.option("--concurrency", type=int, default=None, help="Worker processes, each with its own models.")
+def worker(worker_id: str | None, concurrency: int | None) -> None:
+    """Run a worker on the configured backend's queues (Celery; Ray workers are actors the gateway starts)."""
+    from embedfleet.worker.settings import WorkerSettings
+
+    overrides = {k: v for k, v in {"worker_id": worker_id, "concurrency": concurrency}.items() if v is not None}
+    settings = WorkerSettings(**overrides)
+    if settings.backend != "celery":
+        raise click.UsageError("with EMBEDFLEET_BACKEND=ray the gateway runs workers as Ray actors")
+    from embedfleet.worker.celery_worker import run_worker
+
+    run_worker(settings)
+
+
+# -- using it ---------------------------------------------------------------------------------
+def _show_job(job: Any) -> None:
+    table = Table(show_header=False, box=None)
+    for key in (
+        "id",
+        "kind",
+        "state",
+        "model",
+        "collection",
+        "total",
+        "done",
+        "failed",
+        "truncated",
+        "docs_per_second",
+        "error",
+    ):
+        value = getattr(job, key)
+        if value not in ("", None):
+            table.add_row(key, f"{value:.1f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    for chunk in job.failed_chunks:
+        console.print(
+            f"  chunk {chunk.chunk_index} (documents {chunk.first_document}.."
+            f"{chunk.first_document + chunk.document_count - 1}): {chunk.message}"
+        )
+
+
+def _exit_for(job: Any) -> None:
+    _show_job(job)
+    if job.state != JobState.SUCCEEDED:
+        sys.exit(1)
+
+
+_model_options = [
+    click.option("--model", default="", help="Model name or role (default: the registry's default)."),
+    click.option("--dimensions", type=int, default=0, help="Matryoshka prefix length (0 = full)."),
+    click.option("--chunk-size", type=int, default=0, help="Documents per chunk (0 = gateway default)."),
+    click.option("--name", "display_name", default="", help="A label for the job."),
+    click.option("--server-path", is_flag=True, help="CORPUS is a path on the gateway, not a local file."),
+]
+
+
+def _with_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_model_options):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.argument("corpus")
+@click.option("--collection", required=True, help="Milvus collection to upsert into.")
+@_with_model_options
+@click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
+@click.pass_context
+@_fail_cleanly
+def index(
+    ctx: click.Context,
+    corpus: str,
+    collection: str,
+    model: str,
+    dimensions: int,
+    chunk_size: int,
+    display_name: str,
+    server_path: bool,
+    no_wait: bool,
+) -> None:
+    """Embed CORPUS (JSONL or Parquet of {id, text, metadata}) into a Milvus collection."""
+    with _client(ctx) as client:
+        job = client.submit_index(
+            None if server_path else corpus,
+            collection,
+            model=model,
+            dimensions=dimensions,
+            chunk_size=chunk_size,
+            display_name=display_name,
+            server_path=corpus if server_path else "",
+        )
+        if no_wait:
+            console.print(job.id)
+            return
+        _exit_for(client.wait(job.id, progress=True))
+
+
+@main.command()
+@click.argument("corpus")
+@click.option("--output", "-o", required=True, help="Where to write the vectors: .npy or .parquet.")
+@_with_model_options
+@click.option("--precision", type=click.Choice(["float32", "float16", "int8", "binary"]), default="float32")
+@click.option("--input-type", type=click.Choice(["document", "query"]), default="document")
+@click.pass_context
+@_fail_cleanly
+def embed(
+    ctx: click.Context,
+    corpus: str,
+    output: str,
+    model: str,
+    dimensions: int,
+    chunk_size: int,
+    display_name: str,
+    server_path: bool,
+    precision: str,
+    input_type: str,
+) -> None:
+    """Embed CORPUS and write the vectors, in input order, to OUTPUT."""
+    with _client(ctx) as client:
+        path = client.embed_corpus(
+            None if server_path else corpus,
+            output=output,
+            progress=True,
+            model=model,
+            dimensions=dimensions,
+            precision=precision,
+            input_type=input_type,
+            chunk_size=chunk_size,
+            display_name=display_name,
+            server_path=corpus if server_path else "",
+        )
+        err_console.print(f"wrote {path}")
+
+
+@main.group()
+def jobs() -> None:
+    """List, inspect, follow and cancel jobs."""
+
+
+@jobs.command("list")
+@click.option("--state", type=click.Choice([s.value for s in JobState], case_sensitive=False), default=None)
+@click.option("--limit", default=20, show_default=True)
+@click.pass_context
+@_fail_cleanly
+def jobs_list(ctx: click.Context, state: str | None, limit: int) -> None:
+    table = Table("id", "kind", "state", "done/total", "failed", "docs/s", "name")
+    with _client(ctx) as client:
+        for i, job in enumerate(client.list_jobs(JobState(state.upper()) if state else None)):
+            if i >= limit:
+                break
+            table.add_row(
+                job.id,
+                job.kind,
+                job.state.value,
+                f"{job.done}/{job.total}",
+                str(job.failed),
+                f"{job.docs_per_second:.0f}",
+                job.display_name,
+            )
+    console.print(table)
+
+
+@jobs.command("get")
+@click.argument("job_id")
+@click.pass_context
+@_fail_cleanly
+def jobs_get(ctx: click.Context, job_id: str) -> None:
+    with _client(ctx) as client:
+        _show_job(client.get_job(job_id))
+
+
+@jobs.command("watch")
+@click.argument("job_id")
+@click.pass_context
+@_fail_cleanly
+def jobs_watch(ctx: click.Context, job_id: str) -> None:
+    with _client(ctx) as client:
+        _exit_for(client.wait(job_id, progress=True))
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@click.pass_context
+@_fail_cleanly
+def jobs_cancel(ctx: click.Context, job_id: str) -> None:
+    with _client(ctx) as client:
+        _show_job(client.cancel_job(job_id))
+
+
+@main.command()
+@click.pass_context
+@_fail_cleanly
+def models(ctx: click.Context) -> None:
+    """The registered models and how many workers host each."""
+    table = Table("name", "role", "dims", "mrl dims", "max tokens", "version", "workers", "default")
+    with _client(ctx) as client:
+        for m in client.list_models():
+            table.add_row(
+                m.name,
+                m.role,
+                str(m.dimensions),
+                ",".join(map(str, m.matryoshka_dimensions)) or "-",
+                str(m.max_seq_length),
+                m.version[:23],
+                str(m.workers),
+                "yes" if m.is_default else "",
+            )
+    console.print(table)
+
+
+def _print_hits(query: str, hits: list[Any]) -> None:
+    table = Table("score", "id", "text", title=f"search: {query!r}", title_justify="left")
+    for hit in hits:
+        table.add_row(f"{hit.score:.3f}", hit.id, hit.text[:100])
+    console.print(table)
+
+
+@main.command()
+@click.argument("collection")
+@click.argument("query")
+@click.option("--top-k", default=5, show_default=True)
+@click.option("--filter", "filter_expr", default="", help="Milvus filter over metadata.")
+@click.pass_context
+@_fail_cleanly
+def search(ctx: click.Context, collection: str, query: str, top_k: int, filter_expr: str) -> None:
+    """Nearest documents to QUERY in COLLECTION."""
+    with _client(ctx) as client:
+        _print_hits(query, client.search(collection, query, top_k=top_k, filter=filter_expr))
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".embedfleet/demo"), show_default=True)
+@click.option("--redis-url", envvar="REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True)
+@_fail_cleanly
+def demo(data_dir: Path, redis_url: str) -> None:
+    """Start the local system, index 1,000 WordNet definitions, search them, and stop."""
+    from embedfleet.client.sdk import EmbedfleetClient
+    from embedfleet.local import LocalCluster
+
+    corpus = resources.files("embedfleet") / "data" / SAMPLE_CORPUS
+    prefix = f"embedfleet-demo-{uuid.uuid4().hex[:8]}:"
+    err_console.print("starting Milvus Lite, a Celery worker and the gateway on 127.0.0.1 ...")
+    with (
+        LocalCluster(
+            data_dir=data_dir,
+            redis_url=redis_url,
+            key_prefix=prefix,
+            gateway_port=0,
+            milvus_port=0,
+            log_dir=data_dir / "logs",
+        ) as cluster,
+        EmbedfleetClient(cluster.gateway_address) as client,
+    ):
+        for m in client.list_models():
+            err_console.print(f"model {m.name}: {m.dimensions}-d, {m.role}, version {m.version[:19]}")
+        job = client.index(Path(str(corpus)), collection="quickstart", progress=True, display_name="quickstart")
+        _show_job(job)
+        if job.state != JobState.SUCCEEDED:
+            sys.exit(1)
+        for query in ("a large wild cat", "something sweet to eat", "a tool for cutting wood"):
+            _print_hits(query, client.search("quickstart", query, top_k=3))
+        result = client.embed(["The cat sat on the mat.", "A kitten rested on the rug.", "Stock prices fell."])
+        sims = result.vectors @ result.vectors.T
+        console.print(f"Embed similarity: cat~kitten {sims[0, 1]:.3f}, cat~stocks {sims[0, 2]:.3f}")
+        cluster.clear_redis()
+    err_console.print("stopped; Milvus data kept in " + str(data_dir / "milvus"))
+
+
+if __name__ == "__main__":
+    main()

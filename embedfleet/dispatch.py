@@ -1,0 +1,50 @@
+"""Handing work to the queue backend. The gateway only knows this interface.
+
+Both backends carry references, never payloads: ``(job_id, chunk_index)`` for a job chunk and a
+request id for an interactive Embed. The inputs and outputs are in the job store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from embedfleet.celery_app import EMBED_REQUEST_TASK, RUN_CHUNK_TASK, make_celery
+from embedfleet.jobstore import JobStore
+from embedfleet.settings import CommonSettings
+
+
+class Dispatcher(Protocol):
+    def dispatch_chunks(self, job_id: str, chunks: Sequence[int]) -> None:
+        """Queue the chunks; they must be durable (or recoverable) when this returns."""
+
+    def dispatch_request(self, request_id: str) -> None:
+        """Queue an interactive embed request ahead of bulk chunks."""
+
+    def close(self) -> None: ...
+
+
+class CeleryDispatcher:
+    def __init__(self, settings: CommonSettings, store: JobStore) -> None:
+        self.app = make_celery(settings)
+        self.store = store
+
+    def dispatch_chunks(self, job_id: str, chunks: Sequence[int]) -> None:
+        with self.app.producer_or_acquire() as producer:
+            for chunk in chunks:
+                self.app.send_task(RUN_CHUNK_TASK, args=(job_id, chunk), producer=producer)
+        self.store.mark_dispatched(job_id, chunks)
+
+    def dispatch_request(self, request_id: str) -> None:
+        self.app.send_task(EMBED_REQUEST_TASK, args=(request_id,))
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def make_dispatcher(settings: CommonSettings, store: JobStore) -> Dispatcher:
+    if settings.backend == "ray":
+        from embedfleet.ray_dispatch import RayDispatcher
+
+        return RayDispatcher(settings, store)
+    return CeleryDispatcher(settings, store)

@@ -1,0 +1,402 @@
+"""The job store: every job's record, counters, chunk states, payloads and progress events, in Redis.
+
+Nothing about a job lives in a process's memory, so any gateway can serve any job and a restarted
+gateway (or worker) loses nothing. State changes that must be atomic are Lua scripts:
+
+* ``start_chunk`` refuses a chunk of a cancelled job and one already finished, so a redelivered
+  chunk (worker crash, visibility timeout) does not run twice after it completed;
+* ``finish_chunk`` counts a chunk exactly once, and moves the job to SUCCEEDED or FAILED when the
+  last chunk is in;
+* ``cancel`` only moves a job that is not finished yet.
+
+Large payloads (chunk texts, result vectors) are Redis values referenced by key; queue messages
+carry only ``(job_id, chunk_index)``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import redis
+
+from embedfleet.domain import ChunkFailure, Document, JobSnapshot, JobSpec, JobState
+from embedfleet.errors import InvalidArgument, NotFound
+
+_START_CHUNK = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state == 'CANCELLED' then return 'cancelled' end
+local cs = redis.call('HGET', KEYS[2], ARGV[1])
+if cs == 'done' or cs == 'failed' then return 'finished' end
+redis.call('HSET', KEYS[2], ARGV[1], 'running')
+if state == 'QUEUED' then
+  redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'started_at', ARGV[2])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100', '*', 'e', 'running')
+end
+if cs == 'running' then return 'retry' end
+return 'first'
+"""
+
+_FINISH_CHUNK = """
+local cs = redis.call('HGET', KEYS[2], ARGV[1])
+if cs == 'done' or cs == 'failed' then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'done', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'failed', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'truncated', ARGV[5])
+local finished = redis.call('HINCRBY', KEYS[1], 'chunks_finished', 1)
+if ARGV[2] == 'failed' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[6]) end
+local state = redis.call('HGET', KEYS[1], 'state')
+local total = tonumber(redis.call('HGET', KEYS[1], 'chunks_total'))
+if finished >= total and (state == 'RUNNING' or state == 'QUEUED') then
+  local nfailed = redis.call('HLEN', KEYS[3])
+  if nfailed > 0 then
+    local docs = redis.call('HGET', KEYS[1], 'failed')
+    redis.call('HSET', KEYS[1], 'state', 'FAILED', 'finished_at', ARGV[7], 'error',
+      nfailed .. ' of ' .. total .. ' chunks failed (' .. docs .. ' documents not processed); see failed_chunks')
+  else
+    redis.call('HSET', KEYS[1], 'state', 'SUCCEEDED', 'finished_at', ARGV[7])
+  end
+  redis.call('SREM', KEYS[5], ARGV[8])
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100', '*', 'e', 'chunk')
+return 1
+"""
+
+_MARK_DISPATCHED = """
+for i = 1, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == 'pending' then redis.call('HSET', KEYS[1], ARGV[i], 'queued') end
+end
+return 1
+"""
+
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return nil end
+if state == 'QUEUED' or state == 'RUNNING' then
+  redis.call('HSET', KEYS[1], 'state', 'CANCELLED', 'finished_at', ARGV[1])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100', '*', 'e', 'cancelled')
+  redis.call('SREM', KEYS[3], ARGV[2])
+  return 'CANCELLED'
+end
+return state
+"""
+
+
+class ChunkStart(StrEnum):
+    """What a worker should do with a chunk it received."""
+
+    FIRST = "first"  # run it
+    RETRY = "retry"  # run it: a previous attempt started but never finished (crash, redelivery)
+    FINISHED = "finished"  # skip: already counted (a duplicate delivery)
+    CANCELLED = "cancelled"  # skip: the job was cancelled
+    MISSING = "missing"  # skip: the job expired or never existed
+
+
+@dataclass(frozen=True)
+class ChunkResultVectors:
+    """An embed job chunk's output as stored: ids in corpus order and a packed vector block."""
+
+    ids: list[str]
+    dimensions: int
+    precision: str
+    data: bytes
+
+
+class JobStore:
+    """Typed access to the job keys; one instance per process, safe to share across threads."""
+
+    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int) -> None:
+        self.r = client
+        self.prefix = prefix
+        self.ttl = ttl_seconds
+        self._start = client.register_script(_START_CHUNK)
+        self._finish = client.register_script(_FINISH_CHUNK)
+        self._cancel = client.register_script(_CANCEL)
+        self._mark_dispatched = client.register_script(_MARK_DISPATCHED)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, ttl_seconds: int) -> JobStore:
+        return cls(redis.Redis.from_url(url, health_check_interval=30), prefix, ttl_seconds)
+
+    # -- keys ---------------------------------------------------------------------------------
+    def job_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def _chunks_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:chunks"
+
+    def _failures_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:failures"
+
+    def events_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:events"
+
+    def _input_key(self, job_id: str, chunk: int) -> str:
+        return f"{self.prefix}job:{job_id}:in:{chunk}"
+
+    def _output_key(self, job_id: str, chunk: int) -> str:
+        return f"{self.prefix}job:{job_id}:out:{chunk}"
+
+    @property
+    def _index_key(self) -> str:
+        return f"{self.prefix}jobs"
+
+    @property
+    def _active_key(self) -> str:
+        return f"{self.prefix}jobs:active"
+
+    # -- submission ---------------------------------------------------------------------------
+    def put_chunk_input(self, job_id: str, chunk: int, documents: Sequence[Document]) -> None:
+        """Store a chunk's documents before the job exists, so a job is only created complete."""
+        payload = json.dumps([[d.id, d.text, d.metadata_json] for d in documents], ensure_ascii=False)
+        self.r.set(self._input_key(job_id, chunk), payload.encode(), ex=self.ttl)
+
+    def get_chunk_input(self, job_id: str, chunk: int) -> list[Document]:
+        raw = self.r.get(self._input_key(job_id, chunk))
+        if raw is None:
+            raise NotFound(f"job {job_id} chunk {chunk}: input expired or was never stored")
+        return [Document(id=i, text=t, metadata_json=m) for i, t, m in json.loads(raw)]
+
+    def discard_inputs(self, job_id: str, chunks: int) -> None:
+        """Drop the staged inputs of a submission that was rejected part-way."""
+        keys = [self._input_key(job_id, c) for c in range(chunks)]
+        for start in range(0, len(keys), 1000):
+            self.r.delete(*keys[start : start + 1000])
+
+    def create_job(self, job_id: str, spec: JobSpec, total: int, chunks: int) -> JobSnapshot:
+        now = time.time()
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(
+            self.job_key(job_id),
+            mapping={
+                "spec": spec.model_dump_json(),
+                "state": JobState.QUEUED.value,
+                "total": total,
+                "done": 0,
+                "failed": 0,
+                "truncated": 0,
+                "chunks_total": chunks,
+                "chunks_finished": 0,
+                "created_at": repr(now),
+            },
+        )
+        # Chunk states start "pending" (not yet handed to the queue); see pending_chunks().
+        for start in range(0, chunks, 5000):
+            pipe.hset(
+                self._chunks_key(job_id),
+                mapping={str(c): "pending" for c in range(start, min(chunks, start + 5000))},
+            )
+        pipe.xadd(self.events_key(job_id), {"e": "created"}, maxlen=100, approximate=True)
+        pipe.zadd(self._index_key, {job_id: now})
+        pipe.sadd(self._active_key, job_id)
+        for key in (self.job_key(job_id), self._chunks_key(job_id), self.events_key(job_id)):
+            pipe.expire(key, self.ttl)
+        pipe.execute()
+        return self.get(job_id)
+
+    def mark_dispatched(self, job_id: str, chunks: Sequence[int]) -> None:
+        """Record that chunks are in the queue; a chunk a worker already started keeps its state."""
+        for start in range(0, len(chunks), 5000):
+            self._mark_dispatched(keys=[self._chunks_key(job_id)], args=[str(c) for c in chunks[start : start + 5000]])
+
+    def pending_chunks(self, job_id: str) -> list[int]:
+        """Chunks of an active job never handed to the queue (the gateway died mid-dispatch)."""
+        states = self.r.hgetall(self._chunks_key(job_id))
+        return sorted(int(k) for k, v in states.items() if v == b"pending")
+
+    def active_jobs(self) -> list[str]:
+        return sorted(m.decode() for m in self.r.smembers(self._active_key))
+
+    # -- reading ------------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobSnapshot:
+        if not job_id or len(job_id) > 64:
+            raise InvalidArgument("job_id must be 1 to 64 characters")
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(self.job_key(job_id))
+        pipe.hgetall(self._failures_key(job_id))
+        raw, failures = pipe.execute()
+        if not raw:
+            raise NotFound(f"job {job_id!r} does not exist (or expired)")
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        snap = JobSnapshot(
+            id=job_id,
+            spec=JobSpec.model_validate_json(fields["spec"]),
+            state=JobState(fields["state"]),
+            total=int(fields["total"]),
+            done=int(fields["done"]),
+            failed=int(fields["failed"]),
+            truncated=int(fields["truncated"]),
+            chunks_total=int(fields["chunks_total"]),
+            chunks_finished=int(fields["chunks_finished"]),
+            created_at=float(fields["created_at"]),
+            started_at=float(fields["started_at"]) if "started_at" in fields else None,
+            finished_at=float(fields["finished_at"]) if "finished_at" in fields else None,
+            error=fields.get("error", ""),
+        )
+        for idx_raw, message in sorted(failures.items(), key=lambda kv: int(kv[0])):
+            idx = int(idx_raw)
+            first, count = snap.chunk_bounds(idx)
+            snap.failed_chunks.append(
+                ChunkFailure(chunk_index=idx, first_document=first, document_count=count, message=message.decode())
+            )
+        return snap
+
+    def list(self, limit: int, before: float | None, state: JobState | None) -> tuple[list[JobSnapshot], float | None]:
+        """Newest first. Returns the page and the created_at to continue from (None at the end)."""
+        max_score = f"({before!r}" if before is not None else "+inf"
+        jobs: list[JobSnapshot] = []
+        cursor = max_score
+        while len(jobs) < limit:
+            ids = self.r.zrevrangebyscore(self._index_key, cursor, "-inf", start=0, num=limit * 2, withscores=True)
+            if not ids:
+                return jobs, None
+            for raw_id, score in ids:
+                cursor = f"({score!r}"
+                try:
+                    snap = self.get(raw_id.decode())
+                except NotFound:
+                    self.r.zrem(self._index_key, raw_id)  # expired record: tidy the index
+                    continue
+                if state is None or snap.state == state:
+                    jobs.append(snap)
+                    if len(jobs) == limit:
+                        return jobs, score
+        return jobs, None
+
+    def chunk_state(self, job_id: str, chunk: int) -> str | None:
+        raw = self.r.hget(self._chunks_key(job_id), str(chunk))
+        return raw.decode() if raw is not None else None
+
+    def wait_for_event(self, job_id: str, last_id: str, timeout_s: float) -> str:
+        """Block until the job's event stream moves past ``last_id`` (or the timeout); return the new id."""
+        resp = self.r.xread({self.events_key(job_id): last_id}, count=100, block=int(timeout_s * 1000))
+        if not resp:
+            return last_id
+        return resp[0][1][-1][0].decode()
+
+    def latest_event_id(self, job_id: str) -> str:
+        entries = self.r.xrevrange(self.events_key(job_id), count=1)
+        return entries[0][0].decode() if entries else "0-0"
+
+    def watch(self, job_id: str, poll_s: float = 1.0) -> Iterator[JobSnapshot]:
+        """Yield the job now and after every change, until it is finished."""
+        last_event = "0-0"
+        last_seen: tuple[object, ...] | None = None
+        while True:
+            snap = self.get(job_id)
+            key = (snap.state, snap.done, snap.failed, snap.chunks_finished)
+            if key != last_seen:
+                last_seen = key
+                yield snap
+            if snap.state.terminal:
+                return
+            last_event = self.wait_for_event(job_id, last_event, poll_s)
+
+    # -- worker side --------------------------------------------------------------------------
+    def start_chunk(self, job_id: str, chunk: int) -> ChunkStart:
+        result = self._start(
+            keys=[self.job_key(job_id), self._chunks_key(job_id), self.events_key(job_id)],
+            args=[str(chunk), repr(time.time())],
+        )
+        return ChunkStart(result.decode())
+
+    def finish_chunk(self, job_id: str, chunk: int, *, done: int, failed: int, truncated: int, error: str = "") -> bool:
+        """Count a chunk's outcome once; False if it had already been counted."""
+        counted = self._finish(
+            keys=[
+                self.job_key(job_id),
+                self._chunks_key(job_id),
+                self._failures_key(job_id),
+                self.events_key(job_id),
+                self._active_key,
+            ],
+            args=[str(chunk), "failed" if error else "done", done, failed, truncated, error, repr(time.time()), job_id],
+        )
+        pipe = self.r.pipeline(transaction=False)
+        pipe.delete(self._input_key(job_id, chunk))
+        pipe.expire(self._failures_key(job_id), self.ttl)
+        pipe.execute()
+        return bool(counted)
+
+    def put_chunk_output(self, job_id: str, chunk: int, result: ChunkResultVectors) -> None:
+        self.r.hset(
+            self._output_key(job_id, chunk),
+            mapping={
+                "ids": json.dumps(result.ids, ensure_ascii=False),
+                "dimensions": result.dimensions,
+                "precision": result.precision,
+                "data": result.data,
+            },
+        )
+        self.r.expire(self._output_key(job_id, chunk), self.ttl)
+
+    def get_chunk_output(self, job_id: str, chunk: int) -> ChunkResultVectors:
+        raw = self.r.hgetall(self._output_key(job_id, chunk))
+        if not raw:
+            raise NotFound(f"job {job_id} chunk {chunk}: results expired")
+        return ChunkResultVectors(
+            ids=json.loads(raw[b"ids"]),
+            dimensions=int(raw[b"dimensions"]),
+            precision=raw[b"precision"].decode(),
+            data=raw[b"data"],
+        )
+
+    # -- control ------------------------------------------------------------------------------
+    def cancel(self, job_id: str) -> JobSnapshot:
+        self.get(job_id)  # NotFound with a clear message before touching anything
+        self._cancel(
+            keys=[self.job_key(job_id), self.events_key(job_id), self._active_key],
+            args=[repr(time.time()), job_id],
+        )
+        return self.get(job_id)
+
+    # -- interactive requests -----------------------------------------------------------------
+    def _request_in(self, request_id: str) -> str:
+        return f"{self.prefix}req:{request_id}:in"
+
+    def _request_out(self, request_id: str) -> str:
+        return f"{self.prefix}req:{request_id}:out"
+
+    def put_request(self, request_id: str, payload: dict[str, object], ttl_s: int) -> None:
+        self.r.set(self._request_in(request_id), json.dumps(payload, ensure_ascii=False).encode(), ex=ttl_s)
+
+    def take_request(self, request_id: str) -> dict[str, object] | None:
+        """The request's input, or None if the caller already gave up and it expired."""
+        raw = self.r.getdel(self._request_in(request_id))
+        return json.loads(raw) if raw is not None else None
+
+    def reply(self, request_id: str, header: dict[str, object], data: bytes, ttl_s: int) -> None:
+        key = self._request_out(request_id)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.rpush(key, json.dumps(header).encode() + b"\n" + data)
+        pipe.expire(key, ttl_s)
+        pipe.execute()
+
+    def wait_reply(self, request_id: str, timeout_s: float) -> tuple[dict[str, object], bytes] | None:
+        popped = self.r.blpop([self._request_out(request_id)], timeout=timeout_s)
+        if popped is None:
+            self.r.delete(self._request_in(request_id))
+            return None
+        header, _, data = popped[1].partition(b"\n")
+        return json.loads(header), data
+
+    # -- workers ------------------------------------------------------------------------------
+    def publish_worker(self, worker_id: str, models: dict[str, str], ttl_s: float) -> None:
+        """A worker's heartbeat: the models it hosts (name -> version), gone when it stops beating."""
+        self.r.set(f"{self.prefix}workers:{worker_id}", json.dumps({"models": models}), px=int(ttl_s * 1000))
+
+    def live_workers(self) -> list[dict[str, dict[str, str]]]:
+        keys = list(self.r.scan_iter(match=f"{self.prefix}workers:*", count=500))
+        values = self.r.mget(keys) if keys else []
+        return [json.loads(v) for v in values if v is not None]
+
+
+def pack_vectors(vectors: np.ndarray) -> bytes:
+    """Row-major little-endian bytes, the layout of EmbeddingBatch.data."""
+    return np.ascontiguousarray(vectors).astype(vectors.dtype.newbyteorder("<"), copy=False).tobytes()

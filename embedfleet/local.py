@@ -1,0 +1,194 @@
+"""The whole system on one machine: a Milvus Lite server, Celery worker processes and the gateway,
+all bound to 127.0.0.1. ``embedfleet up`` runs it until Ctrl-C; the test suite uses the same class.
+
+Milvus Lite locks its data directory to one process, so it runs as a server that workers and the
+gateway reach by URI, exactly as they reach a remote Milvus in a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from embedfleet.jobstore import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with code {process.returncode} before listening on {port}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout_s:.0f} s")
+
+
+@dataclass
+class LocalCluster:
+    """Start with ``with LocalCluster(...) as cluster:``; ``cluster.gateway_address`` is where to connect."""
+
+    data_dir: Path
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "embedfleet:"
+    backend: str = "celery"
+    workers: int = 1
+    gateway_port: int = 50051
+    milvus_port: int = 19530
+    extra_env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None
+    _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _gateway: object | None = None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "EMBEDFLEET_REDIS_URL": self.redis_url,
+                "EMBEDFLEET_KEY_PREFIX": self.key_prefix,
+                "EMBEDFLEET_BACKEND": self.backend,
+                "EMBEDFLEET_MILVUS_URI": self.milvus_uri,
+                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def milvus_uri(self) -> str:
+        return f"http://127.0.0.1:{self.milvus_port}"
+
+    @property
+    def gateway_address(self) -> str:
+        return f"127.0.0.1:{self.gateway_port}"
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        out = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = (self.log_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(args, env=self.env(), stdout=out, stderr=subprocess.STDOUT if out else None)
+        self._processes.append(process)
+        return process
+
+    def start_milvus(self) -> None:
+        if self.milvus_port == 0:
+            self.milvus_port = free_port()
+        milvus_bin = shutil.which("milvus-lite") or str(Path(sys.executable).with_name("milvus-lite"))
+        process = self._spawn(
+            "milvus",
+            [
+                milvus_bin,
+                "server",
+                "--data-dir",
+                str(self.data_dir / "milvus"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.milvus_port),
+            ],
+        )
+        wait_for_port(self.milvus_port, 60, process)
+
+    def start_worker(self, index: int) -> subprocess.Popen[bytes]:
+        env_id = f"local-{index}-{os.getpid()}"
+        return self._spawn(
+            f"worker-{index}",
+            [sys.executable, "-m", "embedfleet.cli", "worker", "--worker-id", env_id],
+        )
+
+    def wait_for_workers(self, store: JobStore, timeout_s: float = 180) -> None:
+        """Block until every worker process has loaded its models and sent a heartbeat."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            dead = [p for p in self._processes if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"a process exited early (code {dead[0].returncode}); see its log")
+            if len([w for w in store.live_workers() if w.get("models")]) >= self.workers:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"{self.workers} worker(s) did not report ready within {timeout_s:.0f} s")
+
+    def start(self) -> LocalCluster:
+        from embedfleet.gateway.server import start_gateway
+        from embedfleet.gateway.settings import GatewaySettings
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.start_milvus()
+        if self.backend == "celery":
+            for i in range(self.workers):
+                self.start_worker(i)
+        overrides = {
+            k.removeprefix("EMBEDFLEET_").lower(): v for k, v in self.extra_env.items() if k.startswith("EMBEDFLEET_")
+        }
+        settings = GatewaySettings(
+            **{
+                "redis_url": self.redis_url,
+                "key_prefix": self.key_prefix,
+                "backend": self.backend,
+                "milvus_uri": self.milvus_uri,
+                "port": self.gateway_port,
+                "allowed_corpus_dirs": (Path.cwd(),),
+                **overrides,
+            }
+        )
+        gateway = start_gateway(settings)
+        self._gateway = gateway
+        self.gateway_port = gateway.port
+        self.wait_for_workers(gateway.core.store)
+        return self
+
+    def clear_redis(self) -> int:
+        """Delete every Redis key under this cluster's prefix (and nothing else)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        keys = list(client.scan_iter(match=f"{self.key_prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+        return len(keys)
+
+    def stop(self) -> None:
+        if self._gateway is not None:
+            self._gateway.stop()  # type: ignore[attr-defined]
+            self._gateway = None
+        for process in reversed(self._processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in reversed(self._processes):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._processes.clear()
+
+    def __enter__(self) -> LocalCluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

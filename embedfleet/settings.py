@@ -1,0 +1,82 @@
+"""Settings shared by every process, read from ``EMBEDFLEET_*`` environment variables and an
+optional TOML config file named by ``EMBEDFLEET_CONFIG``.
+
+Each process type has its own class (gateway, worker, client) that extends ``CommonSettings``:
+one file can configure a whole deployment, and each process reads only the keys it knows.
+Precedence: constructor arguments > environment > config file > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from embedfleet.registry import DEFAULT_MODELS, ModelRegistry, ModelSpec
+
+CONFIG_ENV = "EMBEDFLEET_CONFIG"
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EMBEDFLEET_", extra="ignore", populate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"{CONFIG_ENV}={config_file} does not name a file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+class CommonSettings(_Base):
+    """What every process must agree on: where state lives, which queue, which models."""
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("EMBEDFLEET_REDIS_URL", "REDIS_URL", "redis_url"),
+    )
+    # Every Redis key (job store and Celery's broker keys) starts with this, so several
+    # deployments or test sessions can share one Redis without touching each other's keys.
+    key_prefix: str = "embedfleet:"
+    backend: Literal["celery", "ray"] = "celery"
+    milvus_uri: str = "http://127.0.0.1:19530"
+    milvus_token: str = ""
+    models: tuple[ModelSpec, ...] = DEFAULT_MODELS
+    default_model: str = ""
+    # Job records, progress and embed results are kept this long after a job is created.
+    job_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    bulk_queue: str = "embedfleet.bulk"
+    interactive_queue: str = "embedfleet.interactive"
+    # Celery/Redis: a task unacknowledged for this long is redelivered; keep it well above the
+    # longest chunk (a chunk running longer than this would be started twice).
+    visibility_timeout_seconds: int = Field(default=3600, gt=0)
+    # Ray: "" starts a local cluster bound to 127.0.0.1; "auto" or "ray://host:port" joins one.
+    ray_address: str = ""
+    ray_namespace: str = "embedfleet"
+    ray_pool_size: int = Field(default=1, gt=0)
+    ray_num_cpus_per_actor: float = Field(default=1.0, ge=0)
+    ray_num_gpus_per_actor: float = Field(default=0.0, ge=0)
+    # Chunks that may wait in the Ray pool beyond those running (backpressure bound).
+    ray_max_queued_chunks: int = Field(default=2, ge=0)
+
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.models, self.default_model)

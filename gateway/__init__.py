@@ -1,0 +1,1 @@
+"""The gRPC gateway: validates, converts and delegates to a transport-free core (``service``)."""

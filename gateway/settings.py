@@ -1,0 +1,29 @@
+"""Settings of the gateway process (``EMBEDFLEET_*`` variables or the shared config file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from embedfleet.settings import CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = Field(default=50051, ge=0, le=65535)
+    # Threads serving RPCs; each open WatchJob/StreamJobResults holds one.
+    max_workers: int = Field(default=32, gt=0)
+    # Largest gRPC message accepted (a DocumentBatch or EmbedRequest); larger ones get RESOURCE_EXHAUSTED.
+    max_message_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_documents_per_job: int = Field(default=1_000_000, gt=0)
+    max_text_bytes: int = Field(default=1024 * 1024, gt=0)
+    default_chunk_size: int = Field(default=256, gt=0)
+    max_chunk_size: int = Field(default=4096, gt=0)
+    max_embed_texts: int = Field(default=256, gt=0)
+    # How long Embed waits for a worker before DEADLINE_EXCEEDED (a shorter client deadline wins).
+    embed_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Server-side corpus paths (CorpusSource.path) must lie under one of these; empty disables them.
+    allowed_corpus_dirs: tuple[Path, ...] = ()
+    # How often chunks never handed to the queue (a crash mid-submission) are dispatched again.
+    recovery_interval_seconds: float = Field(default=30.0, gt=0)

@@ -1,0 +1,82 @@
+"""Celery adapter: two tasks that call the runner, and the worker process entry point.
+
+Prefork children each build their own runtime (and so load models once per process) in
+``worker_process_init``; the parent never imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from embedfleet.celery_app import EMBED_REQUEST_TASK, RUN_CHUNK_TASK, make_celery
+from embedfleet.worker.runner import RetryChunk
+from embedfleet.worker.runtime import WorkerRuntime, build_runtime
+from embedfleet.worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+_settings: WorkerSettings | None = None
+_runtime: WorkerRuntime | None = None
+
+
+def _get_runtime() -> WorkerRuntime:
+    global _runtime
+    if _runtime is None:
+        assert _settings is not None, "create_app() must run before tasks"
+        _runtime = build_runtime(_settings)
+    return _runtime
+
+
+def _init_process(**_: object) -> None:
+    runtime = _get_runtime()
+    runtime.preload()
+    runtime.start_heartbeat()
+
+
+def _shutdown_process(**_: object) -> None:
+    if _runtime is not None:
+        _runtime.stop()
+
+
+def create_app(settings: WorkerSettings) -> Celery:
+    global _settings
+    _settings = settings
+    app = make_celery(settings)
+    # Loading a model takes longer than Celery's default 4 s allowance for a child to start.
+    app.conf.worker_proc_alive_timeout = 300
+
+    @app.task(name=RUN_CHUNK_TASK, bind=True, max_retries=None)
+    def run_chunk(self, job_id: str, chunk: int) -> None:  # type: ignore[no-untyped-def]
+        try:
+            _get_runtime().runner.run_chunk(job_id, chunk, attempt=self.request.retries + 1)
+        except RetryChunk as exc:
+            raise self.retry(countdown=min(2**self.request.retries, 30), exc=exc) from exc
+
+    @app.task(name=EMBED_REQUEST_TASK)
+    def embed_request(request_id: str) -> None:
+        _get_runtime().runner.embed_request(request_id)
+
+    worker_process_init.connect(_init_process, weak=False)
+    worker_process_shutdown.connect(_shutdown_process, weak=False)
+    return app
+
+
+def run_worker(settings: WorkerSettings, loglevel: str = "INFO") -> None:
+    """Block running a Celery worker on the bulk and interactive queues."""
+    app = create_app(settings)
+    queues = settings.queues or (settings.interactive_queue, settings.bulk_queue)
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={loglevel}",
+            f"--concurrency={settings.concurrency}",
+            "--pool=prefork",
+            f"--queues={','.join(queues)}",
+            f"--hostname=embedfleet-{settings.worker_id}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )

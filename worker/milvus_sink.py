@@ -1,0 +1,76 @@
+"""Bulk upserts into a model-bound Milvus collection.
+
+Rows are keyed by ``primary_key(collection, document id)`` and written with upsert, so a chunk
+that runs twice (redelivery after a crash) overwrites its rows instead of adding copies. Requests
+are split by estimated size to stay well under Milvus' 64 MB per-request limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from pymilvus import MilvusClient
+from pymilvus.exceptions import MilvusException
+
+from embedfleet import milvus
+from embedfleet.domain import Document
+from embedfleet.errors import Retryable
+from embedfleet.ids import primary_key
+
+_ROW_OVERHEAD_BYTES = 64
+
+
+def _clip_utf8(text: str, max_bytes: int) -> str:
+    raw = text.encode()
+    return text if len(raw) <= max_bytes else raw[:max_bytes].decode(errors="ignore")
+
+
+def _batches(rows: list[dict[str, Any]], sizes: list[int], max_bytes: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    used = 0
+    for row, size in zip(rows, sizes, strict=True):
+        if batch and used + size > max_bytes:
+            yield batch
+            batch, used = [], 0
+        batch.append(row)
+        used += size
+    if batch:
+        yield batch
+
+
+class MilvusSink:
+    def __init__(self, client: MilvusClient, max_batch_bytes: int) -> None:
+        self.client = client
+        self.max_batch_bytes = max_batch_bytes
+        self._ready: set[tuple[str, milvus.CollectionBinding]] = set()
+
+    def write(
+        self, collection: str, binding: milvus.CollectionBinding, docs: Sequence[Document], vectors: np.ndarray
+    ) -> int:
+        """Upsert one row per document; returns the rows written."""
+        try:
+            if (collection, binding) not in self._ready:
+                milvus.ensure_collection(self.client, collection, binding)
+                self._ready.add((collection, binding))
+            rows: list[dict[str, Any]] = []
+            sizes: list[int] = []
+            for doc, vector in zip(docs, vectors, strict=True):
+                text = _clip_utf8(doc.text, milvus.MAX_STORED_TEXT_BYTES)
+                rows.append(
+                    {
+                        milvus.PK_FIELD: primary_key(collection, doc.id),
+                        milvus.ID_FIELD: doc.id,
+                        milvus.TEXT_FIELD: text,
+                        milvus.METADATA_FIELD: doc.metadata(),
+                        milvus.VECTOR_FIELD: vector.tolist(),
+                    }
+                )
+                sizes.append(_ROW_OVERHEAD_BYTES + vector.nbytes * 3 + len(text) * 4 + len(doc.metadata_json) * 2)
+            for batch in _batches(rows, sizes, self.max_batch_bytes):
+                self.client.upsert(collection, batch)
+            return len(rows)
+        except MilvusException as exc:
+            # Connection loss, a busy server: the chunk is retried (and the upsert makes that safe).
+            raise Retryable(f"Milvus upsert into {collection!r} failed: {exc.message}") from exc

@@ -1,0 +1,48 @@
+"""The one post-processing path every vector takes: normalize, truncate to an MRL prefix,
+re-normalize, quantize. Unary Embed, embed jobs, index jobs and search queries all call it, so a
+query and the documents it is compared with are always treated alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sentence_transformers.quantization import quantize_embeddings
+
+from embedfleet.domain import Precision
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def postprocess(
+    vectors: np.ndarray,
+    *,
+    dimensions: int,
+    normalize: bool,
+    precision: Precision,
+    int8_ranges: np.ndarray | None = None,
+) -> np.ndarray:
+    """float32 (n, d) model output -> the stored/returned representation.
+
+    ``int8_ranges`` is the (2, dimensions) array of per-dimension [min, max] used for int8; it must be
+    fixed per model (not computed from the batch), or vectors from two batches would not compare.
+    """
+    out = np.asarray(vectors, dtype=np.float32)
+    if normalize:
+        out = l2_normalize(out)
+    if dimensions < out.shape[1]:
+        out = out[:, :dimensions]
+        if normalize:
+            out = l2_normalize(out)
+    if precision == Precision.FLOAT32:
+        return np.ascontiguousarray(out)
+    if precision == Precision.FLOAT16:
+        return out.astype(np.float16)
+    if precision == Precision.BINARY:
+        # "ubinary": bit = value > 0, packed 8 per byte (np.packbits order), as EmbeddingBatch documents.
+        return quantize_embeddings(out, precision="ubinary")
+    if int8_ranges is None:
+        raise ValueError("int8 output needs calibration ranges")
+    return quantize_embeddings(out, precision="int8", ranges=int8_ranges)

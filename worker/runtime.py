@@ -1,0 +1,63 @@
+"""Everything a worker process holds, built once per process and shared by its tasks or actor."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from embedfleet import milvus
+from embedfleet.jobstore import JobStore
+from embedfleet.worker.encoders import ModelHost
+from embedfleet.worker.milvus_sink import MilvusSink
+from embedfleet.worker.runner import ChunkRunner
+from embedfleet.worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerRuntime:
+    settings: WorkerSettings
+    store: JobStore
+    host: ModelHost
+    runner: ChunkRunner
+    _stop: threading.Event
+
+    def preload(self) -> None:
+        registry = self.settings.registry()
+        for name in self.settings.preload_models or (registry.default,):
+            self.host.get(registry.resolve(name))
+
+    def start_heartbeat(self) -> None:
+        """Publish the models this process hosts, so ListModels shows what is really served."""
+
+        def beat() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.store.publish_worker(
+                        self.settings.worker_id, self.host.loaded(), ttl_s=3 * self.settings.heartbeat_seconds
+                    )
+                except Exception:  # Redis down: keep trying, the key will simply expire meanwhile
+                    log.warning("heartbeat to Redis failed", exc_info=True)
+                self._stop.wait(self.settings.heartbeat_seconds)
+
+        threading.Thread(target=beat, name="embedfleet-heartbeat", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def build_runtime(settings: WorkerSettings) -> WorkerRuntime:
+    store = JobStore.from_url(settings.redis_url, settings.key_prefix, settings.job_ttl_seconds)
+    host = ModelHost(device=settings.device, batch_size=settings.encode_batch_size)
+    runner = ChunkRunner(
+        store=store,
+        registry=settings.registry(),
+        host=host,
+        milvus_factory=lambda: MilvusSink(
+            milvus.connect(settings.milvus_uri, settings.milvus_token), settings.milvus_max_batch_bytes
+        ),
+        max_attempts=settings.max_chunk_attempts,
+    )
+    return WorkerRuntime(settings=settings, store=store, host=host, runner=runner, _stop=threading.Event())
