@@ -379,10 +379,16 @@ class JobStore:
         pipe.execute()
 
     def wait_reply(self, request_id: str, timeout_s: float) -> tuple[dict[str, object], bytes] | None:
-        popped = self.r.blpop([self._request_out(request_id)], timeout=timeout_s)
-        if popped is None:
-            self.r.delete(self._request_in(request_id))
-            return None
+        """Wait for a worker's answer. Blocks in short slices: the Redis client's socket timeout
+        (5 s by default) must stay longer than any single blocking command."""
+        deadline = time.monotonic() + timeout_s
+        popped = None
+        while popped is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.r.delete(self._request_in(request_id))
+                return None
+            popped = self.r.blpop([self._request_out(request_id)], timeout=max(0.01, min(2.0, remaining)))
         header, _, data = popped[1].partition(b"\n")
         return json.loads(header), data
 

@@ -1,5 +1,6 @@
-"""The whole system on one machine: a Milvus Lite server, Celery worker processes and the gateway,
-all bound to 127.0.0.1. ``embedfleet up`` runs it until Ctrl-C; the test suite uses the same class.
+"""The whole system on one machine: a Milvus Lite server, Celery worker processes (or, with the Ray
+backend, a local Ray instance whose actors the gateway starts) and the gateway, all bound to 127.0.0.1.
+``embedfleet up`` runs it until Ctrl-C; the test suite uses the same class.
 
 Milvus Lite locks its data directory to one process, so it runs as a server that workers and the
 gateway reach by URI, exactly as they reach a remote Milvus in a cluster.
@@ -54,8 +55,10 @@ class LocalCluster:
     gateway_port: int = 50051
     milvus_port: int = 19530
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Directories whose corpus files the gateway may read by path (default: the current directory).
+    corpus_dirs: tuple[Path, ...] = ()
     log_dir: Path | None = None
-    _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _gateway: object | None = None
 
     def env(self) -> dict[str, str]:
@@ -86,7 +89,7 @@ class LocalCluster:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = (self.log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(args, env=self.env(), stdout=out, stderr=subprocess.STDOUT if out else None)
-        self._processes.append(process)
+        self.processes[name] = process
         return process
 
     def start_milvus(self) -> None:
@@ -119,7 +122,7 @@ class LocalCluster:
         """Block until every worker process has loaded its models and sent a heartbeat."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            dead = [p for p in self._processes if p.poll() is not None]
+            dead = [p for p in self.processes.values() if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"a process exited early (code {dead[0].returncode}); see its log")
             if len([w for w in store.live_workers() if w.get("models")]) >= self.workers:
@@ -139,6 +142,10 @@ class LocalCluster:
         overrides = {
             k.removeprefix("EMBEDFLEET_").lower(): v for k, v in self.extra_env.items() if k.startswith("EMBEDFLEET_")
         }
+        if self.backend == "ray":
+            # The gateway's RayDispatcher starts the workers as actors: ``workers`` sizes the pool
+            # unless EMBEDFLEET_RAY_POOL_SIZE is given explicitly.
+            overrides.setdefault("ray_pool_size", self.workers)
         settings = GatewaySettings(
             **{
                 "redis_url": self.redis_url,
@@ -146,10 +153,11 @@ class LocalCluster:
                 "backend": self.backend,
                 "milvus_uri": self.milvus_uri,
                 "port": self.gateway_port,
-                "allowed_corpus_dirs": (Path.cwd(),),
+                "allowed_corpus_dirs": self.corpus_dirs or (Path.cwd(),),
                 **overrides,
             }
         )
+        self.workers = settings.ray_pool_size if self.backend == "ray" else self.workers
         gateway = start_gateway(settings)
         self._gateway = gateway
         self.gateway_port = gateway.port
@@ -170,16 +178,16 @@ class LocalCluster:
         if self._gateway is not None:
             self._gateway.stop()  # type: ignore[attr-defined]
             self._gateway = None
-        for process in reversed(self._processes):
+        for process in reversed(self.processes.values()):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in reversed(self._processes):
+        for process in reversed(self.processes.values()):
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        self._processes.clear()
+        self.processes.clear()
 
     def __enter__(self) -> LocalCluster:
         try:

@@ -6,7 +6,7 @@ query and the documents it is compared with are always treated alike.
 from __future__ import annotations
 
 import numpy as np
-from sentence_transformers.quantization import quantize_embeddings
+from sentence_transformers.util.quantization import quantize_embeddings
 
 from embedfleet.domain import Precision
 

@@ -47,7 +47,8 @@ class EmbedServiceServicer:
     """
 
     def Embed(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Embed the texts now; DEADLINE_EXCEEDED if no worker answers in time.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -45,7 +45,8 @@ class SearchServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Search(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The top_k stored documents closest to the query; NOT_FOUND for an unknown collection.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -1,0 +1,108 @@
+"""End-to-end index throughput vs. the model alone, measured in the same run.
+
+    .venv/bin/python bench/e2e_throughput.py --docs 2000 --runs 3
+
+Baseline: one ``SentenceTransformer.encode`` over the same texts in this process (batch 32, which sorts
+by length: the fastest plain use of the model). System: the same texts as an index job through the
+gateway, Celery on Redis, one worker process and Milvus Lite, timed from submit to SUCCEEDED on the
+client. Runs alternate between the two so drift on a shared machine hits both; medians are reported
+with their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from sentence_transformers import SentenceTransformer
+
+from embedfleet.client.sdk import EmbedfleetClient
+from embedfleet.domain import JobState
+from embedfleet.local import LocalCluster
+from embedfleet.registry import DEFAULT_MODELS
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wordnet-glosses" / "wordnet_synsets.jsonl"
+
+
+def load_docs(n: int) -> list[dict[str, object]]:
+    docs = []
+    with DATA.open() as fh:
+        for line in fh:
+            row = json.loads(line)
+            docs.append({"id": row["id"], "text": row["definition"], "metadata": {"lexname": row["lexname"]}})
+            if len(docs) == n:
+                break
+    return docs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--chunk-size", type=int, default=256)
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    args = parser.parse_args()
+
+    docs = load_docs(args.docs)
+    texts = [str(d["text"]) for d in docs]
+    model = SentenceTransformer(str(DEFAULT_MODELS[0].local_path()), device="cpu")
+    model.encode(texts[:64])  # warm-up
+
+    baseline: list[float] = []
+    system: list[float] = []
+    server_side: list[float] = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalCluster(
+            data_dir=Path(tmp),
+            redis_url=args.redis_url,
+            key_prefix=f"efbench-{uuid.uuid4().hex[:8]}:",
+            gateway_port=0,
+            milvus_port=0,
+            log_dir=Path(tmp) / "logs",
+        ) as cluster,
+        EmbedfleetClient(cluster.gateway_address, timeout=600) as client,
+    ):
+        client.index(docs[:64], "bench_warmup")  # warm the worker (model, collection path)
+        for run in range(args.runs):
+            start = time.perf_counter()
+            model.encode(texts, batch_size=32, normalize_embeddings=True)
+            baseline.append(len(texts) / (time.perf_counter() - start))
+
+            start = time.perf_counter()
+            job = client.index(docs, f"bench_{run}_{uuid.uuid4().hex[:6]}", chunk_size=args.chunk_size)
+            elapsed = time.perf_counter() - start
+            if job.state != JobState.SUCCEEDED or job.done != len(docs):
+                sys.exit(f"benchmark job ended {job.state} with {job.done}/{len(docs)} done: {job.error}")
+            system.append(len(docs) / elapsed)
+            server_side.append(job.docs_per_second)
+            print(
+                f"run {run + 1}: encode {baseline[-1]:.1f} docs/s, index job {system[-1]:.1f} docs/s "
+                f"(server-side {server_side[-1]:.1f})",
+                file=sys.stderr,
+            )
+        cluster.clear_redis()
+
+    b, s, ss = statistics.median(baseline), statistics.median(system), statistics.median(server_side)
+    print(
+        f"\n{len(docs)} WordNet definitions, all-MiniLM-L6-v2 on CPU, chunk size {args.chunk_size}, "
+        f"median of {args.runs} runs ({os.cpu_count()} cores)\n"
+    )
+    print("| measurement | docs/s (median) | ratio to plain encode |")
+    print("|---|---:|---:|")
+    print(f"| plain `SentenceTransformer.encode` (baseline) | {b:.1f} | 1.00 |")
+    print(f"| index job, submit → SUCCEEDED (client clock) | {s:.1f} | {s / b:.2f} |")
+    print(f"| index job, first chunk start → last chunk done (server) | {ss:.1f} | {ss / b:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

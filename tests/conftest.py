@@ -1,0 +1,103 @@
+"""Shared fixtures: the real Redis, one local cluster (Milvus Lite server, a Celery worker process with
+the packaged model, the gateway) per test session, each under its own Redis key prefix.
+
+Missing services are failures, not skips: CI has every one of them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+from embedfleet.client.sdk import EmbedfleetClient
+from embedfleet.jobstore import JobStore
+from embedfleet.local import LocalCluster
+
+REDIS_URL = os.environ.get("EMBEDFLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _delete_prefix(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start : start + 1000])
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"the tests need Redis at {REDIS_URL}: {exc}")
+    return client
+
+
+@pytest.fixture
+def key_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A fresh prefix for one test; its keys are deleted afterwards (and only those)."""
+    prefix = f"eftest-{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    _delete_prefix(redis_client, prefix)
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis, key_prefix: str) -> JobStore:
+    return JobStore(redis_client, key_prefix, ttl_seconds=600)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Redis) -> Iterator[LocalCluster]:
+    """Milvus Lite server + one real Celery worker process + the gateway, for the whole session."""
+    data_dir = tmp_path_factory.mktemp("cluster")
+    local = LocalCluster(
+        data_dir=data_dir,
+        redis_url=REDIS_URL,
+        key_prefix=f"eftest-{uuid.uuid4().hex[:10]}:",
+        backend="celery",
+        workers=1,
+        gateway_port=0,
+        milvus_port=0,
+        log_dir=data_dir / "logs",
+        corpus_dirs=(data_dir / "corpora",),
+        extra_env={
+            "EMBEDFLEET_VISIBILITY_TIMEOUT_SECONDS": "60",
+            "EMBEDFLEET_RECOVERY_INTERVAL_SECONDS": "2",
+        },
+    )
+    with local:
+        yield local
+        local.clear_redis()
+
+
+@pytest.fixture(scope="session")
+def client(cluster: LocalCluster) -> Iterator[EmbedfleetClient]:
+    with EmbedfleetClient(cluster.gateway_address, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def wordnet_docs() -> list[dict[str, object]]:
+    """Real short documents: WordNet definitions, with metadata."""
+    import json
+
+    path = SHARED_DATA / "wordnet-glosses" / "wordnet_synsets.jsonl"
+    if not path.is_file():
+        pytest.fail(f"evaluation data missing at {path}")
+    docs = []
+    with path.open() as fh:
+        for line in fh:
+            row = json.loads(line)
+            docs.append({"id": row["id"], "text": row["definition"], "metadata": {"lexname": row["lexname"]}})
+            if len(docs) == 2000:
+                break
+    return docs

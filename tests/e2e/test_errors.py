@@ -1,0 +1,108 @@
+"""Every bad input gets the right gRPC status and a message a person can act on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+
+from embedfleet.client.sdk import EmbedfleetClient
+from embedfleet.errors import InvalidArgument, NotFound
+from embedfleet.local import LocalCluster
+from embedfleet.v1 import jobs_pb2
+
+
+def _status(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    return err.value.code(), err.value.details()
+
+
+DOC = {"id": "a", "text": "hello"}
+
+
+@pytest.mark.parametrize(
+    ("name", "call", "code", "message"),
+    [
+        ("empty corpus", lambda c: c.submit_index([], "e2e_errors"), "INVALID_ARGUMENT", "the corpus is empty"),
+        (
+            "empty text",
+            lambda c: c.submit_embed([DOC, {"id": "b", "text": "   "}]),
+            "INVALID_ARGUMENT",
+            "document 1: document 'b' has empty text",
+        ),
+        (
+            "duplicate id",
+            lambda c: c.submit_embed([DOC, DOC]),
+            "INVALID_ARGUMENT",
+            "id 'a' was already used by document 0",
+        ),
+        ("unknown model", lambda c: c.submit_embed([DOC], model="gpt-9"), "NOT_FOUND", "unknown model 'gpt-9'"),
+        (
+            "unsupported dimension",
+            lambda c: c.submit_embed([DOC], dimensions=100),
+            "INVALID_ARGUMENT",
+            "cannot output 100 dimensions; supported: 384",
+        ),
+        ("bad collection name", lambda c: c.submit_index([DOC], "no-dashes"), "INVALID_ARGUMENT", "is invalid"),
+        ("unknown collection", lambda c: c.search("e2e_missing", "q"), "NOT_FOUND", "does not exist"),
+        ("unknown job", lambda c: c.get_job("0" * 32), "NOT_FOUND", "does not exist"),
+        ("unknown job watch", lambda c: list(c.watch("0" * 32)), "NOT_FOUND", "does not exist"),
+        ("unknown job cancel", lambda c: c.cancel_job("0" * 32), "NOT_FOUND", "does not exist"),
+        ("empty job id", lambda c: c.get_job(""), "INVALID_ARGUMENT", "job_id must be"),
+        (
+            "text too large",
+            lambda c: c.submit_embed([{"id": "a", "text": "x" * (1024 * 1024 + 1)}]),
+            "RESOURCE_EXHAUSTED",
+            "the limit is 1048576",
+        ),
+        ("too many texts", lambda c: c.embed(["x"] * 257), "RESOURCE_EXHAUSTED", "exceed the Embed limit of 256"),
+        ("empty embed", lambda c: c.embed([]), "INVALID_ARGUMENT", "texts is empty"),
+        ("empty text embed", lambda c: c.embed(["ok", ""]), "INVALID_ARGUMENT", "text 1"),
+        (
+            "server path outside",
+            lambda c: c.submit_embed(None, server_path="/etc/passwd"),
+            "FAILED_PRECONDITION",
+            "outside the gateway's allowed corpus dirs",
+        ),
+        (
+            "bad page token",
+            lambda c: (
+                list(c.list_jobs.__func__(c, None, 5)) and c.jobs.ListJobs(jobs_pb2.ListJobsRequest(page_token="zz"))
+            ),
+            "INVALID_ARGUMENT",
+            "page_token",
+        ),
+    ],
+)
+def test_status_codes(client: EmbedfleetClient, name: str, call, code: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    got_code, details = _status(lambda: call(client))
+    assert got_code.name == code, details
+    assert message in details
+
+
+def test_results_of_an_index_job_are_refused(client: EmbedfleetClient) -> None:
+    job = client.submit_index([DOC], "e2e_results_refused")
+    code, details = _status(lambda: list(client.results(job.id)))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "only embed jobs have results" in details
+
+
+def test_server_side_file_errors_name_the_line(client: EmbedfleetClient, cluster: LocalCluster) -> None:
+    corpora = cluster.corpus_dirs[0]
+    corpora.mkdir(parents=True, exist_ok=True)
+    code, details = _status(lambda: client.submit_embed(None, server_path=str(corpora / "missing.jsonl")))
+    assert code == grpc.StatusCode.NOT_FOUND and "missing.jsonl" in details
+    bad = corpora / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "fine"}\n{"id": "b" "text": "x"}\n')
+    code, details = _status(lambda: client.submit_embed(None, server_path=str(bad)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "bad.jsonl:2: not valid JSON" in details
+
+
+def test_local_file_errors_are_raised_as_they_happened(client: EmbedfleetClient, tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="does not exist"):
+        client.submit_embed(tmp_path / "missing.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "fine"}\n' * 600 + "{oops\n")  # the error comes after a streamed batch
+    with pytest.raises(InvalidArgument, match=r"bad\.jsonl:601: not valid JSON"):
+        client.submit_embed(bad)

@@ -1,0 +1,45 @@
+"""A deterministic fake encoder for fast tests of the pipeline logic (the real model is in e2e tests)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from embedfleet.domain import InputType
+from embedfleet.registry import ModelRole, ModelSpec
+from embedfleet.worker.encoders import Encoded
+
+FAKE_SPEC = ModelSpec(
+    name="fake-hash",
+    role=ModelRole.MRL,
+    source="/nonexistent/fake",
+    dimensions=16,
+    matryoshka_dimensions=(4, 8),
+    max_seq_length=8,
+)
+
+
+class HashEncoder:
+    """Vectors from a hash of the text: same text, same vector; texts over 8 words count as truncated."""
+
+    def __init__(self, spec: ModelSpec = FAKE_SPEC, fail_times: int = 0, error: Exception | None = None) -> None:
+        self.spec = spec
+        self.version = "sha256:fake"
+        self.calls = 0
+        self._fail_times = fail_times
+        self._error = error
+
+    def encode(self, texts: list[str], input_type: InputType) -> Encoded:
+        self.calls += 1
+        if self.calls <= self._fail_times and self._error is not None:
+            raise self._error
+        rows = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha256(f"{input_type}:{text}".encode()).digest()[:8], "big")
+            rows.append(np.random.default_rng(seed).standard_normal(self.spec.dimensions))
+        truncated = sum(1 for t in texts if len(t.split()) > self.spec.max_seq_length)
+        return Encoded(vectors=np.asarray(rows, dtype=np.float32), truncated=truncated)
+
+    def calibration_vectors(self) -> np.ndarray:
+        return self.encode([f"calibration {i}" for i in range(64)], InputType.DOCUMENT).vectors
