@@ -7,7 +7,7 @@ async with AsyncEmbedfleetClient("127.0.0.1:50051") as client:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -66,10 +66,17 @@ class AsyncEmbedfleetClient:
         chunk_size: int = 0,
         display_name: str = "",
         server_path: str = "",
+        extra_fields: Iterable[Mapping[str, Any]] = (),
     ) -> Job:
         options = rq.embedding_options(model, dimensions)
         stream = rq.index_stream(
-            corpus, collection, options, server_path=server_path, chunk_size=chunk_size, display_name=display_name
+            corpus,
+            collection,
+            options,
+            server_path=server_path,
+            chunk_size=chunk_size,
+            display_name=display_name,
+            extra_fields=extra_fields,
         )
         return await self._submit(self.jobs.SubmitIndexJob, stream)
 

@@ -85,6 +85,13 @@ class RequestStream:
             raise
 
 
+def vector_field(name: str, dimensions: int = 0, precision: str = "float32") -> jobs_pb2.VectorField:
+    """An extra representation for an index job, e.g. ``vector_field("bits", precision="binary")``."""
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, not {precision!r}")
+    return jobs_pb2.VectorField(name=name, dimensions=dimensions, precision=_PRECISIONS[precision])  # type: ignore[arg-type]
+
+
 def index_stream(
     corpus: Corpus | None,
     collection: str,
@@ -93,6 +100,7 @@ def index_stream(
     server_path: str = "",
     chunk_size: int = 0,
     display_name: str = "",
+    extra_fields: Iterable[Mapping[str, Any]] = (),
 ) -> RequestStream:
     config = jobs_pb2.IndexJobConfig(
         collection=collection,
@@ -100,6 +108,7 @@ def index_stream(
         source=jobs_pb2.CorpusSource(path=server_path),
         chunk_size=chunk_size,
         display_name=display_name,
+        extra_fields=[vector_field(**dict(f)) for f in extra_fields],
     )
     documents = iter_documents(corpus) if corpus is not None else iter(())
     return RequestStream(jobs_pb2.SubmitIndexJobRequest(config=config), documents, jobs_pb2.SubmitIndexJobRequest)

@@ -11,7 +11,7 @@ local corpus file are raised as they happened (``embedfleet.errors.InvalidArgume
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +82,22 @@ class EmbedfleetClient:
         chunk_size: int = 0,
         display_name: str = "",
         server_path: str = "",
+        extra_fields: Iterable[Mapping[str, Any]] = (),
     ) -> Job:
-        """Queue an index job; returns at once with the job QUEUED (see ``wait``)."""
+        """Queue an index job; returns at once with the job QUEUED (see ``wait``).
+
+        ``extra_fields`` adds representations of the same vectors to each row, e.g.
+        ``[{"name": "v128", "dimensions": 128}, {"name": "bits", "precision": "binary"}]``.
+        """
         options = rq.embedding_options(model, dimensions)
         stream = rq.index_stream(
-            corpus, collection, options, server_path=server_path, chunk_size=chunk_size, display_name=display_name
+            corpus,
+            collection,
+            options,
+            server_path=server_path,
+            chunk_size=chunk_size,
+            display_name=display_name,
+            extra_fields=extra_fields,
         )
         return self._submit(self.jobs.SubmitIndexJob, stream)
 

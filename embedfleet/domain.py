@@ -56,6 +56,16 @@ class EmbeddingOptions(BaseModel):
     normalize: bool = True
 
 
+class VectorField(BaseModel):
+    """An extra representation an index job writes next to the main vector (see IndexJobConfig)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    dimensions: int = 0
+    precision: Precision = Precision.FLOAT32
+
+
 class Document(BaseModel):
     """One corpus record. ``metadata`` is kept as JSON text end to end so numbers survive intact."""
 
@@ -77,6 +87,7 @@ class JobSpec(BaseModel):
     collection: str = ""
     chunk_size: int
     display_name: str = ""
+    extra_fields: tuple[VectorField, ...] = ()
 
 
 class ChunkFailure(BaseModel):

@@ -9,13 +9,18 @@ checks all three before writing.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
+from embedfleet.domain import Precision, VectorField
 from embedfleet.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from embedfleet.registry import ModelSpec
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 PK_FIELD = "pk"
@@ -27,6 +32,11 @@ VECTOR_FIELD = "vector"
 MAX_STORED_TEXT_BYTES = 65535
 MAX_ID_FIELD_BYTES = 1024
 _PROP = "embedfleet."
+RESERVED_FIELDS = frozenset({PK_FIELD, ID_FIELD, TEXT_FIELD, METADATA_FIELD, VECTOR_FIELD})
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# Milvus Lite stores only float vectors; bits and int8 codes are kept as arrays next to them
+# (binary packed into int64 words), which a rescoring step can read back losslessly.
+STORABLE_PRECISIONS = (Precision.FLOAT32, Precision.BINARY, Precision.INT8)
 
 
 def validate_collection_name(name: str) -> None:
@@ -38,32 +48,80 @@ def validate_collection_name(name: str) -> None:
 
 
 @dataclass(frozen=True)
+class StoredField:
+    """An extra representation as the collection stores it (dimensions resolved, never 0)."""
+
+    name: str
+    dimensions: int
+    precision: Precision
+
+
+def stored_fields(spec: ModelSpec, fields: Iterable[VectorField]) -> tuple[StoredField, ...]:
+    """Validate an index job's extra fields against the model; resolve their dimensions."""
+    resolved: list[StoredField] = []
+    for field in fields:
+        if not _FIELD_NAME.match(field.name) or field.name in RESERVED_FIELDS:
+            raise InvalidArgument(
+                f"extra field name {field.name!r} is invalid: use letters, digits and underscores, starting "
+                f"with a letter, and none of {', '.join(sorted(RESERVED_FIELDS))}"
+            )
+        if field.precision not in STORABLE_PRECISIONS:
+            raise InvalidArgument(
+                f"extra field {field.name!r}: {field.precision.value} fields are not supported; "
+                f"use one of {', '.join(p.value for p in STORABLE_PRECISIONS)}"
+            )
+        if any(f.name == field.name for f in resolved):
+            raise InvalidArgument(f"extra field {field.name!r} is named twice")
+        resolved.append(StoredField(field.name, spec.output_dimensions(field.dimensions), field.precision))
+    return tuple(resolved)
+
+
+@dataclass(frozen=True)
 class CollectionBinding:
-    """The model that owns a collection's vector space."""
+    """The model that owns a collection's vector space, and the representations its rows carry."""
 
     model: str
     model_version: str
     dimensions: int
+    fields: tuple[StoredField, ...] = ()
 
     def properties(self) -> dict[str, str]:
         return {
             f"{_PROP}model": self.model,
             f"{_PROP}model_version": self.model_version,
             f"{_PROP}dimensions": str(self.dimensions),
+            f"{_PROP}fields": json.dumps(
+                [{"name": f.name, "dimensions": f.dimensions, "precision": f.precision.value} for f in self.fields]
+            ),
         }
 
     @classmethod
     def from_properties(cls, props: dict[str, str]) -> CollectionBinding | None:
         if f"{_PROP}model" not in props:
             return None
+        fields = json.loads(props.get(f"{_PROP}fields", "[]"))
         return cls(
             model=props[f"{_PROP}model"],
             model_version=props.get(f"{_PROP}model_version", ""),
             dimensions=int(props.get(f"{_PROP}dimensions", "0")),
+            fields=tuple(StoredField(f["name"], int(f["dimensions"]), Precision(f["precision"])) for f in fields),
         )
 
-    def check_compatible(self, collection: str, *, model: str, dimensions: int, version: str | None) -> None:
+    def check_compatible(
+        self,
+        collection: str,
+        *,
+        model: str,
+        dimensions: int,
+        version: str | None,
+        fields: tuple[StoredField, ...] | None = None,
+    ) -> None:
         """Refuse a writer whose vectors would not be comparable with the ones stored."""
+        if fields is not None and set(fields) != set(self.fields):
+            have = ", ".join(f"{f.name}({f.dimensions}, {f.precision.value})" for f in self.fields) or "none"
+            raise FailedPrecondition(
+                f"collection {collection!r} has extra fields {have}; the job must write exactly those"
+            )
         if model != self.model or dimensions != self.dimensions:
             raise FailedPrecondition(
                 f"collection {collection!r} holds {self.dimensions}-d vectors of model {self.model!r}; "
@@ -106,10 +164,34 @@ def require_binding(client: MilvusClient, collection: str) -> CollectionBinding:
     return binding
 
 
-def ensure_collection(client: MilvusClient, collection: str, binding: CollectionBinding) -> None:
+def int8_ranges(client: MilvusClient, collection: str, field: str) -> np.ndarray:
+    """The calibration ranges an int8 field was quantized with, as stored with the collection."""
+    props = client.describe_collection(collection).get("properties", {})
+    return np.asarray(json.loads(props[f"{_PROP}int8_ranges.{field}"]), dtype=np.float32)
+
+
+def _add_stored_field(schema: object, index: object, field: StoredField) -> None:
+    if field.precision == Precision.FLOAT32:
+        schema.add_field(field.name, DataType.FLOAT_VECTOR, dim=field.dimensions)  # type: ignore[attr-defined]
+        index.add_index(field_name=field.name, index_type="AUTOINDEX", metric_type="COSINE")  # type: ignore[attr-defined]
+    elif field.precision == Precision.BINARY:
+        words = (field.dimensions + 63) // 64
+        schema.add_field(field.name, DataType.ARRAY, element_type=DataType.INT64, max_capacity=words)  # type: ignore[attr-defined]
+    else:
+        schema.add_field(field.name, DataType.ARRAY, element_type=DataType.INT8, max_capacity=field.dimensions)  # type: ignore[attr-defined]
+
+
+def ensure_collection(
+    client: MilvusClient,
+    collection: str,
+    binding: CollectionBinding,
+    ranges: Mapping[str, np.ndarray] | None = None,
+) -> None:
     """Create the collection for this binding, or check that the existing one matches it.
 
-    Several workers may race to create it; the loser sees it exist and checks it instead.
+    ``ranges`` holds the int8 calibration ranges of each int8 field; they are stored with the
+    collection so that anyone reading the codes can dequantize them. Several workers may race to
+    create the collection; the loser sees it exist and checks it instead.
     """
     existing = read_binding(client, collection)
     if existing is None:
@@ -121,13 +203,22 @@ def ensure_collection(client: MilvusClient, collection: str, binding: Collection
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=binding.dimensions)
         index = client.prepare_index_params()
         index.add_index(field_name=VECTOR_FIELD, index_type="AUTOINDEX", metric_type="COSINE")
+        for field in binding.fields:
+            _add_stored_field(schema, index, field)
+        properties = binding.properties()
+        for name, value in (ranges or {}).items():
+            properties[f"{_PROP}int8_ranges.{name}"] = json.dumps(np.round(value, 6).tolist())
         try:
-            client.create_collection(collection, schema=schema, index_params=index, properties=binding.properties())
+            client.create_collection(collection, schema=schema, index_params=index, properties=properties)
             return
         except MilvusException:
             existing = read_binding(client, collection)
             if existing is None:
                 raise
     existing.check_compatible(
-        collection, model=binding.model, dimensions=binding.dimensions, version=binding.model_version
+        collection,
+        model=binding.model,
+        dimensions=binding.dimensions,
+        version=binding.model_version,
+        fields=binding.fields,
     )

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from embedfleet.domain import Document, EmbeddingOptions, InputType, JobKind, JobSnapshot, JobState, Precision
+from embedfleet.domain import (
+    Document,
+    EmbeddingOptions,
+    InputType,
+    JobKind,
+    JobSnapshot,
+    JobState,
+    Precision,
+    VectorField,
+)
 from embedfleet.gateway.service import EmbedResult, ModelStatus, SearchHit
 from embedfleet.jobstore import ChunkResultVectors, pack_vectors
 from embedfleet.registry import ModelRole
@@ -52,6 +61,12 @@ def options_to_pb(options: EmbeddingOptions) -> common_pb2.EmbeddingOptions:
         precision=_PRECISION_TO_PB[options.precision],
         input_type=_INPUT_TO_PB[options.input_type],
         normalize=options.normalize,
+    )
+
+
+def field_from_pb(pb: jobs_pb2.VectorField) -> VectorField:
+    return VectorField(
+        name=pb.name, dimensions=pb.dimensions, precision=_PRECISION_FROM_PB.get(pb.precision, Precision.FLOAT32)
     )
 
 

@@ -32,6 +32,7 @@ from embedfleet.domain import (
     JobSpec,
     JobState,
     Precision,
+    VectorField,
 )
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.ids import new_job_id
@@ -51,6 +52,7 @@ class JobRequest:
     source_path: str = ""
     chunk_size: int = 0
     display_name: str = ""
+    extra_fields: tuple[VectorField, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,17 +124,26 @@ class GatewayCore:
         spec.output_dimensions(options.dimensions)
         return spec, options.model_copy(update={"model": spec.name})
 
-    def _check_collection(self, collection: str, spec: ModelSpec, options: EmbeddingOptions) -> None:
+    def _check_collection(self, request: JobRequest, spec: ModelSpec, options: EmbeddingOptions) -> None:
+        collection = request.collection
         milvus.validate_collection_name(collection)
         if options.precision != Precision.FLOAT32:
-            raise errors.InvalidArgument("index jobs store float32 vectors; leave precision unset for them")
+            raise errors.InvalidArgument(
+                "an index job's main vector field is float32: leave precision unset, and add binary or int8 "
+                "representations as extra_fields"
+            )
+        fields = milvus.stored_fields(spec, request.extra_fields)
         try:
             binding = milvus.read_binding(self._milvus_client(), collection)
         except MilvusException as exc:
             raise errors.Unavailable(f"cannot reach Milvus at {self.settings.milvus_uri}: {exc.message}") from None
         if binding is not None:
             binding.check_compatible(
-                collection, model=spec.name, dimensions=spec.output_dimensions(options.dimensions), version=None
+                collection,
+                model=spec.name,
+                dimensions=spec.output_dimensions(options.dimensions),
+                version=None,
+                fields=fields,
             )
 
     def _server_corpus(self, path: str) -> Iterator[Document]:
@@ -155,7 +166,7 @@ class GatewayCore:
         """
         spec, options = self.resolve_options(request.embedding)
         if request.kind == JobKind.INDEX:
-            self._check_collection(request.collection, spec, options)
+            self._check_collection(request, spec, options)
         chunk_size = request.chunk_size or self.settings.default_chunk_size
         if chunk_size > self.settings.max_chunk_size:
             raise errors.InvalidArgument(f"chunk_size {chunk_size} exceeds the limit {self.settings.max_chunk_size}")
@@ -200,6 +211,7 @@ class GatewayCore:
             collection=request.collection,
             chunk_size=chunk_size,
             display_name=request.display_name,
+            extra_fields=request.extra_fields,
         )
         snapshot = self.store.create_job(job_id, job_spec, total=total, chunks=chunks)
         self._dispatch(job_id, list(range(chunks)))

@@ -41,6 +41,7 @@ def _split_submission(requests: Iterator[Any], kind: JobKind) -> tuple[JobReques
         source_path=config.source.path,
         chunk_size=config.chunk_size,
         display_name=config.display_name,
+        extra_fields=tuple(convert.field_from_pb(f) for f in getattr(config, "extra_fields", ())),
     )
 
     def documents() -> Iterator[Document]:

@@ -7,7 +7,7 @@ are split by estimated size to stay well under Milvus' 64 MB per-request limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from embedfleet import milvus
-from embedfleet.domain import Document
+from embedfleet.domain import Document, Precision
 from embedfleet.errors import Retryable
 from embedfleet.ids import primary_key
 
@@ -25,6 +25,16 @@ _ROW_OVERHEAD_BYTES = 64
 def _clip_utf8(text: str, max_bytes: int) -> str:
     raw = text.encode()
     return text if len(raw) <= max_bytes else raw[:max_bytes].decode(errors="ignore")
+
+
+def _column(field: milvus.StoredField, values: np.ndarray) -> list[list[Any]]:
+    """A representation as Milvus rows take it: float lists, int8 lists, or bits packed in int64 words."""
+    if field.precision == Precision.BINARY:
+        words = (values.shape[1] + 7) // 8
+        padded = np.zeros((values.shape[0], words * 8), dtype=np.uint8)
+        padded[:, : values.shape[1]] = values
+        return padded.view("<i8").tolist()
+    return values.tolist()
 
 
 def _batches(rows: list[dict[str, Any]], sizes: list[int], max_bytes: int) -> Iterator[list[dict[str, Any]]]:
@@ -47,16 +57,24 @@ class MilvusSink:
         self._ready: set[tuple[str, milvus.CollectionBinding]] = set()
 
     def write(
-        self, collection: str, binding: milvus.CollectionBinding, docs: Sequence[Document], vectors: np.ndarray
+        self,
+        collection: str,
+        binding: milvus.CollectionBinding,
+        docs: Sequence[Document],
+        vectors: np.ndarray,
+        extra: Mapping[str, np.ndarray] | None = None,
+        ranges: Mapping[str, np.ndarray] | None = None,
     ) -> int:
-        """Upsert one row per document; returns the rows written."""
+        """Upsert one row per document (with each extra representation); returns the rows written."""
+        extra = extra or {}
+        columns = {field.name: _column(field, extra[field.name]) for field in binding.fields}
         try:
             if (collection, binding) not in self._ready:
-                milvus.ensure_collection(self.client, collection, binding)
+                milvus.ensure_collection(self.client, collection, binding, ranges)
                 self._ready.add((collection, binding))
             rows: list[dict[str, Any]] = []
             sizes: list[int] = []
-            for doc, vector in zip(docs, vectors, strict=True):
+            for i, (doc, vector) in enumerate(zip(docs, vectors, strict=True)):
                 text = _clip_utf8(doc.text, milvus.MAX_STORED_TEXT_BYTES)
                 rows.append(
                     {
@@ -65,9 +83,11 @@ class MilvusSink:
                         milvus.TEXT_FIELD: text,
                         milvus.METADATA_FIELD: doc.metadata(),
                         milvus.VECTOR_FIELD: vector.tolist(),
+                        **{name: column[i] for name, column in columns.items()},
                     }
                 )
-                sizes.append(_ROW_OVERHEAD_BYTES + vector.nbytes * 3 + len(text) * 4 + len(doc.metadata_json) * 2)
+                vector_bytes = vector.nbytes + sum(extra[name][i].nbytes for name in columns)
+                sizes.append(_ROW_OVERHEAD_BYTES + vector_bytes * 3 + len(text) * 4 + len(doc.metadata_json) * 2)
             for batch in _batches(rows, sizes, self.max_batch_bytes):
                 self.client.upsert(collection, batch)
             return len(rows)

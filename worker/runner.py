@@ -15,7 +15,7 @@ from enum import StrEnum
 import numpy as np
 
 from embedfleet import milvus
-from embedfleet.domain import EmbeddingOptions, JobKind, Precision
+from embedfleet.domain import Document, EmbeddingOptions, JobKind, JobSpec, Precision
 from embedfleet.errors import EmbedfleetError, Retryable
 from embedfleet.jobstore import ChunkResultVectors, ChunkStart, JobStore, pack_vectors
 from embedfleet.registry import ModelRegistry
@@ -48,26 +48,36 @@ class RetryChunk(Exception):
 @dataclass(frozen=True)
 class EmbedOutput:
     vectors: np.ndarray
+    raw: np.ndarray  # the model's output before post-processing, for further representations
     truncated: int
     model: str
     version: str
 
 
+def represent(encoder: Encoder, raw: np.ndarray, options: EmbeddingOptions) -> np.ndarray:
+    """Model output -> the representation ``options`` ask for (the one post-processing path)."""
+    return postprocess(
+        raw,
+        dimensions=encoder.spec.output_dimensions(options.dimensions),
+        normalize=options.normalize,
+        precision=options.precision,
+        int8_ranges=int8_ranges(encoder, options),
+    )
+
+
 def embed_texts(encoder: Encoder, texts: list[str], options: EmbeddingOptions) -> EmbedOutput:
     """Encode and post-process: the one path from text to the vectors a user gets or stores."""
     encoded = encoder.encode(texts, options.input_type)
-    spec = encoder.spec
-    vectors = postprocess(
-        encoded.vectors,
-        dimensions=spec.output_dimensions(options.dimensions),
-        normalize=options.normalize,
-        precision=options.precision,
-        int8_ranges=_int8_ranges(encoder, options),
+    return EmbedOutput(
+        vectors=represent(encoder, encoded.vectors, options),
+        raw=encoded.vectors,
+        truncated=encoded.truncated,
+        model=encoder.spec.name,
+        version=encoder.version,
     )
-    return EmbedOutput(vectors=vectors, truncated=encoded.truncated, model=spec.name, version=encoder.version)
 
 
-def _int8_ranges(encoder: Encoder, options: EmbeddingOptions) -> np.ndarray | None:
+def int8_ranges(encoder: Encoder, options: EmbeddingOptions) -> np.ndarray | None:
     """Per-dimension [min, max] of the model's fixed calibration texts, post-processed exactly like
     the request (same prefix, same normalization), so every int8 vector of a model is on one scale."""
     if options.precision != Precision.INT8:
@@ -121,8 +131,7 @@ class ChunkRunner:
             encoder = self.host.get(self.registry.resolve(snap.spec.embedding.model))
             out = embed_texts(encoder, [d.text for d in docs], snap.spec.embedding)
             if snap.spec.kind == JobKind.INDEX:
-                binding = milvus.CollectionBinding(out.model, out.version, int(out.vectors.shape[1]))
-                self._sink().write(snap.spec.collection, binding, docs, out.vectors)
+                self._write_index(snap.spec, encoder, docs, out)
             else:
                 self.store.put_chunk_output(
                     job_id,
@@ -146,6 +155,19 @@ class ChunkRunner:
             return self._fail(job_id, chunk, count, f"{type(exc).__name__}: {exc}")
         self.store.finish_chunk(job_id, chunk, done=len(docs), failed=0, truncated=out.truncated)
         return ChunkOutcome(ChunkStatus.DONE, documents=len(docs))
+
+    def _write_index(self, spec: JobSpec, encoder: Encoder, docs: list[Document], out: EmbedOutput) -> None:
+        """Upsert the main vectors and every extra representation of the same forward pass."""
+        fields = milvus.stored_fields(encoder.spec, spec.extra_fields)
+        extra: dict[str, np.ndarray] = {}
+        ranges: dict[str, np.ndarray] = {}
+        for field in fields:
+            options = spec.embedding.model_copy(update={"dimensions": field.dimensions, "precision": field.precision})
+            extra[field.name] = represent(encoder, out.raw, options)
+            if field.precision == Precision.INT8:
+                ranges[field.name] = int8_ranges(encoder, options)  # type: ignore[assignment]
+        binding = milvus.CollectionBinding(out.model, out.version, int(out.vectors.shape[1]), fields)
+        self._sink().write(spec.collection, binding, docs, out.vectors, extra, ranges)
 
     def _fail(self, job_id: str, chunk: int, count: int, message: str) -> ChunkOutcome:
         self.store.finish_chunk(job_id, chunk, done=0, failed=count, truncated=0, error=message)

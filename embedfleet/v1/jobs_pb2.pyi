@@ -25,6 +25,8 @@ class JobKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_KIND_UNSPECIFIED: _ClassVar[JobKind]
     JOB_KIND_INDEX: _ClassVar[JobKind]
     JOB_KIND_EMBED: _ClassVar[JobKind]
+    JOB_KIND_DISTILL: _ClassVar[JobKind]
+    JOB_KIND_EVALUATE: _ClassVar[JobKind]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -34,6 +36,8 @@ JOB_STATE_CANCELLED: JobState
 JOB_KIND_UNSPECIFIED: JobKind
 JOB_KIND_INDEX: JobKind
 JOB_KIND_EMBED: JobKind
+JOB_KIND_DISTILL: JobKind
+JOB_KIND_EVALUATE: JobKind
 
 class CorpusSource(_message.Message):
     __slots__ = ("path",)
@@ -41,19 +45,31 @@ class CorpusSource(_message.Message):
     path: str
     def __init__(self, path: _Optional[str] = ...) -> None: ...
 
+class VectorField(_message.Message):
+    __slots__ = ("name", "dimensions", "precision")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dimensions: int
+    precision: _common_pb2.Precision
+    def __init__(self, name: _Optional[str] = ..., dimensions: _Optional[int] = ..., precision: _Optional[_Union[_common_pb2.Precision, str]] = ...) -> None: ...
+
 class IndexJobConfig(_message.Message):
-    __slots__ = ("collection", "embedding", "source", "chunk_size", "display_name")
+    __slots__ = ("collection", "embedding", "source", "chunk_size", "display_name", "extra_fields")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELDS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     embedding: _common_pb2.EmbeddingOptions
     source: CorpusSource
     chunk_size: int
     display_name: str
-    def __init__(self, collection: _Optional[str] = ..., embedding: _Optional[_Union[_common_pb2.EmbeddingOptions, _Mapping]] = ..., source: _Optional[_Union[CorpusSource, _Mapping]] = ..., chunk_size: _Optional[int] = ..., display_name: _Optional[str] = ...) -> None: ...
+    extra_fields: _containers.RepeatedCompositeFieldContainer[VectorField]
+    def __init__(self, collection: _Optional[str] = ..., embedding: _Optional[_Union[_common_pb2.EmbeddingOptions, _Mapping]] = ..., source: _Optional[_Union[CorpusSource, _Mapping]] = ..., chunk_size: _Optional[int] = ..., display_name: _Optional[str] = ..., extra_fields: _Optional[_Iterable[_Union[VectorField, _Mapping]]] = ...) -> None: ...
 
 class SubmitIndexJobRequest(_message.Message):
     __slots__ = ("config", "documents")
@@ -124,7 +140,21 @@ class ChunkFailure(_message.Message):
     def __init__(self, chunk_index: _Optional[int] = ..., first_document: _Optional[int] = ..., document_count: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "kind", "state", "display_name", "model", "collection", "embedding", "progress", "docs_per_second", "eta_seconds", "created_at", "started_at", "finished_at", "error", "failed_chunks")
+    __slots__ = ("id", "kind", "state", "display_name", "model", "collection", "embedding", "progress", "docs_per_second", "eta_seconds", "created_at", "started_at", "finished_at", "error", "failed_chunks", "metrics", "outputs")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class OutputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +170,8 @@ class Job(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FAILED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: JobKind
     state: JobState
@@ -155,7 +187,77 @@ class Job(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     error: str
     failed_chunks: _containers.RepeatedCompositeFieldContainer[ChunkFailure]
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., collection: _Optional[str] = ..., embedding: _Optional[_Union[_common_pb2.EmbeddingOptions, _Mapping]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., docs_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., failed_chunks: _Optional[_Iterable[_Union[ChunkFailure, _Mapping]]] = ...) -> None: ...
+    metrics: _containers.ScalarMap[str, float]
+    outputs: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[JobKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., collection: _Optional[str] = ..., embedding: _Optional[_Union[_common_pb2.EmbeddingOptions, _Mapping]] = ..., progress: _Optional[_Union[JobProgress, _Mapping]] = ..., docs_per_second: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., failed_chunks: _Optional[_Iterable[_Union[ChunkFailure, _Mapping]]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., outputs: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class DistillJobConfig(_message.Message):
+    __slots__ = ("teacher", "student_name", "keep_layers", "init_model", "source", "texts", "max_steps", "batch_size", "learning_rate", "matryoshka_dimensions", "min_quality_fraction", "eval_limit", "display_name")
+    TEACHER_FIELD_NUMBER: _ClassVar[int]
+    STUDENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    KEEP_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    INIT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    MATRYOSHKA_DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    MIN_QUALITY_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    EVAL_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    teacher: str
+    student_name: str
+    keep_layers: int
+    init_model: str
+    source: CorpusSource
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    max_steps: int
+    batch_size: int
+    learning_rate: float
+    matryoshka_dimensions: _containers.RepeatedScalarFieldContainer[int]
+    min_quality_fraction: float
+    eval_limit: int
+    display_name: str
+    def __init__(self, teacher: _Optional[str] = ..., student_name: _Optional[str] = ..., keep_layers: _Optional[int] = ..., init_model: _Optional[str] = ..., source: _Optional[_Union[CorpusSource, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., matryoshka_dimensions: _Optional[_Iterable[int]] = ..., min_quality_fraction: _Optional[float] = ..., eval_limit: _Optional[int] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class SubmitDistillJobRequest(_message.Message):
+    __slots__ = ("config",)
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    config: DistillJobConfig
+    def __init__(self, config: _Optional[_Union[DistillJobConfig, _Mapping]] = ...) -> None: ...
+
+class SubmitDistillJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class EvaluateJobConfig(_message.Message):
+    __slots__ = ("model", "dimensions", "teacher", "eval_limit", "display_name")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    TEACHER_FIELD_NUMBER: _ClassVar[int]
+    EVAL_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    dimensions: _containers.RepeatedScalarFieldContainer[int]
+    teacher: str
+    eval_limit: int
+    display_name: str
+    def __init__(self, model: _Optional[str] = ..., dimensions: _Optional[_Iterable[int]] = ..., teacher: _Optional[str] = ..., eval_limit: _Optional[int] = ..., display_name: _Optional[str] = ...) -> None: ...
+
+class SubmitEvaluateJobRequest(_message.Message):
+    __slots__ = ("config",)
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    config: EvaluateJobConfig
+    def __init__(self, config: _Optional[_Union[EvaluateJobConfig, _Mapping]] = ...) -> None: ...
+
+class SubmitEvaluateJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)

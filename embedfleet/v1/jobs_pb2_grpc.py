@@ -70,6 +70,16 @@ class JobServiceStub:
                 request_serializer=embedfleet_dot_v1_dot_jobs__pb2.StreamJobResultsRequest.SerializeToString,
                 response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.StreamJobResultsResponse.FromString,
                 _registered_method=True)
+        self.SubmitDistillJob = channel.unary_unary(
+                '/embedfleet.v1.JobService/SubmitDistillJob',
+                request_serializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitDistillJobRequest.SerializeToString,
+                response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitDistillJobResponse.FromString,
+                _registered_method=True)
+        self.SubmitEvaluateJob = channel.unary_unary(
+                '/embedfleet.v1.JobService/SubmitEvaluateJob',
+                request_serializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitEvaluateJobRequest.SerializeToString,
+                response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitEvaluateJobResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -126,6 +136,20 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitDistillJob(self, request, context):
+        """Distil a student from a teacher on a worker; the job's outputs name the registered model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitEvaluateJob(self, request, context):
+        """Evaluate a model (and each of its Matryoshka dimensions) on the labelled data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +187,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.StreamJobResults,
                     request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.StreamJobResultsRequest.FromString,
                     response_serializer=embedfleet_dot_v1_dot_jobs__pb2.StreamJobResultsResponse.SerializeToString,
+            ),
+            'SubmitDistillJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitDistillJob,
+                    request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitDistillJobRequest.FromString,
+                    response_serializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitDistillJobResponse.SerializeToString,
+            ),
+            'SubmitEvaluateJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitEvaluateJob,
+                    request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitEvaluateJobRequest.FromString,
+                    response_serializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitEvaluateJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +389,60 @@ class JobService:
             '/embedfleet.v1.JobService/StreamJobResults',
             embedfleet_dot_v1_dot_jobs__pb2.StreamJobResultsRequest.SerializeToString,
             embedfleet_dot_v1_dot_jobs__pb2.StreamJobResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitDistillJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedfleet.v1.JobService/SubmitDistillJob',
+            embedfleet_dot_v1_dot_jobs__pb2.SubmitDistillJobRequest.SerializeToString,
+            embedfleet_dot_v1_dot_jobs__pb2.SubmitDistillJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitEvaluateJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedfleet.v1.JobService/SubmitEvaluateJob',
+            embedfleet_dot_v1_dot_jobs__pb2.SubmitEvaluateJobRequest.SerializeToString,
+            embedfleet_dot_v1_dot_jobs__pb2.SubmitEvaluateJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

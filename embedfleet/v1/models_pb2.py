@@ -24,21 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65mbedfleet/v1/models.proto\x12\rembedfleet.v1\"\x82\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04role\x18\x02 \x01(\x0e\x32\x18.embedfleet.v1.ModelRole\x12\x12\n\ndimensions\x18\x03 \x01(\r\x12\x1d\n\x15matryoshka_dimensions\x18\x04 \x03(\r\x12\x16\n\x0emax_seq_length\x18\x05 \x01(\r\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x12\x14\n\x0cquery_prompt\x18\x08 \x01(\t\x12\x17\n\x0f\x64ocument_prompt\x18\t \x01(\t\x12\x12\n\nis_default\x18\n \x01(\x08\x12\x0f\n\x07workers\x18\x0b \x01(\r\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.embedfleet.v1.ModelInfo*k\n\tModelRole\x12\x1a\n\x16MODEL_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12MODEL_ROLE_TEACHER\x10\x01\x12\x16\n\x12MODEL_ROLE_STUDENT\x10\x02\x12\x12\n\x0eMODEL_ROLE_MRL\x10\x03\x32\x61\n\x0cModelService\x12Q\n\nListModels\x12 .embedfleet.v1.ListModelsRequest\x1a!.embedfleet.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65mbedfleet/v1/models.proto\x12\rembedfleet.v1\"\xfa\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04role\x18\x02 \x01(\x0e\x32\x18.embedfleet.v1.ModelRole\x12\x12\n\ndimensions\x18\x03 \x01(\r\x12\x1d\n\x15matryoshka_dimensions\x18\x04 \x03(\r\x12\x16\n\x0emax_seq_length\x18\x05 \x01(\r\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x12\x14\n\x0cquery_prompt\x18\x08 \x01(\t\x12\x17\n\x0f\x64ocument_prompt\x18\t \x01(\t\x12\x12\n\nis_default\x18\n \x01(\x08\x12\x0f\n\x07workers\x18\x0b \x01(\r\x12\x0e\n\x06origin\x18\x0c \x01(\t\x12\x36\n\x07metrics\x18\r \x03(\x0b\x32%.embedfleet.v1.ModelInfo.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.embedfleet.v1.ModelInfo*k\n\tModelRole\x12\x1a\n\x16MODEL_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12MODEL_ROLE_TEACHER\x10\x01\x12\x16\n\x12MODEL_ROLE_STUDENT\x10\x02\x12\x12\n\x0eMODEL_ROLE_MRL\x10\x03\x32\x61\n\x0cModelService\x12Q\n\nListModels\x12 .embedfleet.v1.ListModelsRequest\x1a!.embedfleet.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'embedfleet.v1.models_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELROLE']._serialized_start=391
-  _globals['_MODELROLE']._serialized_end=498
+  _globals['_MODELINFO_METRICSENTRY']._loaded_options = None
+  _globals['_MODELINFO_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_MODELROLE']._serialized_start=511
+  _globals['_MODELROLE']._serialized_end=618
   _globals['_MODELINFO']._serialized_start=46
-  _globals['_MODELINFO']._serialized_end=304
-  _globals['_LISTMODELSREQUEST']._serialized_start=306
-  _globals['_LISTMODELSREQUEST']._serialized_end=325
-  _globals['_LISTMODELSRESPONSE']._serialized_start=327
-  _globals['_LISTMODELSRESPONSE']._serialized_end=389
-  _globals['_MODELSERVICE']._serialized_start=500
-  _globals['_MODELSERVICE']._serialized_end=597
+  _globals['_MODELINFO']._serialized_end=424
+  _globals['_MODELINFO_METRICSENTRY']._serialized_start=378
+  _globals['_MODELINFO_METRICSENTRY']._serialized_end=424
+  _globals['_LISTMODELSREQUEST']._serialized_start=426
+  _globals['_LISTMODELSREQUEST']._serialized_end=445
+  _globals['_LISTMODELSRESPONSE']._serialized_start=447
+  _globals['_LISTMODELSRESPONSE']._serialized_end=509
+  _globals['_MODELSERVICE']._serialized_start=620
+  _globals['_MODELSERVICE']._serialized_end=717
 # @@protoc_insertion_point(module_scope)

@@ -19,7 +19,14 @@ MODEL_ROLE_STUDENT: ModelRole
 MODEL_ROLE_MRL: ModelRole
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "role", "dimensions", "matryoshka_dimensions", "max_seq_length", "version", "backend", "query_prompt", "document_prompt", "is_default", "workers")
+    __slots__ = ("name", "role", "dimensions", "matryoshka_dimensions", "max_seq_length", "version", "backend", "query_prompt", "document_prompt", "is_default", "workers", "origin", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +38,8 @@ class ModelInfo(_message.Message):
     DOCUMENT_PROMPT_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     name: str
     role: ModelRole
     dimensions: int
@@ -42,7 +51,9 @@ class ModelInfo(_message.Message):
     document_prompt: str
     is_default: bool
     workers: int
-    def __init__(self, name: _Optional[str] = ..., role: _Optional[_Union[ModelRole, str]] = ..., dimensions: _Optional[int] = ..., matryoshka_dimensions: _Optional[_Iterable[int]] = ..., max_seq_length: _Optional[int] = ..., version: _Optional[str] = ..., backend: _Optional[str] = ..., query_prompt: _Optional[str] = ..., document_prompt: _Optional[str] = ..., is_default: _Optional[bool] = ..., workers: _Optional[int] = ...) -> None: ...
+    origin: str
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[_Union[ModelRole, str]] = ..., dimensions: _Optional[int] = ..., matryoshka_dimensions: _Optional[_Iterable[int]] = ..., max_seq_length: _Optional[int] = ..., version: _Optional[str] = ..., backend: _Optional[str] = ..., query_prompt: _Optional[str] = ..., document_prompt: _Optional[str] = ..., is_default: _Optional[bool] = ..., workers: _Optional[int] = ..., origin: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

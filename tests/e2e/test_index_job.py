@@ -72,3 +72,21 @@ def test_server_side_corpus_and_truncation(client: EmbedfleetClient, cluster: Lo
     path.write_text(json.dumps({"id": "long", "text": long_text}) + "\n" + json.dumps({"id": "short", "text": "hi"}))
     job = client.wait(client.submit_index(None, f"e2e_{uuid.uuid4().hex[:8]}", server_path=str(path)).id)
     assert (job.state, job.done, job.truncated) == (JobState.SUCCEEDED, 2, 1)
+
+
+def test_extra_representations_through_the_api(client: EmbedfleetClient, cluster: LocalCluster) -> None:
+    collection = f"e2e_{uuid.uuid4().hex[:8]}"
+    docs = [{"id": f"x{i}", "text": f"representation test sentence {i}"} for i in range(20)]
+    fields = [{"name": "bits", "precision": "binary"}, {"name": "codes", "precision": "int8"}]
+    job = client.index(docs, collection, extra_fields=fields)
+    assert job.state == JobState.SUCCEEDED, job.error
+    row = milvus.connect(cluster.milvus_uri).query(collection, filter='doc_id == "x1"', output_fields=["bits", "codes"])
+    assert len(row[0]["bits"]) == 6 and len(row[0]["codes"]) == 384  # 384 bits in six int64 words
+    with pytest.raises(grpc.RpcError) as err:
+        client.submit_index(docs, collection)  # the collection carries bits and codes: a job must write them
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "must write exactly those" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        client.submit_index(docs, collection, extra_fields=[{"name": "v128", "dimensions": 128}, *fields])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cannot output 128 dimensions" in err.value.details()

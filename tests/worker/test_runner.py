@@ -9,8 +9,8 @@ import pytest
 from fakes import FAKE_SPEC, HashEncoder
 
 from embedfleet import milvus
-from embedfleet.domain import Document, EmbeddingOptions, JobKind, JobSpec, JobState, Precision
-from embedfleet.errors import FailedPrecondition, Retryable
+from embedfleet.domain import Document, EmbeddingOptions, JobKind, JobSpec, JobState, Precision, VectorField
+from embedfleet.errors import FailedPrecondition, InvalidArgument, Retryable
 from embedfleet.jobstore import JobStore
 from embedfleet.local import LocalCluster
 from embedfleet.registry import ModelRegistry
@@ -149,3 +149,44 @@ def test_embed_request_replies_with_errors(store: JobStore, milvus_client) -> No
     header, _ = store.wait_reply("bad", 1)  # type: ignore[misc]
     assert header["error"] == "NotFound" and "unknown model 'nope'" in header["message"]
     runner.embed_request("expired")  # a request the caller withdrew is ignored
+
+
+def test_index_writes_extra_representations_of_one_pass(store: JobStore, milvus_client) -> None:  # type: ignore[no-untyped-def]
+    collection = f"t_{uuid.uuid4().hex[:10]}"
+    fields = (
+        VectorField(name="v8", dimensions=8),
+        VectorField(name="bits", precision=Precision.BINARY),
+        VectorField(name="codes", dimensions=4, precision=Precision.INT8),
+    )
+    docs = _docs(6)
+    job_id = _submit(store, JobKind.INDEX, docs, chunk_size=6, collection=collection, extra_fields=fields)
+    encoder = HashEncoder()
+    assert _runner(store, encoder, milvus_client).run_chunk(job_id, 0).status == ChunkStatus.DONE
+    row = milvus_client.query(collection, filter='doc_id == "d3"', output_fields=["vector", "v8", "bits", "codes"])[0]
+    raw = encoder.encode([docs[3].text], EmbeddingOptions().input_type).vectors[0]
+    full = raw / np.linalg.norm(raw)
+    assert np.allclose(row["vector"], full, atol=1e-5)
+    assert np.allclose(row["v8"], full[:8] / np.linalg.norm(full[:8]), atol=1e-5)
+    bits = np.frombuffer(np.asarray(row["bits"], dtype="<i8").tobytes(), dtype=np.uint8)[:2]
+    assert np.array_equal(np.unpackbits(bits), (full > 0).astype(np.uint8))
+    assert len(row["codes"]) == 4
+    ranges = milvus.int8_ranges(milvus_client, collection, "codes")
+    assert ranges.shape == (2, 4) and np.all(ranges[0] < ranges[1])
+    binding = milvus.read_binding(milvus_client, collection)
+    assert binding is not None and {f.name for f in binding.fields} == {"v8", "bits", "codes"}
+    # A job that writes other fields into this collection is refused before it writes anything.
+    other = _submit(store, JobKind.INDEX, docs, chunk_size=6, collection=collection)
+    outcome = _runner(store, HashEncoder(), milvus_client).run_chunk(other, 0)
+    assert outcome.status == ChunkStatus.FAILED and "must write exactly those" in outcome.reason
+    milvus_client.drop_collection(collection)
+
+
+def test_extra_field_validation() -> None:
+    with pytest.raises(InvalidArgument, match="invalid"):
+        milvus.stored_fields(FAKE_SPEC, [VectorField(name="vector")])
+    with pytest.raises(InvalidArgument, match="float16 fields are not supported"):
+        milvus.stored_fields(FAKE_SPEC, [VectorField(name="h", precision=Precision.FLOAT16)])
+    with pytest.raises(InvalidArgument, match="named twice"):
+        milvus.stored_fields(FAKE_SPEC, [VectorField(name="a"), VectorField(name="a", dimensions=4)])
+    with pytest.raises(InvalidArgument, match="cannot output 5 dimensions"):
+        milvus.stored_fields(FAKE_SPEC, [VectorField(name="a", dimensions=5)])
