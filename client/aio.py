@@ -109,6 +109,14 @@ class AsyncEmbedfleetClient:
             writer.write(first, ids, vectors)
         return writer.close()
 
+    async def submit_distill(self, student_name: str, texts: Iterable[str] = (), **kwargs: Any) -> Job:
+        request = rq.distill_request(student_name, texts, **kwargs)
+        return Job.from_pb((await self.jobs.SubmitDistillJob(request, timeout=self.timeout)).job)
+
+    async def submit_evaluate(self, model: str, **kwargs: Any) -> Job:
+        request = rq.evaluate_request(model, **kwargs)
+        return Job.from_pb((await self.jobs.SubmitEvaluateJob(request, timeout=self.timeout)).job)
+
     async def get_job(self, job_id: str) -> Job:
         response = await self.jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout)
         return Job.from_pb(response.job)

@@ -130,3 +130,48 @@ def embed_stream(
     )
     documents = iter_documents(corpus) if corpus is not None else iter(())
     return RequestStream(jobs_pb2.SubmitEmbedJobRequest(config=config), documents, jobs_pb2.SubmitEmbedJobRequest)
+
+
+def distill_request(
+    student_name: str,
+    texts: Iterable[str] = (),
+    *,
+    teacher: str = "",
+    keep_layers: int = 0,
+    init_model: str = "",
+    server_path: str = "",
+    max_steps: int = 0,
+    batch_size: int = 0,
+    learning_rate: float = 0.0,
+    matryoshka_dimensions: Iterable[int] = (),
+    min_quality_fraction: float = 0.0,
+    eval_limit: int = 0,
+    display_name: str = "",
+) -> jobs_pb2.SubmitDistillJobRequest:
+    return jobs_pb2.SubmitDistillJobRequest(
+        config=jobs_pb2.DistillJobConfig(
+            teacher=teacher,
+            student_name=student_name,
+            keep_layers=keep_layers,
+            init_model=init_model,
+            source=jobs_pb2.CorpusSource(path=server_path),
+            texts=list(texts),
+            max_steps=max_steps,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            matryoshka_dimensions=list(matryoshka_dimensions),
+            min_quality_fraction=min_quality_fraction,
+            eval_limit=eval_limit,
+            display_name=display_name,
+        )
+    )
+
+
+def evaluate_request(
+    model: str, *, dimensions: Iterable[int] = (), teacher: str = "", eval_limit: int = 0, display_name: str = ""
+) -> jobs_pb2.SubmitEvaluateJobRequest:
+    return jobs_pb2.SubmitEvaluateJobRequest(
+        config=jobs_pb2.EvaluateJobConfig(
+            model=model, dimensions=list(dimensions), teacher=teacher, eval_limit=eval_limit, display_name=display_name
+        )
+    )

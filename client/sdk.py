@@ -137,6 +137,17 @@ class EmbedfleetClient:
             writer.write(first, ids, vectors)
         return writer.close()
 
+    def submit_distill(self, student_name: str, texts: Iterable[str] = (), **kwargs: Any) -> Job:
+        """Queue a distillation job (see ``requests.distill_request`` for the options); its outputs
+        name the registered student version and whether it passed the quality gate."""
+        request = rq.distill_request(student_name, texts, **kwargs)
+        return Job.from_pb(self.jobs.SubmitDistillJob(request, timeout=self.timeout).job)
+
+    def submit_evaluate(self, model: str, **kwargs: Any) -> Job:
+        """Queue an evaluation job; its metrics hold the scores when it succeeds."""
+        request = rq.evaluate_request(model, **kwargs)
+        return Job.from_pb(self.jobs.SubmitEvaluateJob(request, timeout=self.timeout).job)
+
     # -- following ----------------------------------------------------------------------------
     def get_job(self, job_id: str) -> Job:
         return Job.from_pb(self.jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout).job)

@@ -52,6 +52,8 @@ class Job:
     eta_seconds: float
     error: str
     failed_chunks: list[FailedChunk] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -78,6 +80,8 @@ class Job:
             failed_chunks=[
                 FailedChunk(f.chunk_index, f.first_document, f.document_count, f.message) for f in pb.failed_chunks
             ],
+            metrics=dict(pb.metrics),
+            outputs=dict(pb.outputs),
         )
 
 
@@ -113,6 +117,8 @@ class ModelInfo:
     backend: str
     is_default: bool
     workers: int
+    origin: str = "config"
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_pb(cls, pb: models_pb2.ModelInfo) -> ModelInfo:
@@ -126,6 +132,8 @@ class ModelInfo:
             backend=pb.backend,
             is_default=pb.is_default,
             workers=pb.workers,
+            origin=pb.origin,
+            metrics=dict(pb.metrics),
         )
 
 

@@ -81,7 +81,7 @@ def _block_until_signal() -> None:
 @main.command()
 @click.option("--port", default=50051, show_default=True, help="Gateway port (0 picks a free one).")
 @click.option("--milvus-port", default=19530, show_default=True)
-@click.option("--workers", default=1, show_default=True, help="Celery worker processes.")
+@click.option("--workers", default=1, show_default=True, help="Celery worker processes (or Ray actors).")
 @click.option("--backend", type=click.Choice(["celery", "ray"]), default="celery", show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".embedfleet"), show_default=True)
 @click.option("--redis-url", envvar="REDIS_URL", default="redis://127.0.0.1:6379/0", show_default=True)
@@ -101,7 +101,7 @@ def up(port: int, milvus_port: int, workers: int, backend: str, data_dir: Path, 
     with cluster:
         err_console.print(
             f"embedfleet is up: gateway {cluster.gateway_address}, Milvus {cluster.milvus_uri}, "
-            f"{workers if backend == 'celery' else 'Ray'} worker(s). Logs in {data_dir / 'logs'}. "
+            f"{workers} {'Celery worker' if backend == 'celery' else 'Ray actor'}(s). Logs in {data_dir / 'logs'}. "
             "Ctrl-C stops everything."
         )
         _block_until_signal()
@@ -319,7 +319,7 @@ def jobs_cancel(ctx: click.Context, job_id: str) -> None:
 @_fail_cleanly
 def models(ctx: click.Context) -> None:
     """The registered models and how many workers host each."""
-    table = Table("name", "role", "dims", "mrl dims", "max tokens", "version", "workers", "default")
+    table = Table("name", "role", "dims", "mrl dims", "max tokens", "version", "origin", "workers", "default")
     with _client(ctx) as client:
         for m in client.list_models():
             table.add_row(
@@ -329,10 +329,94 @@ def models(ctx: click.Context) -> None:
                 ",".join(map(str, m.matryoshka_dimensions)) or "-",
                 str(m.max_seq_length),
                 m.version[:23],
+                m.origin,
                 str(m.workers),
                 "yes" if m.is_default else "",
             )
     console.print(table)
+
+
+def _int_list(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+def _show_metrics(job: Any) -> None:
+    table = Table("metric", "value", title=f"{job.kind} job {job.id[:8]}", title_justify="left")
+    for name, value in sorted(job.metrics.items()):
+        table.add_row(name, f"{value:.4f}")
+    console.print(table)
+    for name, value in sorted(job.outputs.items()):
+        console.print(f"{name}: {value}")
+
+
+@main.command()
+@click.argument("student")
+@click.option("--texts", "texts_path", default=None, help="Training texts: a local JSONL/Parquet corpus (its text).")
+@click.option("--server-path", default="", help="Training texts: a corpus file on the gateway instead.")
+@click.option("--teacher", default="", help="Teacher model name or role (default: the 'teacher' role).")
+@click.option("--keep-layers", default=0, show_default=True, help="Transformer layers the student keeps (0 = half).")
+@click.option("--steps", default=0, show_default=True, help="Optimizer steps (0 = one pass over the texts).")
+@click.option("--batch-size", default=0, help="Texts per step (0 = 32).")
+@click.option("--learning-rate", default=0.0, help="0 = 1e-4.")
+@click.option("--mrl-dims", default="", help="Comma-separated Matryoshka dimensions, e.g. 128,64.")
+@click.option("--min-quality", default=0.0, help="Gate: fraction of the teacher's quality to keep (0 = 0.95).")
+@click.option("--eval-limit", default=0, help="Evaluation queries for the gate (0 = server default).")
+@click.pass_context
+@_fail_cleanly
+def distill(
+    ctx: click.Context,
+    student: str,
+    texts_path: str | None,
+    server_path: str,
+    teacher: str,
+    keep_layers: int,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    mrl_dims: str,
+    min_quality: float,
+    eval_limit: int,
+) -> None:
+    """Distil STUDENT from a teacher on a worker; promote it if it passes the quality gate."""
+    from embedfleet.client.requests import iter_documents
+
+    texts = [d.text for d in iter_documents(texts_path)] if texts_path else []
+    with _client(ctx) as client:
+        job = client.submit_distill(
+            student,
+            texts,
+            teacher=teacher,
+            keep_layers=keep_layers,
+            server_path=server_path,
+            max_steps=steps,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            matryoshka_dimensions=_int_list(mrl_dims),
+            min_quality_fraction=min_quality,
+            eval_limit=eval_limit,
+        )
+        final = client.wait(job.id, progress=True)
+        _show_metrics(final)
+        _exit_for(final)
+
+
+@main.command("eval")
+@click.argument("model")
+@click.option("--dims", default="", help="Comma-separated Matryoshka dimensions (default: all the model lists).")
+@click.option("--teacher", default="", help="Also measure agreement with this model.")
+@click.option("--eval-limit", default=0, help="Evaluation queries (0 = server default).")
+@click.pass_context
+@_fail_cleanly
+def eval_command(ctx: click.Context, model: str, dims: str, teacher: str, eval_limit: int) -> None:
+    """Score MODEL on the labelled data: Spearman vs humans, recall@10 and nDCG@10, per dimension."""
+    with _client(ctx) as client:
+        job = client.submit_evaluate(model, dimensions=_int_list(dims), teacher=teacher, eval_limit=eval_limit)
+        final = client.wait(job.id, progress=True)
+        _show_metrics(final)
+        _exit_for(final)
 
 
 def _print_hits(query: str, hits: list[Any]) -> None:

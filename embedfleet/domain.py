@@ -30,6 +30,8 @@ class JobState(StrEnum):
 class JobKind(StrEnum):
     INDEX = "index"
     EMBED = "embed"
+    DISTILL = "distill"
+    EVALUATE = "evaluate"
 
 
 class InputType(StrEnum):
@@ -79,6 +81,30 @@ class Document(BaseModel):
         return json.loads(self.metadata_json) if self.metadata_json else {}
 
 
+class DistillParams(BaseModel):
+    """A distillation job's settings, resolved at submission (model names, not roles)."""
+
+    teacher: str
+    student_name: str
+    keep_layers: int
+    init_model: str = ""
+    steps: int
+    batch_size: int
+    learning_rate: float
+    matryoshka_dimensions: tuple[int, ...] = ()
+    min_quality_fraction: float
+    eval_limit: int
+
+
+class EvaluateParams(BaseModel):
+    """An evaluation job's settings, resolved at submission."""
+
+    model: str
+    dimensions: tuple[int, ...] = ()
+    teacher: str = ""
+    eval_limit: int
+
+
 class JobSpec(BaseModel):
     """What a job does, fixed at submission. ``embedding.model`` is the resolved registry name."""
 
@@ -88,6 +114,8 @@ class JobSpec(BaseModel):
     chunk_size: int
     display_name: str = ""
     extra_fields: tuple[VectorField, ...] = ()
+    distill: DistillParams | None = None
+    evaluate: EvaluateParams | None = None
 
 
 class ChunkFailure(BaseModel):
@@ -114,6 +142,8 @@ class JobSnapshot(BaseModel):
     finished_at: float | None = None
     error: str = ""
     failed_chunks: list[ChunkFailure] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    outputs: dict[str, str] = Field(default_factory=dict)
 
     def docs_per_second(self, now: float | None = None) -> float:
         if self.started_at is None:

@@ -134,6 +134,12 @@ class JobStore:
     def _failures_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:failures"
 
+    def _metrics_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:metrics"
+
+    def _outputs_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:outputs"
+
     def events_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:events"
 
@@ -220,7 +226,9 @@ class JobStore:
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(self.job_key(job_id))
         pipe.hgetall(self._failures_key(job_id))
-        raw, failures = pipe.execute()
+        pipe.hgetall(self._metrics_key(job_id))
+        pipe.hgetall(self._outputs_key(job_id))
+        raw, failures, metrics, outputs = pipe.execute()
         if not raw:
             raise NotFound(f"job {job_id!r} does not exist (or expired)")
         fields = {k.decode(): v.decode() for k, v in raw.items()}
@@ -238,6 +246,8 @@ class JobStore:
             started_at=float(fields["started_at"]) if "started_at" in fields else None,
             finished_at=float(fields["finished_at"]) if "finished_at" in fields else None,
             error=fields.get("error", ""),
+            metrics={k.decode(): float(v) for k, v in metrics.items()},
+            outputs={k.decode(): v.decode() for k, v in outputs.items()},
         )
         for idx_raw, message in sorted(failures.items(), key=lambda kv: int(kv[0])):
             idx = int(idx_raw)
@@ -323,6 +333,26 @@ class JobStore:
         pipe.expire(self._failures_key(job_id), self.ttl)
         pipe.execute()
         return bool(counted)
+
+    def report(
+        self,
+        job_id: str,
+        *,
+        done: int | None = None,
+        metrics: dict[str, float] | None = None,
+        outputs: dict[str, str] | None = None,
+    ) -> None:
+        """Progress of a job whose one task runs long (distillation, evaluation): steps done so far,
+        figures such as the loss, and what it produced. Watchers are woken."""
+        pipe = self.r.pipeline(transaction=True)
+        if done is not None:
+            pipe.hset(self.job_key(job_id), "done", done)
+        for key, mapping in ((self._metrics_key(job_id), metrics), (self._outputs_key(job_id), outputs)):
+            if mapping:
+                pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+                pipe.expire(key, self.ttl)
+        pipe.xadd(self.events_key(job_id), {"e": "progress"}, maxlen=100, approximate=True)
+        pipe.execute()
 
     def put_chunk_output(self, job_id: str, chunk: int, result: ChunkResultVectors) -> None:
         self.r.hset(

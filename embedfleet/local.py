@@ -69,6 +69,7 @@ class LocalCluster:
                 "EMBEDFLEET_KEY_PREFIX": self.key_prefix,
                 "EMBEDFLEET_BACKEND": self.backend,
                 "EMBEDFLEET_MILVUS_URI": self.milvus_uri,
+                "EMBEDFLEET_MODEL_STORE_DIR": str(self.data_dir / "models"),
                 "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             }
         )
@@ -152,6 +153,7 @@ class LocalCluster:
                 "key_prefix": self.key_prefix,
                 "backend": self.backend,
                 "milvus_uri": self.milvus_uri,
+                "model_store_dir": self.data_dir / "models",
                 "port": self.gateway_port,
                 "allowed_corpus_dirs": self.corpus_dirs or (Path.cwd(),),
                 **overrides,

@@ -20,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from embedfleet.model_store import ModelStore
 from embedfleet.registry import DEFAULT_MODELS, ModelRegistry, ModelSpec
 
 CONFIG_ENV = "EMBEDFLEET_CONFIG"
@@ -77,6 +78,16 @@ class CommonSettings(_Base):
     ray_num_gpus_per_actor: float = Field(default=0.0, ge=0)
     # Chunks that may wait in the Ray pool beyond those running (backpressure bound).
     ray_max_queued_chunks: int = Field(default=2, ge=0)
+    # Where distilled models are stored and promoted (a shared volume in a cluster). Promoted
+    # versions join the configured models in the registry.
+    model_store_dir: Path = Path(".embedfleet/models")
+
+    def model_store(self) -> ModelStore:
+        return ModelStore(self.model_store_dir)
 
     def registry(self) -> ModelRegistry:
-        return ModelRegistry(self.models, self.default_model)
+        """Configured models plus the serving versions in the model store, read now: a model promoted
+        by a distillation job is served without restarting anything."""
+        promoted = self.model_store().promoted_specs() if self.model_store_dir.is_dir() else []
+        configured = {m.name for m in self.models}
+        return ModelRegistry([*self.models, *(m for m in promoted if m.name not in configured)], self.default_model)

@@ -14,7 +14,13 @@ from embedfleet.domain import (
     Precision,
     VectorField,
 )
-from embedfleet.gateway.service import EmbedResult, ModelStatus, SearchHit
+from embedfleet.gateway.service import (
+    DistillRequest,
+    EmbedResult,
+    EvaluateRequest,
+    ModelStatus,
+    SearchHit,
+)
 from embedfleet.jobstore import ChunkResultVectors, pack_vectors
 from embedfleet.registry import ModelRole
 from embedfleet.v1 import common_pb2, embed_pb2, jobs_pb2, models_pb2, search_pb2
@@ -36,7 +42,12 @@ _STATE_TO_PB = {
     JobState.CANCELLED: jobs_pb2.JOB_STATE_CANCELLED,
 }
 _STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
-_KIND_TO_PB = {JobKind.INDEX: jobs_pb2.JOB_KIND_INDEX, JobKind.EMBED: jobs_pb2.JOB_KIND_EMBED}
+_KIND_TO_PB = {
+    JobKind.INDEX: jobs_pb2.JOB_KIND_INDEX,
+    JobKind.EMBED: jobs_pb2.JOB_KIND_EMBED,
+    JobKind.DISTILL: jobs_pb2.JOB_KIND_DISTILL,
+    JobKind.EVALUATE: jobs_pb2.JOB_KIND_EVALUATE,
+}
 _ROLE_TO_PB = {
     ModelRole.TEACHER: models_pb2.MODEL_ROLE_TEACHER,
     ModelRole.STUDENT: models_pb2.MODEL_ROLE_STUDENT,
@@ -67,6 +78,34 @@ def options_to_pb(options: EmbeddingOptions) -> common_pb2.EmbeddingOptions:
 def field_from_pb(pb: jobs_pb2.VectorField) -> VectorField:
     return VectorField(
         name=pb.name, dimensions=pb.dimensions, precision=_PRECISION_FROM_PB.get(pb.precision, Precision.FLOAT32)
+    )
+
+
+def distill_from_pb(config: jobs_pb2.DistillJobConfig) -> DistillRequest:
+    return DistillRequest(
+        student_name=config.student_name,
+        teacher=config.teacher,
+        keep_layers=config.keep_layers,
+        init_model=config.init_model,
+        source_path=config.source.path,
+        texts=tuple(config.texts),
+        max_steps=config.max_steps,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        matryoshka_dimensions=tuple(config.matryoshka_dimensions),
+        min_quality_fraction=config.min_quality_fraction,
+        eval_limit=config.eval_limit,
+        display_name=config.display_name,
+    )
+
+
+def evaluate_from_pb(config: jobs_pb2.EvaluateJobConfig) -> EvaluateRequest:
+    return EvaluateRequest(
+        model=config.model,
+        dimensions=tuple(config.dimensions),
+        teacher=config.teacher,
+        eval_limit=config.eval_limit,
+        display_name=config.display_name,
     )
 
 
@@ -118,6 +157,8 @@ def job_to_pb(snap: JobSnapshot) -> jobs_pb2.Job:
             )
             for f in snap.failed_chunks
         ],
+        metrics=snap.metrics,
+        outputs=snap.outputs,
     )
 
 
@@ -162,6 +203,8 @@ def model_to_pb(status: ModelStatus) -> models_pb2.ModelInfo:
         document_prompt=spec.document_prompt,
         is_default=status.is_default,
         workers=status.workers,
+        origin=status.origin,
+        metrics=status.metrics,
     )
 
 

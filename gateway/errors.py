@@ -34,6 +34,9 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
             return STATUS_BY_ERROR[cls], str(exc)
+    if isinstance(exc, grpc.RpcError):
+        # Reading the request stream failed because the client went away: nothing to answer.
+        return grpc.StatusCode.CANCELLED, "the client cancelled the call"
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return grpc.StatusCode.UNAVAILABLE, f"the job store (Redis) is unreachable: {exc}"
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the gateway log"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -24,8 +25,10 @@ from embedfleet import errors, milvus
 from embedfleet.corpus import read_corpus, validate_document
 from embedfleet.dispatch import Dispatcher
 from embedfleet.domain import (
+    DistillParams,
     Document,
     EmbeddingOptions,
+    EvaluateParams,
     InputType,
     JobKind,
     JobSnapshot,
@@ -56,6 +59,35 @@ class JobRequest:
 
 
 @dataclass(frozen=True)
+class DistillRequest:
+    student_name: str
+    teacher: str = ""
+    keep_layers: int = 0
+    init_model: str = ""
+    source_path: str = ""
+    texts: tuple[str, ...] = ()
+    max_steps: int = 0
+    batch_size: int = 0
+    learning_rate: float = 0.0
+    matryoshka_dimensions: tuple[int, ...] = ()
+    min_quality_fraction: float = 0.0
+    eval_limit: int = 0
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class EvaluateRequest:
+    model: str
+    dimensions: tuple[int, ...] = ()
+    teacher: str = ""
+    eval_limit: int = 0
+    display_name: str = ""
+
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
 class EmbedResult:
     vectors: np.ndarray  # 2-D; uint8 rows of packed bits for BINARY
     dimensions: int
@@ -71,6 +103,8 @@ class ModelStatus:
     version: str
     workers: int
     is_default: bool
+    origin: str
+    metrics: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -106,10 +140,13 @@ class GatewayCore:
         self.settings = settings
         self.store = store
         self.dispatcher = dispatcher
-        self.registry: ModelRegistry = settings.registry()
         self._milvus_factory = milvus_client
         self._milvus: MilvusClient | None = None
         self._milvus_lock = threading.Lock()
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self.settings.registry()
 
     # -- shared validation --------------------------------------------------------------------
     def _milvus_client(self) -> MilvusClient:
@@ -217,6 +254,83 @@ class GatewayCore:
         self._dispatch(job_id, list(range(chunks)))
         log.info("job %s accepted: %s, %d documents in %d chunks", job_id, request.kind.value, total, chunks)
         return snapshot
+
+    def _create_single_task_job(self, spec: JobSpec, total: int, texts: list[str]) -> JobSnapshot:
+        """A job that runs as one task (distillation, evaluation): one chunk, its input the texts."""
+        job_id = new_job_id()
+        self.store.put_chunk_input(job_id, 0, [Document(id=str(i), text=t) for i, t in enumerate(texts)])
+        snapshot = self.store.create_job(job_id, spec, total=total, chunks=1)
+        self._dispatch(job_id, [0])
+        log.info("job %s accepted: %s", job_id, spec.kind.value)
+        return snapshot
+
+    def submit_distill(self, request: DistillRequest) -> JobSnapshot:
+        teacher = self.registry.resolve(request.teacher or "teacher")
+        init = self.registry.resolve(request.init_model) if request.init_model else teacher
+        if not _MODEL_NAME.match(request.student_name):
+            raise errors.InvalidArgument(
+                f"student_name {request.student_name!r} is invalid: use letters, digits, '.', '_' and '-'"
+            )
+        if request.student_name in {m.name for m in self.settings.models}:
+            raise errors.FailedPrecondition(f"{request.student_name!r} is a configured model; pick another name")
+        for dim in request.matryoshka_dimensions:
+            if not 0 < dim < teacher.dimensions:
+                raise errors.InvalidArgument(
+                    f"matryoshka dimension {dim} must be between 1 and {teacher.dimensions - 1} (the teacher's width)"
+                )
+        if not 0 <= request.min_quality_fraction <= 1:
+            raise errors.InvalidArgument("min_quality_fraction must be between 0 and 1")
+        if request.source_path and request.texts:
+            raise errors.InvalidArgument("give training texts or a source path, not both")
+        texts = (
+            [d.text for d in self._server_corpus(request.source_path)] if request.source_path else list(request.texts)
+        )
+        texts = [t for t in texts if t.strip()]
+        if len(texts) < 4:
+            raise errors.InvalidArgument(f"distillation needs at least 4 non-empty texts, got {len(texts)}")
+        if len(texts) > self.settings.max_documents_per_job:
+            raise errors.ResourceExhausted(f"more than {self.settings.max_documents_per_job} training texts")
+        batch = request.batch_size or 32
+        steps = request.max_steps or -(-len(texts) // batch)
+        params = DistillParams(
+            teacher=teacher.name,
+            student_name=request.student_name,
+            keep_layers=request.keep_layers,
+            init_model=init.name,
+            steps=steps,
+            batch_size=batch,
+            learning_rate=request.learning_rate or 1e-4,
+            matryoshka_dimensions=tuple(sorted(set(request.matryoshka_dimensions), reverse=True)),
+            min_quality_fraction=request.min_quality_fraction or 0.95,
+            eval_limit=request.eval_limit or self.settings.default_eval_limit,
+        )
+        spec = JobSpec(
+            kind=JobKind.DISTILL,
+            embedding=EmbeddingOptions(model=teacher.name),
+            chunk_size=len(texts),
+            display_name=request.display_name,
+            distill=params,
+        )
+        return self._create_single_task_job(spec, total=steps, texts=texts)
+
+    def submit_evaluate(self, request: EvaluateRequest) -> JobSnapshot:
+        spec = self.registry.resolve(request.model)
+        dims = tuple(sorted({spec.output_dimensions(d) for d in request.dimensions} - {spec.dimensions}, reverse=True))
+        teacher = self.registry.resolve(request.teacher).name if request.teacher else ""
+        params = EvaluateParams(
+            model=spec.name,
+            dimensions=dims or spec.matryoshka_dimensions,
+            teacher=teacher,
+            eval_limit=request.eval_limit or self.settings.default_eval_limit,
+        )
+        job_spec = JobSpec(
+            kind=JobKind.EVALUATE,
+            embedding=EmbeddingOptions(model=spec.name),
+            chunk_size=1,
+            display_name=request.display_name,
+            evaluate=params,
+        )
+        return self._create_single_task_job(job_spec, total=1 + len(params.dimensions), texts=[])
 
     def _dispatch(self, job_id: str, chunks: list[int]) -> None:
         try:
@@ -334,14 +448,23 @@ class GatewayCore:
     def list_models(self) -> list[ModelStatus]:
         workers = self.store.live_workers()
         statuses = []
-        for spec in self.registry:
+        registry = self.registry
+        stored = (
+            {m.name: m for m in self.settings.model_store().promoted()}
+            if self.settings.model_store_dir.is_dir()
+            else {}
+        )
+        configured = {m.name for m in self.settings.models}
+        for spec in registry:
             versions = [w["models"][spec.name] for w in workers if spec.name in w.get("models", {})]
             statuses.append(
                 ModelStatus(
                     spec=spec,
                     version=versions[0] if versions else (spec.revision or spec.checksum),
                     workers=len(versions),
-                    is_default=spec.name == self.registry.default,
+                    is_default=spec.name == registry.default,
+                    origin="config" if spec.name in configured else "store",
+                    metrics=dict(stored[spec.name].eval_metrics) if spec.name in stored else {},
                 )
             )
         return statuses

@@ -72,6 +72,16 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return jobs_pb2.SubmitEmbedJobResponse(job=self._submit(request_iterator, JobKind.EMBED))
 
     @translate_errors
+    def SubmitDistillJob(self, request, context):  # type: ignore[no-untyped-def]
+        job = self.core.submit_distill(convert.distill_from_pb(request.config))
+        return jobs_pb2.SubmitDistillJobResponse(job=convert.job_to_pb(job))
+
+    @translate_errors
+    def SubmitEvaluateJob(self, request, context):  # type: ignore[no-untyped-def]
+        job = self.core.submit_evaluate(convert.evaluate_from_pb(request.config))
+        return jobs_pb2.SubmitEvaluateJobResponse(job=convert.job_to_pb(job))
+
+    @translate_errors
     def GetJob(self, request, context):  # type: ignore[no-untyped-def]
         return jobs_pb2.GetJobResponse(job=convert.job_to_pb(self.core.get_job(request.job_id)))
 

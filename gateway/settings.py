@@ -25,5 +25,7 @@ class GatewaySettings(CommonSettings):
     embed_timeout_seconds: float = Field(default=30.0, gt=0)
     # Server-side corpus paths (CorpusSource.path) must lie under one of these; empty disables them.
     allowed_corpus_dirs: tuple[Path, ...] = ()
+    # Queries/pairs sampled from the evaluation data when a job does not say (quality gate, EvaluateModel).
+    default_eval_limit: int = Field(default=500, gt=0)
     # How often chunks never handed to the queue (a crash mid-submission) are dispatched again.
     recovery_interval_seconds: float = Field(default=30.0, gt=0)

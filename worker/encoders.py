@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -17,11 +16,11 @@ import numpy as np
 
 from embedfleet.domain import InputType
 from embedfleet.errors import FailedPrecondition
+from embedfleet.model_store import weights_checksum
 from embedfleet.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Fixed texts whose embeddings calibrate int8 ranges: the same for every worker, so int8 vectors
 # from any worker, any batch, are comparable. (WordNet 3.0 definitions; see worker/CALIBRATION_NOTICE.)
 CALIBRATION_FILE = Path(__file__).with_name("calibration.txt")
@@ -40,19 +39,6 @@ class Encoder(Protocol):
     def encode(self, texts: list[str], input_type: InputType) -> Encoded: ...
 
     def calibration_vectors(self) -> np.ndarray: ...
-
-
-def weights_checksum(path: Path) -> str:
-    """``sha256:<hex>`` of the weights file: the version of a model that has no hub revision."""
-    for name in _WEIGHT_FILES:
-        weights = path / name
-        if weights.is_file():
-            digest = hashlib.sha256()
-            with weights.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-            return f"sha256:{digest.hexdigest()}"
-    raise FailedPrecondition(f"no weights file ({', '.join(_WEIGHT_FILES)}) in {path}")
 
 
 def resolve_device(device: str) -> str:
@@ -117,29 +103,37 @@ class SentenceTransformerEncoder:
 
 
 class ModelHost:
-    """The models of one worker process, each loaded on first use and then kept."""
+    """The models of one worker process, each loaded on first use and then kept.
+
+    Entries are keyed by what identifies the weights (name, source, pins), so a newly promoted
+    version of a model name is loaded next to, not confused with, the one already in memory.
+    """
 
     def __init__(self, device: str = "auto", batch_size: int = 32) -> None:
         self.device = device
         self.batch_size = batch_size
-        self._encoders: dict[str, Encoder] = {}
+        self._encoders: dict[tuple[str, str, str, str], Encoder] = {}
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(spec: ModelSpec) -> tuple[str, str, str, str]:
+        return (spec.name, spec.source, spec.checksum, spec.revision)
 
     def get(self, spec: ModelSpec) -> Encoder:
         with self._lock:
-            encoder = self._encoders.get(spec.name)
+            encoder = self._encoders.get(self._key(spec))
             if encoder is None:
                 log.info("loading model %s from %s", spec.name, spec.source)
                 encoder = SentenceTransformerEncoder(spec, resolve_device(self.device), self.batch_size)
-                self._encoders[spec.name] = encoder
+                self._encoders[self._key(spec)] = encoder
             return encoder
 
     def add(self, encoder: Encoder) -> None:
         """Host an already-built encoder (tests use this with a deterministic fake)."""
         with self._lock:
-            self._encoders[encoder.spec.name] = encoder
+            self._encoders[self._key(encoder.spec)] = encoder
 
     def loaded(self) -> dict[str, str]:
-        """Name -> version of every model loaded in this process."""
+        """Name -> version of every model loaded in this process (the latest loaded per name)."""
         with self._lock:
-            return {name: enc.version for name, enc in self._encoders.items()}
+            return {enc.spec.name: enc.version for enc in self._encoders.values()}

@@ -15,12 +15,13 @@ from enum import StrEnum
 import numpy as np
 
 from embedfleet import milvus
-from embedfleet.domain import Document, EmbeddingOptions, JobKind, JobSpec, Precision
-from embedfleet.errors import EmbedfleetError, Retryable
+from embedfleet.domain import Document, EmbeddingOptions, JobKind, JobSnapshot, JobSpec, Precision
+from embedfleet.errors import EmbedfleetError, FailedPrecondition, Retryable
 from embedfleet.jobstore import ChunkResultVectors, ChunkStart, JobStore, pack_vectors
 from embedfleet.registry import ModelRegistry
 from embedfleet.worker.encoders import Encoder, ModelHost
 from embedfleet.worker.milvus_sink import MilvusSink
+from embedfleet.worker.model_jobs import JobCancelled, ModelJobs
 from embedfleet.worker.postprocess import postprocess
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,11 @@ class ChunkRunner:
     def __init__(
         self,
         store: JobStore,
-        registry: ModelRegistry,
+        registry: Callable[[], ModelRegistry],
         host: ModelHost,
         milvus_factory: Callable[[], MilvusSink],
         max_attempts: int,
+        model_jobs: ModelJobs | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -106,6 +108,7 @@ class ChunkRunner:
         self._milvus_factory = milvus_factory
         self._milvus: MilvusSink | None = None
         self.max_attempts = max_attempts
+        self.model_jobs = model_jobs
 
     def _sink(self) -> MilvusSink:
         if self._milvus is None:
@@ -128,7 +131,9 @@ class ChunkRunner:
         _, count = snap.chunk_bounds(chunk)
         try:
             docs = self.store.get_chunk_input(job_id, chunk)
-            encoder = self.host.get(self.registry.resolve(snap.spec.embedding.model))
+            if snap.spec.kind in (JobKind.DISTILL, JobKind.EVALUATE):
+                return self._run_model_job(snap, chunk, docs)
+            encoder = self.host.get(self.registry().resolve(snap.spec.embedding.model))
             out = embed_texts(encoder, [d.text for d in docs], snap.spec.embedding)
             if snap.spec.kind == JobKind.INDEX:
                 self._write_index(snap.spec, encoder, docs, out)
@@ -154,6 +159,17 @@ class ChunkRunner:
                 raise RetryChunk(repr(exc)) from exc
             return self._fail(job_id, chunk, count, f"{type(exc).__name__}: {exc}")
         self.store.finish_chunk(job_id, chunk, done=len(docs), failed=0, truncated=out.truncated)
+        return ChunkOutcome(ChunkStatus.DONE, documents=len(docs))
+
+    def _run_model_job(self, snap: JobSnapshot, chunk: int, docs: list[Document]) -> ChunkOutcome:
+        if self.model_jobs is None:
+            raise FailedPrecondition("this worker does not run distillation or evaluation jobs")
+        try:
+            self.model_jobs.run(snap, [d.text for d in docs])
+        except JobCancelled as exc:
+            log.info("%s", exc)
+            return ChunkOutcome(ChunkStatus.SKIPPED, reason="cancelled")
+        self.store.finish_chunk(snap.id, chunk, done=0, failed=0, truncated=0)  # done was reported as it ran
         return ChunkOutcome(ChunkStatus.DONE, documents=len(docs))
 
     def _write_index(self, spec: JobSpec, encoder: Encoder, docs: list[Document], out: EmbedOutput) -> None:
@@ -185,7 +201,7 @@ class ChunkRunner:
             return  # the caller timed out and withdrew the request
         try:
             options = EmbeddingOptions.model_validate(payload["options"])
-            encoder = self.host.get(self.registry.resolve(options.model))
+            encoder = self.host.get(self.registry().resolve(options.model))
             texts = payload["texts"]
             assert isinstance(texts, list)
             out = embed_texts(encoder, texts, options)

@@ -10,6 +10,7 @@ from embedfleet import milvus
 from embedfleet.jobstore import JobStore
 from embedfleet.worker.encoders import ModelHost
 from embedfleet.worker.milvus_sink import MilvusSink
+from embedfleet.worker.model_jobs import ModelJobs
 from embedfleet.worker.runner import ChunkRunner
 from embedfleet.worker.settings import WorkerSettings
 
@@ -51,13 +52,22 @@ class WorkerRuntime:
 def build_runtime(settings: WorkerSettings) -> WorkerRuntime:
     store = JobStore.from_url(settings.redis_url, settings.key_prefix, settings.job_ttl_seconds)
     host = ModelHost(device=settings.device, batch_size=settings.encode_batch_size)
+    model_jobs = ModelJobs(
+        store=store,
+        registry=settings.registry,
+        host=host,
+        model_store=settings.model_store(),
+        device=settings.device,
+        data_dir=settings.eval_data_dir,
+    )
     runner = ChunkRunner(
         store=store,
-        registry=settings.registry(),
+        registry=settings.registry,
         host=host,
         milvus_factory=lambda: MilvusSink(
             milvus.connect(settings.milvus_uri, settings.milvus_token), settings.milvus_max_batch_bytes
         ),
         max_attempts=settings.max_chunk_attempts,
+        model_jobs=model_jobs,
     )
     return WorkerRuntime(settings=settings, store=store, host=host, runner=runner, _stop=threading.Event())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from pydantic import Field
 
@@ -25,3 +26,5 @@ class WorkerSettings(CommonSettings):
     # Celery worker processes on this node, each with its own copy of the models.
     concurrency: int = Field(default=1, gt=0)
     queues: tuple[str, ...] = ()
+    # Labelled evaluation data (see ../shared/data); None: $EMBEDFLEET_EVAL_DATA or ../shared/data.
+    eval_data_dir: Path | None = None

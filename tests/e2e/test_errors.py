@@ -67,10 +67,34 @@ DOC = {"id": "a", "text": "hello"}
             "outside the gateway's allowed corpus dirs",
         ),
         (
+            "distill: too few texts",
+            lambda c: c.submit_distill("s1", ["one", "two"]),
+            "INVALID_ARGUMENT",
+            "at least 4 non-empty texts",
+        ),
+        (
+            "distill: unknown teacher",
+            lambda c: c.submit_distill("s1", ["t"] * 8, teacher="gpt-9"),
+            "NOT_FOUND",
+            "gpt-9",
+        ),
+        ("distill: bad name", lambda c: c.submit_distill("no/slash", ["t"] * 8), "INVALID_ARGUMENT", "student_name"),
+        (
+            "distill: configured name",
+            lambda c: c.submit_distill("all-MiniLM-L6-v2", ["t"] * 8),
+            "FAILED_PRECONDITION",
+            "is a configured model",
+        ),
+        (
+            "distill: bad mrl dim",
+            lambda c: c.submit_distill("s1", ["t"] * 8, matryoshka_dimensions=[512]),
+            "INVALID_ARGUMENT",
+            "between 1 and 383",
+        ),
+        ("evaluate: bad dim", lambda c: c.submit_evaluate("teacher", dimensions=[100]), "INVALID_ARGUMENT", "100"),
+        (
             "bad page token",
-            lambda c: (
-                list(c.list_jobs.__func__(c, None, 5)) and c.jobs.ListJobs(jobs_pb2.ListJobsRequest(page_token="zz"))
-            ),
+            lambda c: c.jobs.ListJobs(jobs_pb2.ListJobsRequest(page_token="zz")),
             "INVALID_ARGUMENT",
             "page_token",
         ),

@@ -29,7 +29,7 @@ def _runner(store: JobStore, encoder: HashEncoder, milvus_client, max_attempts: 
     host.add(encoder)
     return ChunkRunner(
         store=store,
-        registry=ModelRegistry([FAKE_SPEC]),
+        registry=lambda: ModelRegistry([FAKE_SPEC]),
         host=host,
         milvus_factory=lambda: MilvusSink(milvus_client, max_batch_bytes=4096),
         max_attempts=max_attempts,
