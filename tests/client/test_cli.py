@@ -1,0 +1,58 @@
+"""The command line against the running test cluster (click's runner, in-process)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from embedfleet import cli
+from embedfleet.cli import main
+from embedfleet.local import LocalCluster
+
+
+def _run(cluster: LocalCluster, *args: str) -> tuple[int, str]:
+    cli.console.width = 200  # tables would otherwise be cut to the runner's 80 columns
+    result = CliRunner().invoke(main, ["--gateway", cluster.gateway_address, *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_index_search_jobs_and_models(cluster: LocalCluster, tmp_path: Path) -> None:
+    corpus = tmp_path / "c.jsonl"
+    lines = [{"id": f"c{i}", "text": t} for i, t in enumerate(["a cat on a mat", "stock prices fell", "a kitten"])]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    collection = f"cli_{uuid.uuid4().hex[:8]}"
+    code, out = _run(cluster, "index", str(corpus), "--collection", collection, "--name", "cli-test")
+    assert code == 0 and "SUCCEEDED" in out
+    code, out = _run(cluster, "search", collection, "a small cat", "--top-k", "2")
+    assert code == 0 and "c2" in out and "c1" not in out
+    code, out = _run(cluster, "jobs", "list", "--state", "succeeded")
+    assert code == 0 and "cli-test" in out
+    code, out = _run(cluster, "models")
+    assert code == 0 and "all-MiniLM-L6-v2" in out and "teacher" in out
+
+
+def test_embed_to_npy(cluster: LocalCluster, tmp_path: Path) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"id": str(i), "text": f"text {i}"}) + "\n" for i in range(5)))
+    code, _ = _run(cluster, "embed", str(corpus), "-o", str(tmp_path / "v.npy"), "--precision", "float16")
+    assert code == 0
+    vectors = np.load(tmp_path / "v.npy")
+    assert vectors.shape == (5, 384) and vectors.dtype == np.float16
+
+
+def test_errors_are_one_line_and_exit_nonzero(cluster: LocalCluster, tmp_path: Path) -> None:
+    code, out = _run(cluster, "jobs", "get", "f" * 32)
+    assert code == 1 and "NOT_FOUND" in out and "Traceback" not in out
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    code, out = _run(cluster, "index", str(bad), "--collection", "cli_bad")
+    assert code == 1 and "bad.jsonl:1: not valid JSON" in out
+
+
+def test_eval_command(cluster: LocalCluster) -> None:
+    code, out = _run(cluster, "eval", "teacher", "--eval-limit", "50")
+    assert code == 0 and "lee_spearman" in out and "ndcg_at_10" in out
