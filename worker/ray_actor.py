@@ -1,0 +1,56 @@
+"""Ray adapter: one actor is one worker process with its own copy of the models.
+
+The class is plain Python (no Ray import, no torch at import time): ``embedfleet.ray_dispatch``
+wraps it with ``ray.remote`` and the resources from settings, so this module stays importable
+anywhere and the gateway that imports it never loads model code. Like the Celery tasks, every
+method only calls the runner; the single translation is ``RetryChunk`` -> the ``RETRY`` outcome,
+which the dispatcher turns into a delayed resubmission (Ray has no per-task countdown).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from embedfleet.worker.runtime import WorkerRuntime
+    from embedfleet.worker.settings import WorkerSettings
+
+# Outcome of ``run_chunk`` besides the runner's ChunkStatus values (done, failed, skipped).
+RETRY = "retry"
+
+
+class RayWorker:
+    """Built once per actor: ``__init__`` loads the models and starts the heartbeat, so every chunk
+    the actor runs reuses them, and ``LocalCluster``/ListModels see the actor as a live worker."""
+
+    def __init__(self, settings: WorkerSettings, name: str) -> None:
+        from embedfleet.worker.runtime import build_runtime  # heavy (numpy, pymilvus), only in the actor
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        worker_id = f"{name}-{socket.gethostname()}-{os.getpid()}"
+        self.runtime: WorkerRuntime = build_runtime(settings.model_copy(update={"worker_id": worker_id}))
+        self.runtime.preload()
+        self.runtime.start_heartbeat()
+
+    def info(self) -> dict[str, object]:
+        """Answered once the actor is built: the dispatcher's readiness probe, and the pid tests kill."""
+        return {"pid": os.getpid(), "worker_id": self.runtime.settings.worker_id}
+
+    def run_chunk(self, job_id: str, chunk: int, attempt: int) -> str:
+        """The chunk's outcome: a ``ChunkStatus`` value, or ``RETRY`` to run it again after a backoff."""
+        from embedfleet.worker.runner import RetryChunk
+
+        try:
+            return self.runtime.runner.run_chunk(job_id, chunk, attempt=attempt).status.value
+        except RetryChunk:
+            return RETRY
+
+    def fail_chunk(self, job_id: str, chunk: int, message: str) -> None:
+        """Record a chunk the dispatcher gave up on (its actors kept dying), so the job reports it."""
+        self.runtime.runner.fail_chunk(job_id, chunk, message)
+
+    def embed_request(self, request_id: str) -> None:
+        self.runtime.runner.embed_request(request_id)
