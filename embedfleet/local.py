@@ -19,8 +19,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from embedfleet.jobstore import JobStore
+
+if TYPE_CHECKING:
+    from embedfleet.gateway.server import RunningGateway
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,7 @@ class LocalCluster:
     corpus_dirs: tuple[Path, ...] = ()
     log_dir: Path | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    _gateway: object | None = None
+    _gateway: RunningGateway | None = None
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -79,6 +83,13 @@ class LocalCluster:
     @property
     def milvus_uri(self) -> str:
         return f"http://127.0.0.1:{self.milvus_port}"
+
+    @property
+    def gateway(self) -> RunningGateway:
+        """The in-process gateway (its core, dispatcher and store), once started."""
+        if self._gateway is None:
+            raise RuntimeError("the cluster is not started")
+        return self._gateway
 
     @property
     def gateway_address(self) -> str:
@@ -178,7 +189,7 @@ class LocalCluster:
 
     def stop(self) -> None:
         if self._gateway is not None:
-            self._gateway.stop()  # type: ignore[attr-defined]
+            self._gateway.stop()
             self._gateway = None
         for process in reversed(self.processes.values()):
             if process.poll() is None:

@@ -84,6 +84,8 @@ class EvaluateRequest:
     display_name: str = ""
 
 
+# Milvus' code for "collection is released; call load() first" (after a server restart).
+_COLLECTION_NOT_LOADED = 101
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -278,8 +280,8 @@ class GatewayCore:
                 raise errors.InvalidArgument(
                     f"matryoshka dimension {dim} must be between 1 and {teacher.dimensions - 1} (the teacher's width)"
                 )
-        if not 0 <= request.min_quality_fraction <= 1:
-            raise errors.InvalidArgument("min_quality_fraction must be between 0 and 1")
+        if not 0 <= request.min_quality_fraction <= 1.5:
+            raise errors.InvalidArgument("min_quality_fraction must be between 0 and 1.5 (above 1: beat the teacher)")
         if request.source_path and request.texts:
             raise errors.InvalidArgument("give training texts or a source path, not both")
         texts = (
@@ -483,8 +485,9 @@ class GatewayCore:
         spec = self.registry.resolve(binding.model)
         dims = binding.dimensions if binding.dimensions != spec.dimensions else 0
         embedded = self.embed([query], EmbeddingOptions(model=spec.name, dimensions=dims, input_type=InputType.QUERY))
-        try:
-            results = client.search(
+
+        def run_search() -> list[list[dict[str, object]]]:
+            return client.search(
                 collection,
                 data=[embedded.vectors[0].tolist()],
                 limit=top_k,
@@ -492,6 +495,15 @@ class GatewayCore:
                 anns_field=milvus.VECTOR_FIELD,
                 output_fields=[milvus.ID_FIELD, milvus.TEXT_FIELD, milvus.METADATA_FIELD],
             )
+
+        try:
+            try:
+                results = run_search()
+            except MilvusException as exc:
+                if exc.code != _COLLECTION_NOT_LOADED:
+                    raise
+                client.load_collection(collection)  # a restarted Milvus server starts with it released
+                results = run_search()
         except MilvusException as exc:
             raise errors.InvalidArgument(f"search failed: {exc.message}") from None
         hits = [

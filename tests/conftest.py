@@ -55,15 +55,12 @@ def store(redis_client: redis.Redis, key_prefix: str) -> JobStore:
     return JobStore(redis_client, key_prefix, ttl_seconds=600)
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Redis) -> Iterator[LocalCluster]:
-    """Milvus Lite server + one real Celery worker process + the gateway, for the whole session."""
-    data_dir = tmp_path_factory.mktemp("cluster")
-    local = LocalCluster(
+def _local_cluster(data_dir: Path, backend: str) -> LocalCluster:
+    return LocalCluster(
         data_dir=data_dir,
         redis_url=REDIS_URL,
         key_prefix=f"eftest-{uuid.uuid4().hex[:10]}:",
-        backend="celery",
+        backend=backend,
         workers=1,
         gateway_port=0,
         milvus_port=0,
@@ -72,15 +69,40 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Redis)
         extra_env={
             "EMBEDFLEET_VISIBILITY_TIMEOUT_SECONDS": "60",
             "EMBEDFLEET_RECOVERY_INTERVAL_SECONDS": "2",
+            # Half a CPU per Ray actor: this pool fits in one local Ray next to test_ray_backend's pools.
+            "EMBEDFLEET_RAY_NUM_CPUS_PER_ACTOR": "0.5",
         },
     )
-    with local:
+
+
+@pytest.fixture(scope="session")
+def celery_system(tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Redis) -> Iterator[LocalCluster]:
+    """Milvus Lite server + one real Celery worker process + the gateway, for the whole session."""
+    with _local_cluster(tmp_path_factory.mktemp("celery-system"), "celery") as local:
         yield local
         local.clear_redis()
 
 
 @pytest.fixture(scope="session")
+def ray_system(tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Redis) -> Iterator[LocalCluster]:
+    """The same system with the gateway dispatching to one Ray actor in a local Ray on 127.0.0.1."""
+    local = _local_cluster(tmp_path_factory.mktemp("ray-system"), "ray")
+    try:
+        with local:
+            yield local
+    finally:
+        local.clear_redis()  # after stop: closing the dispatcher hands unfinished chunks back to Redis
+
+
+@pytest.fixture(scope="session", params=["celery", "ray"])
+def cluster(request: pytest.FixtureRequest) -> LocalCluster:
+    """The system on each queue backend: tests that use it run against Celery and against Ray."""
+    return request.getfixturevalue(f"{request.param}_system")
+
+
+@pytest.fixture(scope="session")
 def client(cluster: LocalCluster) -> Iterator[EmbedfleetClient]:
+    """A client of ``cluster`` (so, of each backend in turn)."""
     with EmbedfleetClient(cluster.gateway_address, timeout=120) as c:
         yield c
 
@@ -101,3 +123,14 @@ def wordnet_docs() -> list[dict[str, object]]:
             if len(docs) == 2000:
                 break
     return docs
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Milvus Lite server of its own, for tests that need Milvus but no workers."""
+    server = LocalCluster(data_dir=tmp_path_factory.mktemp("milvus"), milvus_port=0)
+    server.start_milvus()
+    try:
+        yield server.milvus_uri
+    finally:
+        server.stop()

@@ -269,7 +269,7 @@ def distill(
 
 
 def choose_layers(count: int, total: int) -> tuple[int, ...]:
-    """``count`` evenly spaced layer indices of ``total``, always keeping the first and the last.
+    """``count`` evenly spaced layer indices of ``total``, keeping the first and the last (for one: the last).
 
     The first layer sits on the embeddings and the last produces what pooling sees; keeping both is
     what makes a layer-cut copy start close to its teacher.
@@ -423,13 +423,14 @@ def _train(
     generator = torch.Generator().manual_seed(config.seed)
     label_tensor = torch.from_numpy(labels)
     batch_size = min(config.batch_size, len(texts))
-    order: list[int] = []
+    lengths = [len(t) for t in texts]
+    batches: list[list[int]] = []
     out: list[float] = []
     student.train()
     for step in range(config.steps):
-        if len(order) < batch_size:  # a fresh shuffled epoch; the short tail of the last one is dropped
-            order = torch.randperm(len(texts), generator=generator).tolist()
-        batch, order = order[:batch_size], order[batch_size:]
+        if not batches:
+            batches = _length_bucketed_batches(lengths, batch_size, generator)
+        batch = batches.pop()
         features = student.preprocess([texts[i] for i in batch], prompt=prompt or None)
         features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
         targets = label_tensor[batch].to(device)
@@ -448,6 +449,24 @@ def _train(
         report(DistillPhase.TRAIN, step + 1, value, lr)
     student.eval()
     return out
+
+
+def _length_bucketed_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """One shuffled epoch of batches whose texts have similar lengths.
+
+    A batch is padded to its longest text, so random batches of a mixed corpus (one 256-token
+    paragraph among 31 short definitions) cost several times the real tokens. Sorting within windows
+    of 16 batches and then shuffling the batch order keeps batches random across the corpus while
+    cutting the padding; the short tail of the epoch is dropped.
+    """
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    window = batch_size * 16
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size))
+    shuffled = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffled]
 
 
 def _agreement(

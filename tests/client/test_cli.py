@@ -7,11 +7,18 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from embedfleet import cli
 from embedfleet.cli import main
 from embedfleet.local import LocalCluster
+
+
+@pytest.fixture(scope="module")
+def cluster(celery_system: LocalCluster) -> LocalCluster:
+    """The CLI only talks gRPC: one backend is enough."""
+    return celery_system
 
 
 def _run(cluster: LocalCluster, *args: str) -> tuple[int, str]:

@@ -127,6 +127,7 @@ def test_local_file_errors_are_raised_as_they_happened(client: EmbedfleetClient,
     with pytest.raises(NotFound, match="does not exist"):
         client.submit_embed(tmp_path / "missing.jsonl")
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "a", "text": "fine"}\n' * 600 + "{oops\n")  # the error comes after a streamed batch
+    good = "".join(f'{{"id": "{i}", "text": "fine"}}\n' for i in range(600))
+    bad.write_text(good + "{oops\n")  # the error comes after a batch was streamed
     with pytest.raises(InvalidArgument, match=r"bad\.jsonl:601: not valid JSON"):
         client.submit_embed(bad)

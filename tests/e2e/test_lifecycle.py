@@ -21,8 +21,14 @@ def _docs(n: int, tag: str) -> list[dict[str, str]]:
 
 
 def _gateway_settings(cluster: LocalCluster) -> GatewaySettings:
+    """Another gateway of the same deployment (on Ray it brings its own actor, sharing the queue)."""
     return GatewaySettings(
-        redis_url=cluster.redis_url, key_prefix=cluster.key_prefix, milvus_uri=cluster.milvus_uri, port=0
+        redis_url=cluster.redis_url,
+        key_prefix=cluster.key_prefix,
+        milvus_uri=cluster.milvus_uri,
+        backend=cluster.backend,
+        ray_num_cpus_per_actor=0.5,
+        port=0,
     )
 
 
@@ -75,22 +81,38 @@ def test_accepted_chunks_never_dispatched_are_recovered(client: EmbedfleetClient
         other.stop()
 
 
-def _pool_children(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children]
+def _worker_pid(cluster: LocalCluster) -> int:
+    """The process running chunks: the Celery worker's pool child, or the Ray actor."""
+    if cluster.backend == "ray":
+        [pid] = cluster.gateway.core.dispatcher.actor_pids()  # type: ignore[attr-defined]
+        return int(pid)
+    worker_main = cluster.processes["worker-0"].pid
+    [child] = Path(f"/proc/{worker_main}/task/{worker_main}/children").read_text().split()
+    return int(child)
 
 
 def test_a_killed_worker_loses_nothing_and_duplicates_nothing(client: EmbedfleetClient, cluster: LocalCluster) -> None:
     collection = f"e2e_{uuid.uuid4().hex[:8]}"
     job = client.submit_index(_docs(480, "kill"), collection, chunk_size=40)
-    worker_main = cluster.processes["worker-0"].pid
     deadline = time.monotonic() + 60
     while client.get_job(job.id).done < 40 and time.monotonic() < deadline:
         time.sleep(0.05)
-    [child] = _pool_children(worker_main)
-    os.kill(child, signal.SIGKILL)  # mid-job: a chunk is running in it
+    os.kill(_worker_pid(cluster), signal.SIGKILL)  # mid-job: a chunk is running in it
     final = client.wait(job.id)
     assert final.state == JobState.SUCCEEDED, final.error
     assert (final.done, final.failed) == (480, 0)  # the interrupted chunk counted once
     rows = milvus.connect(cluster.milvus_uri).query(collection, filter="", output_fields=["count(*)"])
     assert rows[0]["count(*)"] == 480  # and written once
+
+
+def test_search_after_milvus_restarts(client: EmbedfleetClient, cluster: LocalCluster) -> None:
+    """Milvus Lite comes back with collections released; the gateway loads them again on first search."""
+    collection = f"e2e_{uuid.uuid4().hex[:8]}"
+    assert client.index(_docs(10, "restart-milvus"), collection).state == JobState.SUCCEEDED
+    milvus_process = cluster.processes.pop("milvus")
+    milvus_process.terminate()
+    milvus_process.wait(timeout=30)
+    cluster.start_milvus()  # same port, same data directory
+    target = _docs(10, "restart-milvus")[3]
+    hits = client.search(collection, target["text"], top_k=1)
+    assert hits[0].id == target["id"] and hits[0].score > 0.99

@@ -34,7 +34,7 @@ POOL = 2
 
 
 def _dispatcher(cluster: LocalCluster) -> RayDispatcher:
-    dispatcher = cluster._gateway.core.dispatcher  # type: ignore[attr-defined]
+    dispatcher = cluster.gateway.core.dispatcher
     assert isinstance(dispatcher, RayDispatcher)
     return dispatcher
 

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from embedfleet.local import LocalCluster
+
+
+@pytest.fixture(scope="module")
+def cluster(celery_system: LocalCluster) -> LocalCluster:
+    """Health and reflection do not depend on the backend: one is enough."""
+    return celery_system
 
 
 def test_health_and_reflection(cluster: LocalCluster) -> None:

@@ -12,7 +12,6 @@ from embedfleet import milvus
 from embedfleet.domain import Document, EmbeddingOptions, JobKind, JobSpec, JobState, Precision, VectorField
 from embedfleet.errors import FailedPrecondition, InvalidArgument, Retryable
 from embedfleet.jobstore import JobStore
-from embedfleet.local import LocalCluster
 from embedfleet.registry import ModelRegistry
 from embedfleet.worker.encoders import ModelHost
 from embedfleet.worker.milvus_sink import MilvusSink
@@ -20,8 +19,8 @@ from embedfleet.worker.runner import ChunkRunner, ChunkStatus, RetryChunk
 
 
 @pytest.fixture
-def milvus_client(cluster: LocalCluster):  # type: ignore[no-untyped-def]
-    return milvus.connect(cluster.milvus_uri)
+def milvus_client(milvus_uri: str):  # type: ignore[no-untyped-def]
+    return milvus.connect(milvus_uri)
 
 
 def _runner(store: JobStore, encoder: HashEncoder, milvus_client, max_attempts: int = 3) -> ChunkRunner:  # type: ignore[no-untyped-def]

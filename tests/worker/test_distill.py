@@ -1,0 +1,165 @@
+"""Distillation against the real packaged MiniLM: the student must come to agree with its teacher."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+from torch import nn
+
+from embedfleet.errors import FailedPrecondition, InvalidArgument
+from embedfleet.registry import ModelRole, ModelSpec
+from embedfleet.worker.distill import (
+    INFO_FILE,
+    DistillConfig,
+    DistillPhase,
+    DistillProgress,
+    DistillResult,
+    choose_layers,
+    distill,
+    load_label_rotation,
+    principal_rotation,
+)
+from embedfleet.worker.evaluate import EncodeFn
+
+
+def test_evenly_spaced_layers_keep_first_and_last() -> None:
+    assert choose_layers(2, 6) == (0, 5)
+    assert choose_layers(3, 6) == (0, 3, 5)
+    assert choose_layers(4, 12) == (0, 4, 7, 11)
+    assert choose_layers(6, 6) == tuple(range(6))
+    assert choose_layers(9, 6) == tuple(range(6))
+
+
+def test_principal_rotation_is_orthogonal_and_orders_variance() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 16)) * np.linspace(0.1, 3.0, 16)  # variance grows with the index
+    rotation = principal_rotation(x.astype(np.float32))
+    assert np.allclose(rotation.T @ rotation, np.eye(16), atol=1e-5)
+    variances = (x @ rotation).var(axis=0)
+    assert np.all(np.diff(variances) <= 1e-6)  # largest first
+
+
+def test_mrl_distillation_raises_agreement(mrl_student: tuple[DistillResult, list[DistillProgress]]) -> None:
+    result, events = mrl_student
+    assert result.kept_layers == (0, 5) and result.teacher_layers == 6
+    assert result.label_rotation and result.dimensions == 384 and result.matryoshka_dims == (128, 64)
+    # Agreement with the teacher on held-out texts rises clearly, at full width and at every prefix.
+    assert result.agreement_after > result.agreement_before + 0.1, result
+    for dim in result.matryoshka_dims:
+        assert result.agreement_by_dim_after[dim] > result.agreement_by_dim_before[dim] + 0.05, result
+    # One progress event per step, each with a finite loss; the loss falls.
+    train = [e for e in events if e.phase == DistillPhase.TRAIN]
+    assert [e.step for e in train] == list(range(1, 41))
+    assert all(e.loss is not None and np.isfinite(e.loss) for e in train)
+    assert np.mean(result.losses[-5:]) < 0.7 * np.mean(result.losses[:5])
+    assert {e.phase for e in events} == set(DistillPhase)
+
+
+def test_student_directory_is_self_contained(
+    mrl_student: tuple[DistillResult, list[DistillProgress]],
+    teacher_encode: EncodeFn,
+    training_texts: list[str],
+) -> None:
+    result, _ = mrl_student
+    model = SentenceTransformer(str(result.output_dir), device="cpu", local_files_only=True)
+    assert model.get_embedding_dimension() == 384
+    assert model[0].auto_model.config.num_hidden_layers == 2
+    assert model.max_seq_length == result.max_seq_length
+    info = json.loads((result.output_dir / INFO_FILE).read_text())
+    assert info["kept_layers"] == [0, 5] and info["config"]["matryoshka_dims"] == [128, 64]
+    # Reloaded, it reproduces the agreement it reported (same held-out definition: mean cosine with
+    # the rotated teacher); checked on fresh texts, so roughly.
+    rotation = load_label_rotation(result.output_dir)
+    assert rotation is not None and rotation.shape == (384, 384)
+    texts = ["A dog runs across the park.", "The central bank raised interest rates.", "a type of small boat"]
+    student = model.encode(texts, convert_to_numpy=True)
+    teacher = teacher_encode(texts, "document")
+    teacher = teacher / np.linalg.norm(teacher, axis=1, keepdims=True) @ rotation
+    cosines = np.sum(student * teacher, axis=1)
+    assert cosines.mean() > result.agreement_before
+
+
+def test_same_seed_same_student(tmp_path: Path, teacher_spec: ModelSpec, training_texts: list[str]) -> None:
+    config = DistillConfig(keep_layers=(0, 5), steps=4, batch_size=8, learning_rate=5e-4, seed=7)
+    texts = training_texts[:48]
+    first = distill(config, teacher_spec, texts, tmp_path / "a", None)
+    second = distill(config, teacher_spec, texts, tmp_path / "b", None)
+    assert first.losses == second.losses
+    assert first.agreement_after == second.agreement_after
+    assert not first.label_rotation  # no MRL dims: the student stays in the teacher's own space
+    assert not (tmp_path / "a" / "label_rotation.npy").exists()
+
+
+def test_projection_when_widths_differ(
+    tmp_path: Path,
+    teacher_spec: ModelSpec,
+    training_texts: list[str],
+    load_student: Callable[[Path], EncodeFn],
+) -> None:
+    """A 256-d teacher (MiniLM + a fixed Dense head) and a 384-d layer-cut student: a learned projection."""
+    teacher_dir = tmp_path / "teacher-256"
+    source = teacher_spec.local_path()
+    assert source is not None
+    rng = np.random.default_rng(3)
+    head = Dense(384, 256, bias=False, activation_function=nn.Identity())
+    head.linear.weight.data = head.linear.weight.data.new_tensor(rng.standard_normal((256, 384)) / np.sqrt(384))
+    transformer = Transformer(str(source), max_seq_length=128)
+    teacher_model = SentenceTransformer(modules=[transformer, Pooling(384), head, Normalize()], device="cpu")
+    teacher_model.save(str(teacher_dir), create_model_card=False)
+    wide_teacher = ModelSpec(
+        name="minilm-256", role=ModelRole.TEACHER, source=str(teacher_dir), dimensions=256, max_seq_length=128
+    )
+    # 300 texts, 40 steps: with fewer texts than dimensions the projection has little to learn from.
+    config = DistillConfig(keep_layers=2, init_model=teacher_spec, steps=40, batch_size=16, learning_rate=5e-4, seed=1)
+    result = distill(config, wide_teacher, training_texts, tmp_path / "student", None)
+    assert result.dimensions == 256 and not result.label_rotation
+    # A ridge-initialised projection agrees from the start (a random one would start near 0); training
+    # then improves it.
+    assert result.agreement_before > 0.5
+    assert result.agreement_after > result.agreement_before
+    vectors = load_student(tmp_path / "student")(["a short text"], "document")
+    assert vectors.shape == (1, 256)
+
+
+def test_refuses_bad_requests(tmp_path: Path, teacher_spec: ModelSpec) -> None:
+    texts = ["one text", "another text", "a third", "and a fourth", "fifth"]
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "file").write_text("x")
+    with pytest.raises(FailedPrecondition, match="not empty"):
+        distill(DistillConfig(steps=1), teacher_spec, texts, occupied, None)
+    with pytest.raises(InvalidArgument, match="out of range"):
+        distill(DistillConfig(keep_layers=(0, 9), steps=1), teacher_spec, texts, tmp_path / "a", None)
+    with pytest.raises(InvalidArgument, match="exceed"):
+        distill(DistillConfig(matryoshka_dims=(512,), steps=1), teacher_spec, texts, tmp_path / "b", None)
+    with pytest.raises(InvalidArgument, match="at least 4"):
+        distill(DistillConfig(steps=1), teacher_spec, ["one", " "], tmp_path / "c", None)
+    with pytest.raises(ValueError, match="distinct"):
+        DistillConfig(keep_layers=(1, 1))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_progress_callback_can_cancel(tmp_path: Path, teacher_spec: ModelSpec, training_texts: list[str]) -> None:
+    class Cancelled(Exception):
+        pass
+
+    def progress(event: DistillProgress) -> None:
+        if event.phase == DistillPhase.TRAIN and event.step == 2:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        distill(
+            DistillConfig(keep_layers=1, steps=10, batch_size=4),
+            teacher_spec,
+            training_texts[:24],
+            tmp_path / "x",
+            progress,
+        )
+    # Nothing that looks like a model is left behind.
+    assert list(tmp_path.iterdir()) == []
