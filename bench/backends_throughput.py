@@ -34,29 +34,19 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # the local Ray instance listens on 127.0.0.1 only
 
+from corpora import wordnet_docs
 from sentence_transformers import SentenceTransformer
 
 from embedfleet import milvus
 from embedfleet.client.sdk import EmbedfleetClient
 from embedfleet.domain import Document, JobState
 from embedfleet.local import LocalCluster
+from embedfleet.model_store import weights_checksum
 from embedfleet.registry import DEFAULT_MODELS
-from embedfleet.worker.encoders import weights_checksum
 from embedfleet.worker.milvus_sink import MilvusSink
+from embedfleet.worker.settings import WorkerSettings
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wordnet-glosses" / "wordnet_synsets.jsonl"
-MILVUS_BATCH_BYTES = 16 * 1024 * 1024  # the worker's default
-
-
-def load_docs(n: int) -> list[dict[str, object]]:
-    docs = []
-    with DATA.open() as fh:
-        for line in fh:
-            row = json.loads(line)
-            docs.append({"id": row["id"], "text": row["definition"], "metadata": {"lexname": row["lexname"]}})
-            if len(docs) == n:
-                break
-    return docs
+MILVUS_BATCH_BYTES = WorkerSettings.model_fields["milvus_max_batch_bytes"].default  # the worker's default
 
 
 class PlainLoop:
@@ -120,7 +110,7 @@ def main() -> None:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 
-    docs = load_docs(args.docs)
+    docs = wordnet_docs(args.docs)
     cores = os.cpu_count() or 1
     seconds: dict[str, list[float]] = {"plain": [], "celery": [], "ray": []}
     server_side: dict[str, list[float]] = {"celery": [], "ray": []}

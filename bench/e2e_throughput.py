@@ -12,7 +12,6 @@ with their ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -23,25 +22,13 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from corpora import wordnet_docs
 from sentence_transformers import SentenceTransformer
 
 from embedfleet.client.sdk import EmbedfleetClient
 from embedfleet.domain import JobState
 from embedfleet.local import LocalCluster
 from embedfleet.registry import DEFAULT_MODELS
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "wordnet-glosses" / "wordnet_synsets.jsonl"
-
-
-def load_docs(n: int) -> list[dict[str, object]]:
-    docs = []
-    with DATA.open() as fh:
-        for line in fh:
-            row = json.loads(line)
-            docs.append({"id": row["id"], "text": row["definition"], "metadata": {"lexname": row["lexname"]}})
-            if len(docs) == n:
-                break
-    return docs
 
 
 def main() -> None:
@@ -52,7 +39,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()
 
-    docs = load_docs(args.docs)
+    docs = wordnet_docs(args.docs)
     texts = [str(d["text"]) for d in docs]
     model = SentenceTransformer(str(DEFAULT_MODELS[0].local_path()), device="cpu")
     model.encode(texts[:64])  # warm-up
