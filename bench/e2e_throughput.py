@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--chunk-size", type=int, default=256)
+    parser.add_argument("--latency-calls", type=int, default=50, help="unary Embed calls to time")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()
 
@@ -77,6 +78,15 @@ def main() -> None:
                 f"(server-side {server_side[-1]:.1f})",
                 file=sys.stderr,
             )
+        queries = [str(d["text"]) for d in docs[: args.latency_calls]]
+        direct_ms, unary_ms = [], []
+        for query in queries:  # alternate, one query at a time, as an interactive caller would
+            start = time.perf_counter()
+            model.encode([query], normalize_embeddings=True)
+            direct_ms.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            client.embed([query], input_type="query")
+            unary_ms.append((time.perf_counter() - start) * 1000)
         cluster.clear_redis()
 
     b, s, ss = statistics.median(baseline), statistics.median(system), statistics.median(server_side)
@@ -89,6 +99,14 @@ def main() -> None:
     print(f"| plain `SentenceTransformer.encode` (baseline) | {b:.1f} | 1.00 |")
     print(f"| index job, submit → SUCCEEDED (client clock) | {s:.1f} | {s / b:.2f} |")
     print(f"| index job, first chunk start → last chunk done (server) | {ss:.1f} | {ss / b:.2f} |")
+    d50, u50 = statistics.median(direct_ms), statistics.median(unary_ms)
+    d90, u90 = (statistics.quantiles(x, n=10)[-1] for x in (direct_ms, unary_ms))
+    print(f"\nOne-text latency over {len(queries)} calls (worker idle):\n")
+    print("| path | median ms | p90 ms |")
+    print("|---|---:|---:|")
+    print(f"| `model.encode([text])` in process (baseline) | {d50:.1f} | {d90:.1f} |")
+    print(f"| `Embed` RPC: gateway → Redis queue → worker → reply | {u50:.1f} | {u90:.1f} |")
+    print(f"\nEmbed overhead over the bare model call: {u50 - d50:.1f} ms at the median")
 
 
 if __name__ == "__main__":

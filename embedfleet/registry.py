@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -43,7 +44,8 @@ class ModelSpec(BaseModel):
     max_seq_length: int = Field(default=256, gt=0)
     query_prompt: str = ""
     document_prompt: str = ""
-    backend: str = "torch"
+    # Inference runtime. Only torch today; the ONNX int8 engine will add a value here.
+    backend: Literal["torch"] = "torch"
 
     @model_validator(mode="after")
     def _check_dimensions(self) -> ModelSpec:

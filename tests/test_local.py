@@ -11,6 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from embedfleet.client.sdk import EmbedfleetClient
 from embedfleet.local import free_port
 
@@ -31,9 +33,10 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["celery", "ray"])
+def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path, backend: str) -> None:
     env = dict(os.environ, EMBEDFLEET_KEY_PREFIX=f"eftest-up-{uuid.uuid4().hex[:8]}:", HF_HUB_OFFLINE="1")
-    args = ["--port", "0", "--milvus-port", str(free_port()), "--data-dir", str(tmp_path)]
+    args = ["--port", "0", "--milvus-port", str(free_port()), "--data-dir", str(tmp_path), "--backend", backend]
     process = subprocess.Popen(
         [sys.executable, "-m", "embedfleet.cli", "up", *args], env=env, stderr=subprocess.PIPE, text=True
     )
@@ -48,7 +51,7 @@ def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
             address = match.group(1) if match else None
         assert address is not None
         children = _descendants(process.pid)
-        assert len(children) >= 2  # Milvus Lite and a worker (with its pool)
+        assert len(children) >= 2  # Milvus Lite and a Celery worker with its pool, or Ray's processes
         with EmbedfleetClient(address) as client:
             assert client.list_models()[0].workers == 1
             assert client.embed(["hello"]).vectors.shape == (1, 384)

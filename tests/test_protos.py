@@ -1,14 +1,17 @@
 """The committed stubs must be exactly what scripts/gen_protos.sh generates from protos/."""
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_generated_stubs_match_protos(tmp_path: Path) -> None:
-    subprocess.run(["bash", str(ROOT / "scripts" / "gen_protos.sh"), str(tmp_path)], check=True)
+    env = dict(os.environ, PYTHON=sys.executable)  # the interpreter running the tests has grpcio-tools
+    subprocess.run(["bash", str(ROOT / "scripts" / "gen_protos.sh"), str(tmp_path)], check=True, env=env)
     generated = sorted(p.relative_to(tmp_path) for p in (tmp_path / "embedfleet" / "v1").glob("*_pb2*.py*"))
     committed = sorted(p.relative_to(ROOT) for p in (ROOT / "embedfleet" / "v1").glob("*_pb2*.py*"))
     assert generated == committed, "stubs added or removed: run scripts/gen_protos.sh"
