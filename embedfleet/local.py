@@ -107,7 +107,9 @@ class LocalCluster:
     def start_milvus(self) -> None:
         if self.milvus_port == 0:
             self.milvus_port = free_port()
-        milvus_bin = shutil.which("milvus-lite") or str(Path(sys.executable).with_name("milvus-lite"))
+        # The milvus-lite installed with this interpreter, not whichever one is first on PATH.
+        sibling = Path(sys.executable).with_name("milvus-lite")
+        milvus_bin = str(sibling) if sibling.exists() else shutil.which("milvus-lite") or "milvus-lite"
         process = self._spawn(
             "milvus",
             [
