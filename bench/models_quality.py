@@ -59,6 +59,7 @@ from embedfleet.worker.evaluate import (
     encode_fn_for,
     evaluate,
     load_training_texts,
+    memoized,
     quality_gate,
 )
 
@@ -160,7 +161,7 @@ def main() -> None:
 
     # 3. Quality.
     limits = EvalLimits(max_queries=args.eval_queries, max_corpus=args.eval_corpus, seed=args.seed)
-    teacher_fn = _cached(encode_fn_for(encoders[teacher.name]))
+    teacher_fn = memoized(encode_fn_for(encoders[teacher.name]))
     rotation = load_label_rotation(results["mrl-student"].output_dir)
     teacher_rotated = _rotated(teacher_fn, rotation) if rotation is not None else teacher_fn
     dims = [d for d in mrl_dims if d < teacher.dimensions]
@@ -350,18 +351,6 @@ def _brown_paragraphs(data_dir: Path, n: int) -> list[str]:
             if len(out) >= n:
                 break
     return out[:n]
-
-
-def _cached(encode: EncodeFn) -> EncodeFn:
-    memo: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
-
-    def wrapper(texts: list[str], input_type: str) -> np.ndarray:
-        key = (input_type, tuple(texts))
-        if key not in memo:
-            memo[key] = encode(texts, input_type)
-        return memo[key]
-
-    return wrapper
 
 
 def _rotated(encode: EncodeFn, rotation: np.ndarray) -> EncodeFn:

@@ -248,6 +248,20 @@ def quality_gate(
     return GateDecision(True, min_fraction, fractions, (), reason)
 
 
+def memoized(encode: EncodeFn) -> EncodeFn:
+    """Memoise an encode function per (input type, texts), so re-evaluating a model (at other
+    dimensions, against other teachers) costs no second forward pass."""
+    memo: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+
+    def wrapper(texts: list[str], input_type: str) -> np.ndarray:
+        key = (input_type, tuple(texts))
+        if key not in memo:
+            memo[key] = encode(texts, input_type)
+        return memo[key]
+
+    return wrapper
+
+
 def encode_fn_for(encoder: Encoder) -> EncodeFn:
     """Adapt a hosted ``Encoder`` (prompts applied per input type) to ``evaluate``'s callable."""
 

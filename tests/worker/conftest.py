@@ -28,23 +28,11 @@ from embedfleet.worker.evaluate import (
     encode_fn_for,
     evaluate,
     load_training_texts,
+    memoized,
 )
 
 EVAL_LIMITS = EvalLimits(max_queries=100, max_corpus=500, max_agreement_texts=300)
 MRL_DIMS = (128, 64)
-
-
-def cached(encode: EncodeFn) -> EncodeFn:
-    """Memoise an encode function per (input type, texts), so re-evaluations cost no forward pass."""
-    memo: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
-
-    def wrapper(texts: list[str], input_type: str) -> np.ndarray:
-        key = (input_type, tuple(texts))
-        if key not in memo:
-            memo[key] = encode(texts, input_type)
-        return memo[key]
-
-    return wrapper
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +55,7 @@ def teacher_spec() -> ModelSpec:
 
 @pytest.fixture(scope="session")
 def teacher_encode(teacher_spec: ModelSpec) -> EncodeFn:
-    return cached(encode_fn_for(SentenceTransformerEncoder(teacher_spec, "cpu", 32)))
+    return memoized(encode_fn_for(SentenceTransformerEncoder(teacher_spec, "cpu", 32)))
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +96,7 @@ def load_student() -> Callable[[Path], EncodeFn]:
         def encode(texts: list[str], input_type: str) -> np.ndarray:
             return model.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False)
 
-        return cached(encode)
+        return memoized(encode)
 
     return load
 
