@@ -88,9 +88,11 @@ def _block_until_signal() -> None:
 def up(port: int, milvus_port: int, workers: int, backend: str, data_dir: Path, redis_url: str) -> None:
     """Run Milvus Lite, workers and the gateway on 127.0.0.1 until Ctrl-C."""
     from embedfleet.local import LocalCluster
+    from embedfleet.settings import CommonSettings
 
     cluster = LocalCluster(
         data_dir=data_dir,
+        key_prefix=CommonSettings().key_prefix,
         redis_url=redis_url,
         backend=backend,
         workers=workers,

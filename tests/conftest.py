@@ -78,9 +78,12 @@ def _local_cluster(data_dir: Path, backend: str) -> LocalCluster:
 @pytest.fixture(scope="session")
 def celery_system(tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Redis) -> Iterator[LocalCluster]:
     """Milvus Lite server + one real Celery worker process + the gateway, for the whole session."""
-    with _local_cluster(tmp_path_factory.mktemp("celery-system"), "celery") as local:
-        yield local
-        local.clear_redis()
+    local = _local_cluster(tmp_path_factory.mktemp("celery-system"), "celery")
+    try:
+        with local:
+            yield local
+    finally:
+        local.clear_redis()  # after stop: a worker's warm shutdown hands unacknowledged tasks back
 
 
 @pytest.fixture(scope="session")

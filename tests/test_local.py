@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
 from embedfleet.client.sdk import EmbedfleetClient
 from embedfleet.local import free_port
@@ -34,8 +35,9 @@ def _descendants(pid: int) -> list[int]:
 
 
 @pytest.mark.parametrize("backend", ["celery", "ray"])
-def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path, backend: str) -> None:
-    env = dict(os.environ, EMBEDFLEET_KEY_PREFIX=f"eftest-up-{uuid.uuid4().hex[:8]}:", HF_HUB_OFFLINE="1")
+def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path, backend: str, redis_client: redis.Redis) -> None:
+    prefix = f"eftest-up-{uuid.uuid4().hex[:8]}:"
+    env = dict(os.environ, EMBEDFLEET_KEY_PREFIX=prefix, HF_HUB_OFFLINE="1")
     args = ["--port", "0", "--milvus-port", str(free_port()), "--data-dir", str(tmp_path), "--backend", backend]
     process = subprocess.Popen(
         [sys.executable, "-m", "embedfleet.cli", "up", *args], env=env, stderr=subprocess.PIPE, text=True
@@ -55,6 +57,8 @@ def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path, backend: str) -> 
         with EmbedfleetClient(address) as client:
             assert client.list_models()[0].workers == 1
             assert client.embed(["hello"]).vectors.shape == (1, 384)
+        heartbeats = list(redis_client.scan_iter(match=f"{prefix}workers:*"))
+        assert heartbeats, "embedfleet up did not use EMBEDFLEET_KEY_PREFIX"
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
         time.sleep(0.5)
@@ -62,3 +66,5 @@ def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path, backend: str) -> 
     finally:
         if process.poll() is None:
             process.kill()
+        for key in redis_client.scan_iter(match=f"{prefix}*"):
+            redis_client.delete(key)
