@@ -41,6 +41,9 @@ from embedfleet.errors import FailedPrecondition, InvalidArgument, NotFound
 from embedfleet.registry import ModelRole, ModelSpec
 
 MANIFEST_FILE = "embedfleet-manifest.json"
+# Rewritten with a new token whenever the set of serving versions changes, so readers can cache the
+# registry and re-read the manifests only when this file's content differs (one small read per request).
+GENERATION_FILE = ".generation"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -221,6 +224,7 @@ class ModelStore:
             for other in self.list(name):
                 if other.promoted and other.version != version:
                     self._write(other.model_copy(update={"promoted": False}))
+            self._bump_generation()
             return promoted
 
     def demote(self, name: str, version: str) -> ModelManifest:
@@ -228,7 +232,20 @@ class ModelStore:
         with self._lock(name):
             demoted = self.get(name, version).model_copy(update={"promoted": False})
             self._write(demoted)
+            self._bump_generation()
             return demoted
+
+    def generation(self) -> str:
+        """A token that changes whenever a version is promoted or demoted ("" before the first)."""
+        try:
+            return (self.root / GENERATION_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+
+    def _bump_generation(self) -> None:
+        tmp = self.root / f".{GENERATION_FILE}.{uuid.uuid4().hex[:8]}.tmp"
+        tmp.write_text(uuid.uuid4().hex, encoding="utf-8")
+        os.replace(tmp, self.root / GENERATION_FILE)
 
     def promoted(self) -> builtins.list[ModelManifest]:
         """The serving version of each name (the latest promoted one if a promote is in flight)."""

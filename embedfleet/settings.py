@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, PrivateAttr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -85,9 +85,19 @@ class CommonSettings(_Base):
     def model_store(self) -> ModelStore:
         return ModelStore(self.model_store_dir)
 
+    _registry_cache: tuple[str, ModelRegistry] | None = PrivateAttr(default=None)
+
     def registry(self) -> ModelRegistry:
-        """Configured models plus the serving versions in the model store, read now: a model promoted
-        by a distillation job is served without restarting anything."""
-        promoted = self.model_store().promoted_specs() if self.model_store_dir.is_dir() else []
+        """Configured models plus the serving versions in the model store: a model promoted by a
+        distillation job is served without restarting anything. The manifests are re-read only when
+        the store's generation token changed, so this is cheap enough for every request."""
+        store = self.model_store()
+        generation = store.generation()
+        cached = self._registry_cache
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        promoted = store.promoted_specs() if self.model_store_dir.is_dir() else []
         configured = {m.name for m in self.models}
-        return ModelRegistry([*self.models, *(m for m in promoted if m.name not in configured)], self.default_model)
+        registry = ModelRegistry([*self.models, *(m for m in promoted if m.name not in configured)], self.default_model)
+        self._registry_cache = (generation, registry)
+        return registry

@@ -149,3 +149,19 @@ def test_model_store_does_not_import_torch() -> None:
     code = "import sys, embedfleet.model_store; sys.exit(1 if 'torch' in sys.modules else 0)"
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_settings_registry_follows_promotions(store: ModelStore, model_dir: Path) -> None:
+    """The registry is cached per store generation: unchanged until a promote or demote, then re-read."""
+    from embedfleet.settings import CommonSettings
+
+    settings = CommonSettings(model_store_dir=store.root)
+    before = settings.registry()
+    assert settings.registry() is before  # nothing changed: no manifest was read again
+    assert "minilm-student" not in {m.name for m in before}
+    _register(store, model_dir, version="v1")
+    assert settings.registry() is before  # registering alone does not serve anything
+    store.promote("minilm-student", "v1")
+    assert settings.registry().resolve("minilm-student").checksum.startswith("sha256:")
+    store.demote("minilm-student", "v1")
+    assert "minilm-student" not in {m.name for m in settings.registry()}
