@@ -49,7 +49,6 @@ import numpy as np
 from embedfleet.domain import InputType
 from embedfleet.registry import DEFAULT_MODELS, ModelRole, ModelSpec
 from embedfleet.worker.distill import DistillConfig, DistillProgress, DistillResult, distill, load_label_rotation
-from embedfleet.worker.encoders import SentenceTransformerEncoder, resolve_device
 from embedfleet.worker.evaluate import (
     HEADLINE_METRICS,
     EncodeFn,
@@ -62,6 +61,8 @@ from embedfleet.worker.evaluate import (
     memoized,
     quality_gate,
 )
+from embedfleet.worker.models.host import resolve_device
+from embedfleet.worker.models.torch import SentenceTransformerEncoder
 
 
 @dataclass

@@ -13,10 +13,12 @@ from typing import Any
 import grpc
 import numpy as np
 
+from embedfleet import wire
 from embedfleet.client import requests as rq
+from embedfleet.client.errors import TypedStub
 from embedfleet.client.output import ResultWriter
 from embedfleet.client.sdk import channel_options
-from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit, batch_to_array
+from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
 from embedfleet.v1 import (
     embed_pb2,
     embed_pb2_grpc,
@@ -33,10 +35,10 @@ class AsyncEmbedfleetClient:
     def __init__(self, target: str = "127.0.0.1:50051", *, timeout: float = 60.0) -> None:
         self.timeout = timeout
         self.channel = grpc.aio.insecure_channel(target, options=channel_options())
-        self.jobs = jobs_pb2_grpc.JobServiceStub(self.channel)
-        self.embeddings = embed_pb2_grpc.EmbedServiceStub(self.channel)
-        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
-        self.searches = search_pb2_grpc.SearchServiceStub(self.channel)
+        self.jobs: Any = TypedStub(jobs_pb2_grpc.JobServiceStub(self.channel))
+        self.embeddings: Any = TypedStub(embed_pb2_grpc.EmbedServiceStub(self.channel))
+        self.models: Any = TypedStub(models_pb2_grpc.ModelServiceStub(self.channel))
+        self.searches: Any = TypedStub(search_pb2_grpc.SearchServiceStub(self.channel))
 
     async def close(self) -> None:
         await self.channel.close()
@@ -139,7 +141,7 @@ class AsyncEmbedfleetClient:
     async def results(self, job_id: str) -> AsyncIterator[tuple[int, int, list[str], np.ndarray]]:
         async for response in self.jobs.StreamJobResults(jobs_pb2.StreamJobResultsRequest(job_id=job_id)):
             batch = response.embeddings
-            yield response.chunk_index, response.first_document, list(batch.ids), batch_to_array(batch)
+            yield response.chunk_index, response.first_document, list(batch.ids), wire.batch_vectors(batch)
 
     async def embed(
         self,

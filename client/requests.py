@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from embedfleet import wire
 from embedfleet.corpus import document_from_record, read_corpus
 from embedfleet.domain import Document
 from embedfleet.v1 import common_pb2, jobs_pb2
@@ -13,8 +14,6 @@ from embedfleet.v1 import common_pb2, jobs_pb2
 # A corpus is a JSONL/Parquet path, or documents: Document objects or {"id", "text", "metadata"} dicts.
 Corpus = str | Path | Iterable[Document | Mapping[str, Any]]
 
-_PRECISIONS = {"float32": 1, "float16": 2, "int8": 3, "binary": 4}
-_INPUT_TYPES = {"query": 1, "document": 2}
 # Documents are streamed in batches of this many (or fewer, to stay under the byte budget).
 BATCH_DOCUMENTS = 512
 BATCH_BYTES = 2 * 1024 * 1024
@@ -27,15 +26,11 @@ def embedding_options(
     input_type: str = "document",
     normalize: bool = True,
 ) -> common_pb2.EmbeddingOptions:
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, not {precision!r}")
-    if input_type not in _INPUT_TYPES:
-        raise ValueError(f"input_type must be one of {sorted(_INPUT_TYPES)}, not {input_type!r}")
     return common_pb2.EmbeddingOptions(
         model=model,
         dimensions=dimensions,
-        precision=_PRECISIONS[precision],  # type: ignore[arg-type]
-        input_type=_INPUT_TYPES[input_type],  # type: ignore[arg-type]
+        precision=wire.PRECISION.to_pb(wire.PRECISION.parse(precision, "precision")),  # type: ignore[arg-type]
+        input_type=wire.INPUT_TYPE.to_pb(wire.INPUT_TYPE.parse(input_type, "input_type")),  # type: ignore[arg-type]
         normalize=normalize,
     )
 
@@ -87,9 +82,8 @@ class RequestStream:
 
 def vector_field(name: str, dimensions: int = 0, precision: str = "float32") -> jobs_pb2.VectorField:
     """An extra representation for an index job, e.g. ``vector_field("bits", precision="binary")``."""
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, not {precision!r}")
-    return jobs_pb2.VectorField(name=name, dimensions=dimensions, precision=_PRECISIONS[precision])  # type: ignore[arg-type]
+    code = wire.PRECISION.to_pb(wire.PRECISION.parse(precision, "precision"))
+    return jobs_pb2.VectorField(name=name, dimensions=dimensions, precision=code)  # type: ignore[arg-type]
 
 
 def index_stream(

@@ -18,10 +18,12 @@ from typing import Any
 import grpc
 import numpy as np
 
+from embedfleet import wire
 from embedfleet.client import requests as rq
+from embedfleet.client.errors import TypedStub
 from embedfleet.client.output import ResultWriter
 from embedfleet.client.progress import follow
-from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit, batch_to_array
+from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
 from embedfleet.domain import JobState
 from embedfleet.v1 import (
     embed_pb2,
@@ -33,8 +35,6 @@ from embedfleet.v1 import (
     search_pb2,
     search_pb2_grpc,
 )
-
-_STATE_TO_PB = {s: getattr(jobs_pb2, f"JOB_STATE_{s.value}") for s in JobState}
 
 
 def channel_options(max_message_bytes: int = 64 * 1024 * 1024) -> list[tuple[str, Any]]:
@@ -48,10 +48,10 @@ class EmbedfleetClient:
     def __init__(self, target: str = "127.0.0.1:50051", *, timeout: float = 60.0) -> None:
         self.timeout = timeout
         self.channel = grpc.insecure_channel(target, options=channel_options())
-        self.jobs = jobs_pb2_grpc.JobServiceStub(self.channel)
-        self.embeddings = embed_pb2_grpc.EmbedServiceStub(self.channel)
-        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
-        self.searches = search_pb2_grpc.SearchServiceStub(self.channel)
+        self.jobs: Any = TypedStub(jobs_pb2_grpc.JobServiceStub(self.channel))
+        self.embeddings: Any = TypedStub(embed_pb2_grpc.EmbedServiceStub(self.channel))
+        self.models: Any = TypedStub(models_pb2_grpc.ModelServiceStub(self.channel))
+        self.searches: Any = TypedStub(search_pb2_grpc.SearchServiceStub(self.channel))
 
     def close(self) -> None:
         self.channel.close()
@@ -159,7 +159,7 @@ class EmbedfleetClient:
             request = jobs_pb2.ListJobsRequest(
                 page_size=page_size,
                 page_token=token,
-                state=_STATE_TO_PB[state] if state else jobs_pb2.JOB_STATE_UNSPECIFIED,
+                state=wire.JOB_STATE.to_pb(state) if state else jobs_pb2.JOB_STATE_UNSPECIFIED,  # type: ignore[arg-type]
             )
             response = self.jobs.ListJobs(request, timeout=self.timeout)
             for job in response.jobs:
@@ -189,7 +189,7 @@ class EmbedfleetClient:
         """An embed job's results as ``(chunk_index, first_document, ids, vectors)``, in order."""
         for response in self.jobs.StreamJobResults(jobs_pb2.StreamJobResultsRequest(job_id=job_id)):
             batch = response.embeddings
-            yield response.chunk_index, response.first_document, list(batch.ids), batch_to_array(batch)
+            yield response.chunk_index, response.first_document, list(batch.ids), wire.batch_vectors(batch)
 
     # -- interactive --------------------------------------------------------------------------
     def embed(

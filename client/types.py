@@ -6,24 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embedfleet.domain import JobState, Precision
-from embedfleet.v1 import common_pb2, embed_pb2, jobs_pb2, models_pb2, search_pb2
-
-_STATE = {
-    jobs_pb2.JOB_STATE_QUEUED: JobState.QUEUED,
-    jobs_pb2.JOB_STATE_RUNNING: JobState.RUNNING,
-    jobs_pb2.JOB_STATE_SUCCEEDED: JobState.SUCCEEDED,
-    jobs_pb2.JOB_STATE_FAILED: JobState.FAILED,
-    jobs_pb2.JOB_STATE_CANCELLED: JobState.CANCELLED,
-}
-_PRECISION = {
-    common_pb2.PRECISION_UNSPECIFIED: Precision.FLOAT32,
-    common_pb2.PRECISION_FLOAT32: Precision.FLOAT32,
-    common_pb2.PRECISION_FLOAT16: Precision.FLOAT16,
-    common_pb2.PRECISION_INT8: Precision.INT8,
-    common_pb2.PRECISION_BINARY: Precision.BINARY,
-}
-_DTYPE = {Precision.FLOAT32: "<f4", Precision.FLOAT16: "<f2", Precision.INT8: "i1", Precision.BINARY: "u1"}
+from embedfleet import wire
+from embedfleet.domain import JobState
+from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2
 
 
 @dataclass(frozen=True)
@@ -63,8 +48,8 @@ class Job:
     def from_pb(cls, pb: jobs_pb2.Job) -> Job:
         return cls(
             id=pb.id,
-            kind=jobs_pb2.JobKind.Name(pb.kind).removeprefix("JOB_KIND_").lower(),
-            state=_STATE[pb.state],
+            kind=wire.JOB_KIND.from_pb(pb.kind, "kind").value,
+            state=wire.JOB_STATE.from_pb(pb.state, "state"),
             display_name=pb.display_name,
             model=pb.model,
             collection=pb.collection,
@@ -85,15 +70,6 @@ class Job:
         )
 
 
-def batch_to_array(batch: common_pb2.EmbeddingBatch) -> np.ndarray:
-    """EmbeddingBatch -> (rows, width) array; BINARY rows are packed bits (np.unpackbits to expand)."""
-    precision = _PRECISION[batch.precision]
-    array = np.frombuffer(batch.data, dtype=np.dtype(_DTYPE[precision]))
-    rows = len(batch.ids)
-    width = (batch.dimensions + 7) // 8 if precision == Precision.BINARY else batch.dimensions
-    return array.reshape(rows, width)
-
-
 @dataclass(frozen=True)
 class EmbedResult:
     vectors: np.ndarray
@@ -103,7 +79,7 @@ class EmbedResult:
 
     @classmethod
     def from_pb(cls, pb: embed_pb2.EmbedResponse) -> EmbedResult:
-        return cls(batch_to_array(pb.embeddings), pb.model, pb.model_version, pb.truncated)
+        return cls(wire.batch_vectors(pb.embeddings), pb.model, pb.model_version, pb.truncated)
 
 
 @dataclass(frozen=True)
@@ -124,7 +100,7 @@ class ModelInfo:
     def from_pb(cls, pb: models_pb2.ModelInfo) -> ModelInfo:
         return cls(
             name=pb.name,
-            role=models_pb2.ModelRole.Name(pb.role).removeprefix("MODEL_ROLE_").lower(),
+            role=wire.MODEL_ROLE.from_pb(pb.role, "role").value,
             dimensions=pb.dimensions,
             matryoshka_dimensions=list(pb.matryoshka_dimensions),
             max_seq_length=pb.max_seq_length,

@@ -11,9 +11,7 @@ from __future__ import annotations
 from celery import Celery
 
 from embedfleet.settings import CommonSettings
-
-RUN_CHUNK_TASK = "embedfleet.run_chunk"
-EMBED_REQUEST_TASK = "embedfleet.embed_request"
+from embedfleet.tasks import EMBED_REQUEST_TASK, RUN_PART_TASK
 
 
 def make_celery(settings: CommonSettings) -> Celery:
@@ -27,7 +25,7 @@ def make_celery(settings: CommonSettings) -> Celery:
         accept_content=["json"],
         task_default_queue=settings.bulk_queue,
         task_routes={
-            RUN_CHUNK_TASK: {"queue": settings.bulk_queue},
+            RUN_PART_TASK: {"queue": settings.bulk_queue},
             EMBED_REQUEST_TASK: {"queue": settings.interactive_queue},
         },
         broker_connection_retry_on_startup=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,13 +59,24 @@ class EmbeddingOptions(BaseModel):
 
 
 class VectorField(BaseModel):
-    """An extra representation an index job writes next to the main vector (see IndexJobConfig)."""
+    """An extra representation an index job writes next to the main vector, as the client asks for it
+    (``dimensions`` 0 means the model's full width)."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     dimensions: int = 0
     precision: Precision = Precision.FLOAT32
+
+
+class StoredField(BaseModel):
+    """An extra representation as a collection stores it: dimensions resolved against the model, never 0."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    dimensions: int
+    precision: Precision
 
 
 class Document(BaseModel):
@@ -81,9 +92,30 @@ class Document(BaseModel):
         return json.loads(self.metadata_json) if self.metadata_json else {}
 
 
+# -- what each job kind carries, resolved at submission -------------------------------------------
+# One class per kind, tagged by ``kind``: a job spec carries exactly one of them (``JobParams``), so a
+# kind's settings never leak into another's and adding a kind adds one class here.
+
+
+class IndexParams(BaseModel):
+    """Embed documents and upsert them into a model-bound Milvus collection."""
+
+    kind: Literal[JobKind.INDEX] = JobKind.INDEX
+    collection: str
+    # Extra representations of the same forward pass, dimensions resolved by the gateway.
+    stored_fields: tuple[StoredField, ...] = ()
+
+
+class EmbedParams(BaseModel):
+    """Embed documents and keep the vectors for the client to stream back."""
+
+    kind: Literal[JobKind.EMBED] = JobKind.EMBED
+
+
 class DistillParams(BaseModel):
     """A distillation job's settings, resolved at submission (model names, not roles)."""
 
+    kind: Literal[JobKind.DISTILL] = JobKind.DISTILL
     teacher: str
     student_name: str
     keep_layers: int
@@ -99,29 +131,57 @@ class DistillParams(BaseModel):
 class EvaluateParams(BaseModel):
     """An evaluation job's settings, resolved at submission."""
 
+    kind: Literal[JobKind.EVALUATE] = JobKind.EVALUATE
     model: str
     dimensions: tuple[int, ...] = ()
     teacher: str = ""
     eval_limit: int
 
 
+JobParams = Annotated[IndexParams | EmbedParams | DistillParams | EvaluateParams, Field(discriminator="kind")]
+
+
+class ProgressUnit(StrEnum):
+    """What a job's ``total``/``done`` count, chosen by its kind."""
+
+    DOCUMENTS = "documents"
+    STEPS = "steps"
+    EVALUATIONS = "evaluations"
+
+
 class JobSpec(BaseModel):
-    """What a job does, fixed at submission. ``embedding.model`` is the resolved registry name."""
+    """What a job does, fixed and fully resolved at submission, so workers never re-derive it.
 
-    kind: JobKind
+    ``embedding.model`` is the registry name the gateway resolved, ``model_version`` its pin at that
+    moment (checksum or hub revision; "" when the entry is unpinned) and ``output_dimensions`` the
+    vector length the job produces. ``part_size`` is the number of documents per part when the
+    parts are consecutive ranges of the corpus, 0 when they are not (a single training task, later
+    partitions of a collection).
+    """
+
+    params: JobParams
     embedding: EmbeddingOptions
-    collection: str = ""
-    chunk_size: int
+    model_version: str = ""
+    output_dimensions: int = 0
+    part_size: int = 0
+    unit: ProgressUnit = ProgressUnit.DOCUMENTS
     display_name: str = ""
-    extra_fields: tuple[VectorField, ...] = ()
-    distill: DistillParams | None = None
-    evaluate: EvaluateParams | None = None
+
+    @property
+    def kind(self) -> JobKind:
+        return self.params.kind
+
+    @property
+    def collection(self) -> str:
+        return self.params.collection if isinstance(self.params, IndexParams) else ""
 
 
-class ChunkFailure(BaseModel):
-    chunk_index: int
-    first_document: int
-    document_count: int
+class PartFailure(BaseModel):
+    """A part that ended failed: which units of the job it covered, and why."""
+
+    part: int
+    first_unit: int
+    units: int
     message: str
 
 
@@ -135,13 +195,13 @@ class JobSnapshot(BaseModel):
     done: int = 0
     failed: int = 0
     truncated: int = 0
-    chunks_total: int = 0
-    chunks_finished: int = 0
+    parts_total: int = 0
+    parts_finished: int = 0
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
     error: str = ""
-    failed_chunks: list[ChunkFailure] = Field(default_factory=list)
+    failed_parts: list[PartFailure] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
 
@@ -159,7 +219,13 @@ class JobSnapshot(BaseModel):
         remaining = self.total - self.done - self.failed
         return remaining / rate if rate > 0 else 0.0
 
-    def chunk_bounds(self, chunk_index: int) -> tuple[int, int]:
-        """(first document, document count) of a chunk: chunks are fixed-size slices of the corpus."""
-        first = chunk_index * self.spec.chunk_size
-        return first, min(self.spec.chunk_size, self.total - first)
+    def part_range(self, part: int) -> tuple[int, int]:
+        return part_range(self.spec, self.total, self.parts_total, part)
+
+
+def part_range(spec: JobSpec, total: int, parts_total: int, part: int) -> tuple[int, int]:
+    """(first unit, unit count) a part covers: a slice of the corpus when parts are document ranges,
+    otherwise an even share of the job's total."""
+    size = spec.part_size or -(-total // max(parts_total, 1))
+    first = min(part * size, total)
+    return first, max(0, min(size, total - first))

@@ -11,7 +11,15 @@ class EmbedfleetError(Exception):
 
 
 class InvalidArgument(EmbedfleetError):
-    """The request itself is wrong (empty text, malformed corpus line, unsupported dimension)."""
+    """The request itself is wrong (empty text, malformed corpus line, unsupported dimension).
+
+    ``field`` names the request field at fault (``config.chunk_size``) when there is one: the gateway
+    sends it as a ``google.rpc.BadRequest`` field violation, so a client can point at it.
+    """
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotFound(EmbedfleetError):
@@ -22,11 +30,20 @@ class FailedPrecondition(EmbedfleetError):
     """The request is valid but the system is not in a state to honour it (model/collection mismatch)."""
 
 
-class ResourceExhausted(EmbedfleetError):
-    """The request is larger than a configured limit."""
+class _RetryLater(EmbedfleetError):
+    """An error after which the same request may succeed later; ``retry_after_s`` says when to try
+    (sent as ``google.rpc.RetryInfo``; 0 lets the client choose its backoff)."""
+
+    def __init__(self, message: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
-class Unavailable(EmbedfleetError):
+class ResourceExhausted(_RetryLater):
+    """The request is larger than a configured limit, or a quota is used up."""
+
+
+class Unavailable(_RetryLater):
     """A dependency (Redis, Milvus, the worker pool) cannot be reached now; retrying later may work."""
 
 

@@ -1,16 +1,19 @@
-"""The job store: every job's record, counters, chunk states, payloads and progress events, in Redis.
+"""The job store: every job's record, counters, part states, payloads and progress events, in Redis.
+
+(A job is split into *parts*; the v1 wire calls them chunks.)
 
 Nothing about a job lives in a process's memory, so any gateway can serve any job and a restarted
 gateway (or worker) loses nothing. State changes that must be atomic are Lua scripts:
 
-* ``start_chunk`` refuses a chunk of a cancelled job and one already finished, so a redelivered
-  chunk (worker crash, visibility timeout) does not run twice after it completed;
-* ``finish_chunk`` counts a chunk exactly once, and moves the job to SUCCEEDED or FAILED when the
-  last chunk is in;
+* ``start_part`` refuses a part of a cancelled job and one already finished, so a redelivered
+  part (worker crash, visibility timeout) does not run twice after it completed, and hands back
+  the job's spec in the same round trip;
+* ``finish_part`` counts a part exactly once, and moves the job to SUCCEEDED or FAILED when the
+  last part is in;
 * ``cancel`` only moves a job that is not finished yet.
 
-Large payloads (chunk texts, result vectors) are Redis values referenced by key; queue messages
-carry only ``(job_id, chunk_index)``.
+Large payloads (part texts, result vectors) are Redis values referenced by key; queue messages
+carry only ``(job_id, part)``.
 """
 
 from __future__ import annotations
@@ -21,50 +24,59 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
 import redis
 
-from embedfleet.domain import ChunkFailure, Document, JobSnapshot, JobSpec, JobState
+from embedfleet.domain import Document, JobSnapshot, JobSpec, JobState, PartFailure, Precision
 from embedfleet.errors import InvalidArgument, NotFound
 
-_START_CHUNK = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-if state == 'CANCELLED' then return 'cancelled' end
-local cs = redis.call('HGET', KEYS[2], ARGV[1])
-if cs == 'done' or cs == 'failed' then return 'finished' end
+# Returns {outcome, spec, total, parts_total}: the job's fixed facts ride along with the decision, so a
+# worker starting a part needs no second read of the job record.
+_START_PART = """
+local job = redis.call('HMGET', KEYS[1], 'state', 'spec', 'total', 'parts_total')
+local state = job[1]
+if not state then return {'missing'} end
+if state == 'CANCELLED' then return {'cancelled'} end
+local ps = redis.call('HGET', KEYS[2], ARGV[1])
+if ps == 'done' or ps == 'failed' then return {'finished'} end
 redis.call('HSET', KEYS[2], ARGV[1], 'running')
 if state == 'QUEUED' then
   redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'started_at', ARGV[2])
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100', '*', 'e', 'running')
 end
-if cs == 'running' then return 'retry' end
-return 'first'
+local outcome = 'first'
+if ps == 'running' then outcome = 'retry' end
+return {outcome, job[2], job[3], job[4]}
 """
 
-_FINISH_CHUNK = """
-local cs = redis.call('HGET', KEYS[2], ARGV[1])
-if cs == 'done' or cs == 'failed' then return 0 end
+# A part is counted once; the job record is never recreated once it is gone (expired or deleted),
+# and every key of a live job gets its TTL refreshed, so a long job's records do not expire under it.
+_FINISH_PART = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('DEL', KEYS[6])
+local ps = redis.call('HGET', KEYS[2], ARGV[1])
+if ps == 'done' or ps == 'failed' then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'done', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'failed', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'truncated', ARGV[5])
-local finished = redis.call('HINCRBY', KEYS[1], 'chunks_finished', 1)
+local finished = redis.call('HINCRBY', KEYS[1], 'parts_finished', 1)
 if ARGV[2] == 'failed' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[6]) end
 local state = redis.call('HGET', KEYS[1], 'state')
-local total = tonumber(redis.call('HGET', KEYS[1], 'chunks_total'))
+local total = tonumber(redis.call('HGET', KEYS[1], 'parts_total'))
 if finished >= total and (state == 'RUNNING' or state == 'QUEUED') then
   local nfailed = redis.call('HLEN', KEYS[3])
   if nfailed > 0 then
-    local docs = redis.call('HGET', KEYS[1], 'failed')
+    local units = redis.call('HGET', KEYS[1], 'failed')
     redis.call('HSET', KEYS[1], 'state', 'FAILED', 'finished_at', ARGV[7], 'error',
-      nfailed .. ' of ' .. total .. ' chunks failed (' .. docs .. ' documents not processed); see failed_chunks')
+      nfailed .. ' of ' .. total .. ' chunks failed (' .. units .. ' ' .. ARGV[10] ..
+      ' not processed); see failed_chunks')
   else
     redis.call('HSET', KEYS[1], 'state', 'SUCCEEDED', 'finished_at', ARGV[7])
   end
   redis.call('SREM', KEYS[5], ARGV[8])
 end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100', '*', 'e', 'chunk')
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100', '*', 'e', 'part')
+for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[9]) end
 return 1
 """
 
@@ -88,8 +100,8 @@ return state
 """
 
 
-class ChunkStart(StrEnum):
-    """What a worker should do with a chunk it received."""
+class StartOutcome(StrEnum):
+    """What a worker should do with a part it received."""
 
     FIRST = "first"  # run it
     RETRY = "retry"  # run it: a previous attempt started but never finished (crash, redelivery)
@@ -97,14 +109,28 @@ class ChunkStart(StrEnum):
     CANCELLED = "cancelled"  # skip: the job was cancelled
     MISSING = "missing"  # skip: the job expired or never existed
 
+    @property
+    def runs(self) -> bool:
+        return self in (StartOutcome.FIRST, StartOutcome.RETRY)
+
 
 @dataclass(frozen=True)
-class ChunkResultVectors:
-    """An embed job chunk's output as stored: ids in corpus order and a packed vector block."""
+class PartStart:
+    """The answer to ``start_part``: the decision and, when the part is to run, the job's fixed facts."""
+
+    outcome: StartOutcome
+    spec: JobSpec | None = None
+    total: int = 0
+    parts_total: int = 0
+
+
+@dataclass(frozen=True)
+class PartVectors:
+    """An embed job part's output as stored: ids in corpus order and a packed vector block."""
 
     ids: list[str]
     dimensions: int
-    precision: str
+    precision: Precision
     data: bytes
 
 
@@ -115,8 +141,8 @@ class JobStore:
         self.r = client
         self.prefix = prefix
         self.ttl = ttl_seconds
-        self._start = client.register_script(_START_CHUNK)
-        self._finish = client.register_script(_FINISH_CHUNK)
+        self._start = client.register_script(_START_PART)
+        self._finish = client.register_script(_FINISH_PART)
         self._cancel = client.register_script(_CANCEL)
         self._mark_dispatched = client.register_script(_MARK_DISPATCHED)
 
@@ -128,8 +154,8 @@ class JobStore:
     def job_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
 
-    def _chunks_key(self, job_id: str) -> str:
-        return f"{self.prefix}job:{job_id}:chunks"
+    def _parts_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:parts"
 
     def _failures_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:failures"
@@ -143,11 +169,11 @@ class JobStore:
     def events_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:events"
 
-    def _input_key(self, job_id: str, chunk: int) -> str:
-        return f"{self.prefix}job:{job_id}:in:{chunk}"
+    def _input_key(self, job_id: str, part: int) -> str:
+        return f"{self.prefix}job:{job_id}:in:{part}"
 
-    def _output_key(self, job_id: str, chunk: int) -> str:
-        return f"{self.prefix}job:{job_id}:out:{chunk}"
+    def _output_key(self, job_id: str, part: int) -> str:
+        return f"{self.prefix}job:{job_id}:out:{part}"
 
     @property
     def _index_key(self) -> str:
@@ -158,24 +184,24 @@ class JobStore:
         return f"{self.prefix}jobs:active"
 
     # -- submission ---------------------------------------------------------------------------
-    def put_chunk_input(self, job_id: str, chunk: int, documents: Sequence[Document]) -> None:
-        """Store a chunk's documents before the job exists, so a job is only created complete."""
+    def put_part_input(self, job_id: str, part: int, documents: Sequence[Document]) -> None:
+        """Store a part's documents before the job exists, so a job is only created complete."""
         payload = json.dumps([[d.id, d.text, d.metadata_json] for d in documents], ensure_ascii=False)
-        self.r.set(self._input_key(job_id, chunk), payload.encode(), ex=self.ttl)
+        self.r.set(self._input_key(job_id, part), payload.encode(), ex=self.ttl)
 
-    def get_chunk_input(self, job_id: str, chunk: int) -> list[Document]:
-        raw = self.r.get(self._input_key(job_id, chunk))
+    def get_part_input(self, job_id: str, part: int) -> list[Document]:
+        raw = self.r.get(self._input_key(job_id, part))
         if raw is None:
-            raise NotFound(f"job {job_id} chunk {chunk}: input expired or was never stored")
+            raise NotFound(f"job {job_id} part {part}: input expired or was never stored")
         return [Document(id=i, text=t, metadata_json=m) for i, t, m in json.loads(raw)]
 
-    def discard_inputs(self, job_id: str, chunks: int) -> None:
+    def discard_inputs(self, job_id: str, parts: int) -> None:
         """Drop the staged inputs of a submission that was rejected part-way."""
-        keys = [self._input_key(job_id, c) for c in range(chunks)]
+        keys = [self._input_key(job_id, c) for c in range(parts)]
         for start in range(0, len(keys), 1000):
             self.r.delete(*keys[start : start + 1000])
 
-    def create_job(self, job_id: str, spec: JobSpec, total: int, chunks: int) -> JobSnapshot:
+    def create_job(self, job_id: str, spec: JobSpec, total: int, parts: int) -> JobSnapshot:
         now = time.time()
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(
@@ -187,33 +213,33 @@ class JobStore:
                 "done": 0,
                 "failed": 0,
                 "truncated": 0,
-                "chunks_total": chunks,
-                "chunks_finished": 0,
+                "parts_total": parts,
+                "parts_finished": 0,
                 "created_at": repr(now),
             },
         )
-        # Chunk states start "pending" (not yet handed to the queue); see pending_chunks().
-        for start in range(0, chunks, 5000):
+        # Part states start "pending" (not yet handed to the queue); see pending_parts().
+        for start in range(0, parts, 5000):
             pipe.hset(
-                self._chunks_key(job_id),
-                mapping={str(c): "pending" for c in range(start, min(chunks, start + 5000))},
+                self._parts_key(job_id),
+                mapping={str(c): "pending" for c in range(start, min(parts, start + 5000))},
             )
         pipe.xadd(self.events_key(job_id), {"e": "created"}, maxlen=100, approximate=True)
         pipe.zadd(self._index_key, {job_id: now})
         pipe.sadd(self._active_key, job_id)
-        for key in (self.job_key(job_id), self._chunks_key(job_id), self.events_key(job_id)):
+        for key in (self.job_key(job_id), self._parts_key(job_id), self.events_key(job_id)):
             pipe.expire(key, self.ttl)
         pipe.execute()
         return self.get(job_id)
 
-    def mark_dispatched(self, job_id: str, chunks: Sequence[int]) -> None:
-        """Record that chunks are in the queue; a chunk a worker already started keeps its state."""
-        for start in range(0, len(chunks), 5000):
-            self._mark_dispatched(keys=[self._chunks_key(job_id)], args=[str(c) for c in chunks[start : start + 5000]])
+    def mark_dispatched(self, job_id: str, parts: Sequence[int]) -> None:
+        """Record that parts are in the queue; a part a worker already started keeps its state."""
+        for start in range(0, len(parts), 5000):
+            self._mark_dispatched(keys=[self._parts_key(job_id)], args=[str(c) for c in parts[start : start + 5000]])
 
-    def pending_chunks(self, job_id: str) -> list[int]:
-        """Chunks of an active job never handed to the queue (the gateway died mid-dispatch)."""
-        states = self.r.hgetall(self._chunks_key(job_id))
+    def pending_parts(self, job_id: str) -> list[int]:
+        """Parts of an active job never handed to the queue (the gateway died mid-dispatch)."""
+        states = self.r.hgetall(self._parts_key(job_id))
         return sorted(int(k) for k, v in states.items() if v == b"pending")
 
     def active_jobs(self) -> list[str]:
@@ -240,8 +266,8 @@ class JobStore:
             done=int(fields["done"]),
             failed=int(fields["failed"]),
             truncated=int(fields["truncated"]),
-            chunks_total=int(fields["chunks_total"]),
-            chunks_finished=int(fields["chunks_finished"]),
+            parts_total=int(fields["parts_total"]),
+            parts_finished=int(fields["parts_finished"]),
             created_at=float(fields["created_at"]),
             started_at=float(fields["started_at"]) if "started_at" in fields else None,
             finished_at=float(fields["finished_at"]) if "finished_at" in fields else None,
@@ -251,10 +277,8 @@ class JobStore:
         )
         for idx_raw, message in sorted(failures.items(), key=lambda kv: int(kv[0])):
             idx = int(idx_raw)
-            first, count = snap.chunk_bounds(idx)
-            snap.failed_chunks.append(
-                ChunkFailure(chunk_index=idx, first_document=first, document_count=count, message=message.decode())
-            )
+            first, count = snap.part_range(idx)
+            snap.failed_parts.append(PartFailure(part=idx, first_unit=first, units=count, message=message.decode()))
         return snap
 
     def list(self, limit: int, before: float | None, state: JobState | None) -> tuple[list[JobSnapshot], float | None]:
@@ -279,8 +303,8 @@ class JobStore:
                         return jobs, score
         return jobs, None
 
-    def chunk_state(self, job_id: str, chunk: int) -> str | None:
-        raw = self.r.hget(self._chunks_key(job_id), str(chunk))
+    def part_state(self, job_id: str, part: int) -> str | None:
+        raw = self.r.hget(self._parts_key(job_id), str(part))
         return raw.decode() if raw is not None else None
 
     def wait_for_event(self, job_id: str, last_id: str, timeout_s: float) -> str:
@@ -300,7 +324,7 @@ class JobStore:
         last_seen: tuple[object, ...] | None = None
         while True:
             snap = self.get(job_id)
-            key = (snap.state, snap.done, snap.failed, snap.chunks_finished)
+            key = (snap.state, snap.done, snap.failed, snap.parts_finished)
             if key != last_seen:
                 last_seen = key
                 yield snap
@@ -309,30 +333,50 @@ class JobStore:
             last_event = self.wait_for_event(job_id, last_event, poll_s)
 
     # -- worker side --------------------------------------------------------------------------
-    def start_chunk(self, job_id: str, chunk: int) -> ChunkStart:
+    def start_part(self, job_id: str, part: int) -> PartStart:
+        """One round trip: whether to run the part, and the job's spec and sizes if so."""
         result = self._start(
-            keys=[self.job_key(job_id), self._chunks_key(job_id), self.events_key(job_id)],
-            args=[str(chunk), repr(time.time())],
+            keys=[self.job_key(job_id), self._parts_key(job_id), self.events_key(job_id)],
+            args=[str(part), repr(time.time())],
         )
-        return ChunkStart(result.decode())
+        outcome = StartOutcome(result[0].decode())
+        if not outcome.runs:
+            return PartStart(outcome)
+        return PartStart(
+            outcome,
+            spec=JobSpec.model_validate_json(result[1]),
+            total=int(result[2]),
+            parts_total=int(result[3]),
+        )
 
-    def finish_chunk(self, job_id: str, chunk: int, *, done: int, failed: int, truncated: int, error: str = "") -> bool:
-        """Count a chunk's outcome once; False if it had already been counted."""
+    def finish_part(
+        self, job_id: str, part: int, *, done: int, failed: int, truncated: int, error: str = "", unit: str = ""
+    ) -> bool:
+        """Count a part's outcome once and drop its staged input; False if it had already been counted
+        or the job no longer exists. ``unit`` names what ``failed`` counts, for the job's error text."""
         counted = self._finish(
             keys=[
                 self.job_key(job_id),
-                self._chunks_key(job_id),
+                self._parts_key(job_id),
                 self._failures_key(job_id),
                 self.events_key(job_id),
                 self._active_key,
+                self._input_key(job_id, part),
             ],
-            args=[str(chunk), "failed" if error else "done", done, failed, truncated, error, repr(time.time()), job_id],
+            args=[
+                str(part),
+                "failed" if error else "done",
+                done,
+                failed,
+                truncated,
+                error,
+                repr(time.time()),
+                job_id,
+                self.ttl,
+                unit or "documents",
+            ],
         )
-        pipe = self.r.pipeline(transaction=False)
-        pipe.delete(self._input_key(job_id, chunk))
-        pipe.expire(self._failures_key(job_id), self.ttl)
-        pipe.execute()
-        return bool(counted)
+        return int(counted) == 1
 
     def report(
         self,
@@ -354,26 +398,29 @@ class JobStore:
         pipe.xadd(self.events_key(job_id), {"e": "progress"}, maxlen=100, approximate=True)
         pipe.execute()
 
-    def put_chunk_output(self, job_id: str, chunk: int, result: ChunkResultVectors) -> None:
-        self.r.hset(
-            self._output_key(job_id, chunk),
+    def put_part_output(self, job_id: str, part: int, result: PartVectors) -> None:
+        key = self._output_key(job_id, part)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(
+            key,
             mapping={
                 "ids": json.dumps(result.ids, ensure_ascii=False),
                 "dimensions": result.dimensions,
-                "precision": result.precision,
+                "precision": result.precision.value,
                 "data": result.data,
             },
         )
-        self.r.expire(self._output_key(job_id, chunk), self.ttl)
+        pipe.expire(key, self.ttl)
+        pipe.execute()
 
-    def get_chunk_output(self, job_id: str, chunk: int) -> ChunkResultVectors:
-        raw = self.r.hgetall(self._output_key(job_id, chunk))
+    def get_part_output(self, job_id: str, part: int) -> PartVectors:
+        raw = self.r.hgetall(self._output_key(job_id, part))
         if not raw:
-            raise NotFound(f"job {job_id} chunk {chunk}: results expired")
-        return ChunkResultVectors(
+            raise NotFound(f"job {job_id} part {part}: results expired")
+        return PartVectors(
             ids=json.loads(raw[b"ids"]),
             dimensions=int(raw[b"dimensions"]),
-            precision=raw[b"precision"].decode(),
+            precision=Precision(raw[b"precision"].decode()),
             data=raw[b"data"],
         )
 
@@ -431,8 +478,3 @@ class JobStore:
         keys = list(self.r.scan_iter(match=f"{self.prefix}workers:*", count=500))
         values = self.r.mget(keys) if keys else []
         return [json.loads(v) for v in values if v is not None]
-
-
-def pack_vectors(vectors: np.ndarray) -> bytes:
-    """Row-major little-endian bytes, the layout of EmbeddingBatch.data."""
-    return np.ascontiguousarray(vectors).astype(vectors.dtype.newbyteorder("<"), copy=False).tobytes()

@@ -129,7 +129,7 @@ class LocalCluster:
         env_id = f"local-{index}-{os.getpid()}"
         return self._spawn(
             f"worker-{index}",
-            [sys.executable, "-m", "embedfleet.cli", "worker", "--worker-id", env_id],
+            [sys.executable, "-m", "embedfleet.client.cli", "worker", "--worker-id", env_id],
         )
 
     def wait_for_workers(self, store: JobStore, timeout_s: float = 180) -> None:
@@ -176,7 +176,7 @@ class LocalCluster:
         gateway = start_gateway(settings)
         self._gateway = gateway
         self.gateway_port = gateway.port
-        self.wait_for_workers(gateway.core.store)
+        self.wait_for_workers(gateway.ctx.store)
         return self
 
     def clear_redis(self) -> int:

@@ -18,9 +18,10 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from embedfleet.domain import Precision, VectorField
+from embedfleet.domain import Precision, StoredField, VectorField
 from embedfleet.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from embedfleet.registry import ModelSpec
+from embedfleet.wire import packed_width
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 PK_FIELD = "pk"
@@ -39,28 +40,24 @@ _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 STORABLE_PRECISIONS = (Precision.FLOAT32, Precision.BINARY, Precision.INT8)
 
 
+def binary_words(dimensions: int) -> int:
+    """int64 words that hold a vector's packed bits (Milvus Lite has no binary vector type)."""
+    return (packed_width(dimensions, Precision.BINARY) + 7) // 8
+
+
 def validate_collection_name(name: str) -> None:
-    if not _NAME.match(name or ""):
+    if not _NAME.fullmatch(name or ""):
         raise InvalidArgument(
             f"collection name {name!r} is invalid: use letters, digits and underscores, "
             "starting with a letter or underscore, at most 255 characters"
         )
 
 
-@dataclass(frozen=True)
-class StoredField:
-    """An extra representation as the collection stores it (dimensions resolved, never 0)."""
-
-    name: str
-    dimensions: int
-    precision: Precision
-
-
 def stored_fields(spec: ModelSpec, fields: Iterable[VectorField]) -> tuple[StoredField, ...]:
     """Validate an index job's extra fields against the model; resolve their dimensions."""
     resolved: list[StoredField] = []
     for field in fields:
-        if not _FIELD_NAME.match(field.name) or field.name in RESERVED_FIELDS:
+        if not _FIELD_NAME.fullmatch(field.name) or field.name in RESERVED_FIELDS:
             raise InvalidArgument(
                 f"extra field name {field.name!r} is invalid: use letters, digits and underscores, starting "
                 f"with a letter, and none of {', '.join(sorted(RESERVED_FIELDS))}"
@@ -72,7 +69,9 @@ def stored_fields(spec: ModelSpec, fields: Iterable[VectorField]) -> tuple[Store
             )
         if any(f.name == field.name for f in resolved):
             raise InvalidArgument(f"extra field {field.name!r} is named twice")
-        resolved.append(StoredField(field.name, spec.output_dimensions(field.dimensions), field.precision))
+        resolved.append(
+            StoredField(name=field.name, dimensions=spec.output_dimensions(field.dimensions), precision=field.precision)
+        )
     return tuple(resolved)
 
 
@@ -104,7 +103,7 @@ class CollectionBinding:
             model=props[f"{_PROP}model"],
             model_version=props.get(f"{_PROP}model_version", ""),
             dimensions=int(props.get(f"{_PROP}dimensions", "0")),
-            fields=tuple(StoredField(f["name"], int(f["dimensions"]), Precision(f["precision"])) for f in fields),
+            fields=tuple(StoredField.model_validate(f) for f in fields),
         )
 
     def check_compatible(
@@ -175,7 +174,7 @@ def _add_stored_field(schema: object, index: object, field: StoredField) -> None
         schema.add_field(field.name, DataType.FLOAT_VECTOR, dim=field.dimensions)  # type: ignore[attr-defined]
         index.add_index(field_name=field.name, index_type="AUTOINDEX", metric_type="COSINE")  # type: ignore[attr-defined]
     elif field.precision == Precision.BINARY:
-        words = (field.dimensions + 63) // 64
+        words = binary_words(field.dimensions)
         schema.add_field(field.name, DataType.ARRAY, element_type=DataType.INT64, max_capacity=words)  # type: ignore[attr-defined]
     else:
         schema.add_field(field.name, DataType.ARRAY, element_type=DataType.INT8, max_capacity=field.dimensions)  # type: ignore[attr-defined]

@@ -250,14 +250,13 @@ class RayDispatcher:
         )
 
     # -- Dispatcher protocol ------------------------------------------------------------------
-    def dispatch_chunks(self, job_id: str, chunks: Sequence[int]) -> None:
+    def dispatch_parts(self, job_id: str, chunks: Sequence[int]) -> None:
         """Durable once this returns: the chunks are in Redis, whatever happens to this process."""
         items = [json.dumps([job_id, chunk]) for chunk in chunks]
         pipe = self.store.r.pipeline(transaction=False)
         for start in range(0, len(items), 1000):
             pipe.rpush(self.pending_key, *items[start : start + 1000])
         pipe.execute()
-        self.store.mark_dispatched(job_id, chunks)
         self._wake.set()
 
     def dispatch_request(self, request_id: str) -> None:
@@ -451,7 +450,7 @@ class RayDispatcher:
             task = call.chunk
             assert task is not None
             init_failed = bool(getattr(exc, "actor_init_failed", False))
-            if init_failed or self.store.chunk_state(task.job_id, task.chunk) == "running":
+            if init_failed or self.store.part_state(task.job_id, task.chunk) == "running":
                 task.attempt += 1
             log.warning(
                 "job %s chunk %d: its Ray actor died (%s); resubmitting as attempt %d",

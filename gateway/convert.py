@@ -1,66 +1,31 @@
-"""Conversions between the v1 protobuf messages and the domain types: nothing else."""
+"""Conversions between the v1 protobuf messages and the domain types: nothing else.
+
+Enum tables and the vector layout are ``embedfleet.wire``'s (shared with the client).
+"""
 
 from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from embedfleet.domain import (
-    Document,
-    EmbeddingOptions,
-    InputType,
-    JobKind,
-    JobSnapshot,
-    JobState,
-    Precision,
-    VectorField,
-)
-from embedfleet.gateway.service import (
-    DistillRequest,
-    EmbedResult,
-    EvaluateRequest,
-    ModelStatus,
-    SearchHit,
-)
-from embedfleet.jobstore import ChunkResultVectors, pack_vectors
-from embedfleet.registry import ModelRole
+from embedfleet import wire
+from embedfleet.domain import Document, EmbeddingOptions, JobSnapshot, JobState, VectorField
+from embedfleet.gateway.embedding import EmbedResult
+from embedfleet.gateway.kinds.distill import DistillRequest
+from embedfleet.gateway.kinds.embed import EmbedJobRequest
+from embedfleet.gateway.kinds.evaluate import EvaluateRequest
+from embedfleet.gateway.kinds.index import IndexRequest
+from embedfleet.gateway.models import ModelStatus
+from embedfleet.gateway.search import SearchHit
+from embedfleet.jobstore import PartVectors
 from embedfleet.v1 import common_pb2, embed_pb2, jobs_pb2, models_pb2, search_pb2
 
-_PRECISION_TO_PB = {
-    Precision.FLOAT32: common_pb2.PRECISION_FLOAT32,
-    Precision.FLOAT16: common_pb2.PRECISION_FLOAT16,
-    Precision.INT8: common_pb2.PRECISION_INT8,
-    Precision.BINARY: common_pb2.PRECISION_BINARY,
-}
-_PRECISION_FROM_PB = {v: k for k, v in _PRECISION_TO_PB.items()} | {common_pb2.PRECISION_UNSPECIFIED: Precision.FLOAT32}
-_INPUT_TO_PB = {InputType.QUERY: common_pb2.INPUT_TYPE_QUERY, InputType.DOCUMENT: common_pb2.INPUT_TYPE_DOCUMENT}
-_INPUT_FROM_PB = {v: k for k, v in _INPUT_TO_PB.items()} | {common_pb2.INPUT_TYPE_UNSPECIFIED: InputType.DOCUMENT}
-_STATE_TO_PB = {
-    JobState.QUEUED: jobs_pb2.JOB_STATE_QUEUED,
-    JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
-    JobState.SUCCEEDED: jobs_pb2.JOB_STATE_SUCCEEDED,
-    JobState.FAILED: jobs_pb2.JOB_STATE_FAILED,
-    JobState.CANCELLED: jobs_pb2.JOB_STATE_CANCELLED,
-}
-_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
-_KIND_TO_PB = {
-    JobKind.INDEX: jobs_pb2.JOB_KIND_INDEX,
-    JobKind.EMBED: jobs_pb2.JOB_KIND_EMBED,
-    JobKind.DISTILL: jobs_pb2.JOB_KIND_DISTILL,
-    JobKind.EVALUATE: jobs_pb2.JOB_KIND_EVALUATE,
-}
-_ROLE_TO_PB = {
-    ModelRole.TEACHER: models_pb2.MODEL_ROLE_TEACHER,
-    ModelRole.STUDENT: models_pb2.MODEL_ROLE_STUDENT,
-    ModelRole.MRL: models_pb2.MODEL_ROLE_MRL,
-}
 
-
-def options_from_pb(pb: common_pb2.EmbeddingOptions) -> EmbeddingOptions:
+def options_from_pb(pb: common_pb2.EmbeddingOptions, field: str = "options") -> EmbeddingOptions:
     return EmbeddingOptions(
         model=pb.model,
         dimensions=pb.dimensions,
-        precision=_PRECISION_FROM_PB.get(pb.precision, Precision.FLOAT32),
-        input_type=_INPUT_FROM_PB.get(pb.input_type, InputType.DOCUMENT),
+        precision=wire.PRECISION.from_pb(pb.precision, f"{field}.precision"),
+        input_type=wire.INPUT_TYPE.from_pb(pb.input_type, f"{field}.input_type"),
         normalize=pb.normalize if pb.HasField("normalize") else True,
     )
 
@@ -69,15 +34,35 @@ def options_to_pb(options: EmbeddingOptions) -> common_pb2.EmbeddingOptions:
     return common_pb2.EmbeddingOptions(
         model=options.model,
         dimensions=options.dimensions,
-        precision=_PRECISION_TO_PB[options.precision],
-        input_type=_INPUT_TO_PB[options.input_type],
+        precision=wire.PRECISION.to_pb(options.precision),  # type: ignore[arg-type]
+        input_type=wire.INPUT_TYPE.to_pb(options.input_type),  # type: ignore[arg-type]
         normalize=options.normalize,
     )
 
 
-def field_from_pb(pb: jobs_pb2.VectorField) -> VectorField:
+def field_from_pb(pb: jobs_pb2.VectorField, where: str) -> VectorField:
     return VectorField(
-        name=pb.name, dimensions=pb.dimensions, precision=_PRECISION_FROM_PB.get(pb.precision, Precision.FLOAT32)
+        name=pb.name, dimensions=pb.dimensions, precision=wire.PRECISION.from_pb(pb.precision, f"{where}.precision")
+    )
+
+
+def index_from_pb(config: jobs_pb2.IndexJobConfig) -> IndexRequest:
+    return IndexRequest(
+        embedding=options_from_pb(config.embedding, "config.embedding"),
+        collection=config.collection,
+        source_path=config.source.path,
+        chunk_size=config.chunk_size,
+        display_name=config.display_name,
+        extra_fields=tuple(field_from_pb(f, f"config.extra_fields[{i}]") for i, f in enumerate(config.extra_fields)),
+    )
+
+
+def embed_job_from_pb(config: jobs_pb2.EmbedJobConfig) -> EmbedJobRequest:
+    return EmbedJobRequest(
+        embedding=options_from_pb(config.embedding, "config.embedding"),
+        source_path=config.source.path,
+        chunk_size=config.chunk_size,
+        display_name=config.display_name,
     )
 
 
@@ -109,8 +94,8 @@ def evaluate_from_pb(config: jobs_pb2.EvaluateJobConfig) -> EvaluateRequest:
     )
 
 
-def state_from_pb(state: int) -> JobState | None:
-    return _STATE_FROM_PB.get(state)  # type: ignore[call-overload]
+def state_filter_from_pb(state: int) -> JobState | None:
+    return wire.JOB_STATE.optional_from_pb(state, "state")
 
 
 def documents_from_pb(batch: common_pb2.DocumentBatch) -> list[Document]:
@@ -128,8 +113,8 @@ def _timestamp(seconds: float | None) -> Timestamp | None:
 def job_to_pb(snap: JobSnapshot) -> jobs_pb2.Job:
     return jobs_pb2.Job(
         id=snap.id,
-        kind=_KIND_TO_PB[snap.spec.kind],
-        state=_STATE_TO_PB[snap.state],
+        kind=wire.JOB_KIND.to_pb(snap.spec.kind),  # type: ignore[arg-type]
+        state=wire.JOB_STATE.to_pb(snap.state),  # type: ignore[arg-type]
         display_name=snap.spec.display_name,
         model=snap.spec.embedding.model,
         collection=snap.spec.collection,
@@ -139,8 +124,8 @@ def job_to_pb(snap: JobSnapshot) -> jobs_pb2.Job:
             done=snap.done,
             failed=snap.failed,
             truncated=snap.truncated,
-            chunks_total=snap.chunks_total,
-            chunks_finished=snap.chunks_finished,
+            chunks_total=snap.parts_total,
+            chunks_finished=snap.parts_finished,
         ),
         docs_per_second=snap.docs_per_second(),
         eta_seconds=snap.eta_seconds(),
@@ -150,38 +135,27 @@ def job_to_pb(snap: JobSnapshot) -> jobs_pb2.Job:
         error=snap.error,
         failed_chunks=[
             jobs_pb2.ChunkFailure(
-                chunk_index=f.chunk_index,
-                first_document=f.first_document,
-                document_count=f.document_count,
-                message=f.message,
+                chunk_index=f.part, first_document=f.first_unit, document_count=f.units, message=f.message
             )
-            for f in snap.failed_chunks
+            for f in snap.failed_parts
         ],
         metrics=snap.metrics,
         outputs=snap.outputs,
     )
 
 
-def chunk_result_to_pb(chunk: int, first: int, result: ChunkResultVectors) -> jobs_pb2.StreamJobResultsResponse:
+def part_result_to_pb(part: int, first: int, result: PartVectors) -> jobs_pb2.StreamJobResultsResponse:
     return jobs_pb2.StreamJobResultsResponse(
-        chunk_index=chunk,
+        chunk_index=part,
         first_document=first,
-        embeddings=common_pb2.EmbeddingBatch(
-            ids=result.ids,
-            dimensions=result.dimensions,
-            precision=_PRECISION_TO_PB[Precision(result.precision)],
-            data=result.data,
-        ),
+        embeddings=wire.embedding_batch(result.ids, result.data, result.dimensions, result.precision),
     )
 
 
 def embed_result_to_pb(result: EmbedResult) -> embed_pb2.EmbedResponse:
     return embed_pb2.EmbedResponse(
-        embeddings=common_pb2.EmbeddingBatch(
-            ids=[str(i) for i in range(result.vectors.shape[0])],
-            dimensions=result.dimensions,
-            precision=_PRECISION_TO_PB[result.precision],
-            data=pack_vectors(result.vectors),
+        embeddings=wire.embedding_batch(
+            [str(i) for i in range(result.rows)], result.data, result.dimensions, result.precision
         ),
         model=result.model,
         model_version=result.version,
@@ -193,7 +167,7 @@ def model_to_pb(status: ModelStatus) -> models_pb2.ModelInfo:
     spec = status.spec
     return models_pb2.ModelInfo(
         name=spec.name,
-        role=_ROLE_TO_PB[spec.role],
+        role=wire.MODEL_ROLE.to_pb(spec.role),  # type: ignore[arg-type]
         dimensions=spec.dimensions,
         matryoshka_dimensions=list(spec.matryoshka_dimensions),
         max_seq_length=spec.max_seq_length,

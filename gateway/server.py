@@ -12,8 +12,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from embedfleet import milvus
-from embedfleet.dispatch import make_dispatcher
-from embedfleet.gateway.service import GatewayCore, run_recovery_loop
+from embedfleet.gateway.context import GatewayContext
+from embedfleet.gateway.embedding import EmbedCore
+from embedfleet.gateway.jobs import JobsCore, run_recovery_loop
+from embedfleet.gateway.models import ModelsCore
+from embedfleet.gateway.queue import make_dispatcher
+from embedfleet.gateway.search import SearchCore
 from embedfleet.gateway.servicers import EmbedServicer, JobServicer, ModelServicer, SearchServicer
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.jobstore import JobStore
@@ -41,39 +45,42 @@ SERVICE_NAMES = (
 @dataclass
 class RunningGateway:
     server: grpc.Server
-    core: GatewayCore
+    ctx: GatewayContext
+    jobs: JobsCore
     port: int
     _stop: threading.Event
 
     @property
     def address(self) -> str:
-        return f"{self.core.settings.host}:{self.port}"
+        return f"{self.ctx.settings.host}:{self.port}"
 
     def stop(self, grace_s: float = 5.0) -> None:
         self._stop.set()
         self.server.stop(grace_s).wait()
-        self.core.dispatcher.close()
+        self.ctx.dispatcher.close()
 
 
 def start_gateway(settings: GatewaySettings) -> RunningGateway:
     """Start serving (non-blocking). Port 0 binds a free port, reported in ``RunningGateway.port``."""
     store = JobStore.from_url(settings.redis_url, settings.key_prefix, settings.job_ttl_seconds)
     store.r.ping()  # fail at start-up, with the URL in the message, rather than on the first RPC
-    core = GatewayCore(
+    ctx = GatewayContext(
         settings=settings,
         store=store,
         dispatcher=make_dispatcher(settings, store),
-        milvus_client=lambda: milvus.connect(settings.milvus_uri, settings.milvus_token),
+        milvus_factory=lambda: milvus.connect(settings.milvus_uri, settings.milvus_token),
     )
+    jobs = JobsCore(ctx)
+    embedder = EmbedCore(ctx)
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.max_workers), options=options)
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(core), server)
-    embed_pb2_grpc.add_EmbedServiceServicer_to_server(EmbedServicer(core), server)
-    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
-    search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(core), server)
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(jobs), server)
+    embed_pb2_grpc.add_EmbedServiceServicer_to_server(EmbedServicer(embedder), server)
+    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(ModelsCore(ctx)), server)
+    search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(SearchCore(ctx, embedder)), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVICE_NAMES, ""):
@@ -84,6 +91,6 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
         raise OSError(f"cannot bind the gateway to {settings.host}:{settings.port}")
     server.start()
     stop = threading.Event()
-    threading.Thread(target=run_recovery_loop, args=(core, stop), name="embedfleet-recovery", daemon=True).start()
+    threading.Thread(target=run_recovery_loop, args=(jobs, stop), name="embedfleet-recovery", daemon=True).start()
     log.info("gateway serving on %s:%d (backend %s)", settings.host, port, settings.backend)
-    return RunningGateway(server=server, core=core, port=port, _stop=stop)
+    return RunningGateway(server=server, ctx=ctx, jobs=jobs, port=port, _stop=stop)

@@ -1,4 +1,4 @@
-"""gRPC servicers: convert each request, delegate to ``GatewayCore``, convert the answer back.
+"""gRPC servicers: convert each request, delegate to a capability core, convert the answer back.
 
 No rule of the system lives here; errors are domain exceptions turned into statuses by
 ``translate_errors``.
@@ -6,16 +6,20 @@ No rule of the system lives here; errors are domain exceptions turned into statu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import grpc
 
-from embedfleet.domain import Document, JobKind
+from embedfleet.domain import Document
 from embedfleet.errors import InvalidArgument
 from embedfleet.gateway import convert
+from embedfleet.gateway.embedding import EmbedCore
 from embedfleet.gateway.errors import translate_errors
-from embedfleet.gateway.service import GatewayCore, JobRequest
+from embedfleet.gateway.jobs import JobsCore
+from embedfleet.gateway.kinds import JobRequest
+from embedfleet.gateway.models import ModelsCore
+from embedfleet.gateway.search import SearchCore
 from embedfleet.v1 import (
     embed_pb2,
     embed_pb2_grpc,
@@ -28,108 +32,132 @@ from embedfleet.v1 import (
 )
 
 
-def _split_submission(requests: Iterator[Any], kind: JobKind) -> tuple[JobRequest, Iterator[Document]]:
-    """First message -> JobRequest; the rest -> a lazy stream of documents (validated by the core)."""
+class _StreamedSubmission(Protocol):
+    """A Submit*Job stream message: ``config`` first, then ``documents`` batches."""
+
+    def WhichOneof(self, name: str) -> str | None: ...
+
+    @property
+    def config(self) -> Any: ...
+
+    @property
+    def documents(self) -> Any: ...
+
+
+def _split_submission(
+    requests: Iterator[_StreamedSubmission], from_pb: Callable[[Any], JobRequest]
+) -> tuple[JobRequest, Iterator[Document]]:
+    """First message -> the kind's request; the rest -> a lazy stream of documents (validated by the planner)."""
     first = next(requests, None)
     if first is None or first.WhichOneof("item") != "config":
-        raise InvalidArgument("the first message of a job submission must carry its config")
-    config = first.config
-    request = JobRequest(
-        kind=kind,
-        embedding=convert.options_from_pb(config.embedding),
-        collection=getattr(config, "collection", ""),
-        source_path=config.source.path,
-        chunk_size=config.chunk_size,
-        display_name=config.display_name,
-        extra_fields=tuple(convert.field_from_pb(f) for f in getattr(config, "extra_fields", ())),
-    )
+        raise InvalidArgument("the first message of a job submission must carry its config", "config")
+    request = from_pb(first.config)
 
     def documents() -> Iterator[Document]:
         for message in requests:
             if message.WhichOneof("item") != "documents":
-                raise InvalidArgument("config may only be sent once, as the first message")
-            if request.source_path:
-                raise InvalidArgument("a job with a source path cannot also stream documents")
+                raise InvalidArgument("config may only be sent once, as the first message", "config")
+            if getattr(request, "source_path", ""):
+                raise InvalidArgument("a job with a source path cannot also stream documents", "documents")
             yield from convert.documents_from_pb(message.documents)
 
     return request, documents()
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, core: GatewayCore) -> None:
-        self.core = core
+    def __init__(self, jobs: JobsCore) -> None:
+        self.jobs = jobs
 
-    def _submit(self, requests: Iterator[Any], kind: JobKind) -> jobs_pb2.Job:
-        request, documents = _split_submission(requests, kind)
-        return convert.job_to_pb(self.core.submit_job(request, documents))
-
-    @translate_errors
-    def SubmitIndexJob(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        return jobs_pb2.SubmitIndexJobResponse(job=self._submit(request_iterator, JobKind.INDEX))
+    def _submit_stream(
+        self, requests: Iterator[_StreamedSubmission], from_pb: Callable[[Any], JobRequest]
+    ) -> jobs_pb2.Job:
+        request, documents = _split_submission(requests, from_pb)
+        return convert.job_to_pb(self.jobs.submit(request, documents))
 
     @translate_errors
-    def SubmitEmbedJob(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        return jobs_pb2.SubmitEmbedJobResponse(job=self._submit(request_iterator, JobKind.EMBED))
+    def SubmitIndexJob(
+        self, request_iterator: Iterator[jobs_pb2.SubmitIndexJobRequest], context: grpc.ServicerContext
+    ) -> jobs_pb2.SubmitIndexJobResponse:
+        return jobs_pb2.SubmitIndexJobResponse(job=self._submit_stream(request_iterator, convert.index_from_pb))
 
     @translate_errors
-    def SubmitDistillJob(self, request, context):  # type: ignore[no-untyped-def]
-        job = self.core.submit_distill(convert.distill_from_pb(request.config))
+    def SubmitEmbedJob(
+        self, request_iterator: Iterator[jobs_pb2.SubmitEmbedJobRequest], context: grpc.ServicerContext
+    ) -> jobs_pb2.SubmitEmbedJobResponse:
+        return jobs_pb2.SubmitEmbedJobResponse(job=self._submit_stream(request_iterator, convert.embed_job_from_pb))
+
+    @translate_errors
+    def SubmitDistillJob(
+        self, request: jobs_pb2.SubmitDistillJobRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.SubmitDistillJobResponse:
+        job = self.jobs.submit(convert.distill_from_pb(request.config))
         return jobs_pb2.SubmitDistillJobResponse(job=convert.job_to_pb(job))
 
     @translate_errors
-    def SubmitEvaluateJob(self, request, context):  # type: ignore[no-untyped-def]
-        job = self.core.submit_evaluate(convert.evaluate_from_pb(request.config))
+    def SubmitEvaluateJob(
+        self, request: jobs_pb2.SubmitEvaluateJobRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.SubmitEvaluateJobResponse:
+        job = self.jobs.submit(convert.evaluate_from_pb(request.config))
         return jobs_pb2.SubmitEvaluateJobResponse(job=convert.job_to_pb(job))
 
     @translate_errors
-    def GetJob(self, request, context):  # type: ignore[no-untyped-def]
-        return jobs_pb2.GetJobResponse(job=convert.job_to_pb(self.core.get_job(request.job_id)))
+    def GetJob(self, request: jobs_pb2.GetJobRequest, context: grpc.ServicerContext) -> jobs_pb2.GetJobResponse:
+        return jobs_pb2.GetJobResponse(job=convert.job_to_pb(self.jobs.get(request.job_id)))
 
     @translate_errors
-    def ListJobs(self, request, context):  # type: ignore[no-untyped-def]
-        jobs, token = self.core.list_jobs(request.page_size, request.page_token, convert.state_from_pb(request.state))
+    def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: grpc.ServicerContext) -> jobs_pb2.ListJobsResponse:
+        state = convert.state_filter_from_pb(request.state)
+        jobs, token = self.jobs.list(request.page_size, request.page_token, state)
         return jobs_pb2.ListJobsResponse(jobs=[convert.job_to_pb(j) for j in jobs], next_page_token=token)
 
     @translate_errors
-    def CancelJob(self, request, context):  # type: ignore[no-untyped-def]
-        return jobs_pb2.CancelJobResponse(job=convert.job_to_pb(self.core.cancel_job(request.job_id)))
+    def CancelJob(
+        self, request: jobs_pb2.CancelJobRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.CancelJobResponse:
+        return jobs_pb2.CancelJobResponse(job=convert.job_to_pb(self.jobs.cancel(request.job_id)))
 
     @translate_errors
-    def WatchJob(self, request, context: grpc.ServicerContext):  # type: ignore[no-untyped-def]
-        for snapshot in self.core.watch_job(request.job_id, context.is_active):
+    def WatchJob(
+        self, request: jobs_pb2.WatchJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[jobs_pb2.WatchJobResponse]:
+        for snapshot in self.jobs.watch(request.job_id, context.is_active):
             yield jobs_pb2.WatchJobResponse(job=convert.job_to_pb(snapshot))
 
     @translate_errors
-    def StreamJobResults(self, request, context: grpc.ServicerContext):  # type: ignore[no-untyped-def]
-        for chunk, first, result in self.core.job_results(request.job_id, context.is_active):
-            yield convert.chunk_result_to_pb(chunk, first, result)
+    def StreamJobResults(
+        self, request: jobs_pb2.StreamJobResultsRequest, context: grpc.ServicerContext
+    ) -> Iterator[jobs_pb2.StreamJobResultsResponse]:
+        for part, first, result in self.jobs.results(request.job_id, context.is_active):
+            yield convert.part_result_to_pb(part, first, result)
 
 
 class EmbedServicer(embed_pb2_grpc.EmbedServiceServicer):
-    def __init__(self, core: GatewayCore) -> None:
-        self.core = core
+    def __init__(self, embedder: EmbedCore) -> None:
+        self.embedder = embedder
 
     @translate_errors
-    def Embed(self, request: embed_pb2.EmbedRequest, context: grpc.ServicerContext):  # type: ignore[no-untyped-def]
-        remaining = context.time_remaining()
-        result = self.core.embed(list(request.texts), convert.options_from_pb(request.options), remaining)
+    def Embed(self, request: embed_pb2.EmbedRequest, context: grpc.ServicerContext) -> embed_pb2.EmbedResponse:
+        options = convert.options_from_pb(request.options)
+        result = self.embedder.embed(list(request.texts), options, context.time_remaining())
         return convert.embed_result_to_pb(result)
 
 
 class ModelServicer(models_pb2_grpc.ModelServiceServicer):
-    def __init__(self, core: GatewayCore) -> None:
-        self.core = core
+    def __init__(self, models: ModelsCore) -> None:
+        self.models = models
 
     @translate_errors
-    def ListModels(self, request, context):  # type: ignore[no-untyped-def]
-        return models_pb2.ListModelsResponse(models=[convert.model_to_pb(m) for m in self.core.list_models()])
+    def ListModels(
+        self, request: models_pb2.ListModelsRequest, context: grpc.ServicerContext
+    ) -> models_pb2.ListModelsResponse:
+        return models_pb2.ListModelsResponse(models=[convert.model_to_pb(m) for m in self.models.list()])
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, core: GatewayCore) -> None:
-        self.core = core
+    def __init__(self, search: SearchCore) -> None:
+        self.search = search
 
     @translate_errors
-    def Search(self, request, context):  # type: ignore[no-untyped-def]
-        hits, model = self.core.search(request.collection, request.query, request.top_k, request.filter)
+    def Search(self, request: search_pb2.SearchRequest, context: grpc.ServicerContext) -> search_pb2.SearchResponse:
+        hits, model = self.search.search(request.collection, request.query, request.top_k, request.filter)
         return search_pb2.SearchResponse(hits=[convert.hit_to_pb(h) for h in hits], model=model)

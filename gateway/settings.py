@@ -21,6 +21,8 @@ class GatewaySettings(CommonSettings):
     default_chunk_size: int = Field(default=256, gt=0)
     max_chunk_size: int = Field(default=4096, gt=0)
     max_embed_texts: int = Field(default=256, gt=0)
+    # Longest search filter expression accepted (a huge expression ties Milvus up long after the client gave up).
+    max_filter_bytes: int = Field(default=8192, gt=0)
     # How long Embed waits for a worker before DEADLINE_EXCEEDED (a shorter client deadline wins).
     embed_timeout_seconds: float = Field(default=30.0, gt=0)
     # Server-side corpus paths (CorpusSource.path) must lie under one of these; empty disables them.

@@ -57,7 +57,7 @@ def write_golden(model_name: str, out_dir: Path = GOLDEN_DIR) -> Path:
     import torch
     import transformers
 
-    from embedfleet.worker.encoders import SentenceTransformerEncoder
+    from embedfleet.worker.models.torch import SentenceTransformerEncoder
     from embedfleet.worker.runner import embed_texts
 
     spec = ModelRegistry(DEFAULT_MODELS).resolve(model_name)

@@ -8,7 +8,7 @@ import numpy as np
 
 from embedfleet.domain import InputType
 from embedfleet.registry import ModelRole, ModelSpec
-from embedfleet.worker.encoders import Encoded
+from embedfleet.worker.models.base import Encoded
 
 FAKE_SPEC = ModelSpec(
     name="fake-hash",

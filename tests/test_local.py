@@ -40,7 +40,7 @@ def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path, backend: str, red
     env = dict(os.environ, EMBEDFLEET_KEY_PREFIX=prefix, HF_HUB_OFFLINE="1")
     args = ["--port", "0", "--milvus-port", str(free_port()), "--data-dir", str(tmp_path), "--backend", backend]
     process = subprocess.Popen(
-        [sys.executable, "-m", "embedfleet.cli", "up", *args], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "embedfleet.client.cli", "up", *args], env=env, stderr=subprocess.PIPE, text=True
     )
     try:
         address = None

@@ -57,7 +57,7 @@ def test_register_writes_a_complete_version(store: ModelStore, model_dir: Path) 
     assert not on_disk["promoted"] and on_disk["created_at"].endswith("+00:00")
     # The checksum is the one the worker computes on load, and the version names its weights.
     assert manifest.checksum == weights_checksum(model_dir) == weights_checksum(path)
-    from embedfleet.worker.encoders import weights_checksum as worker_checksum
+    from embedfleet.worker.models.torch import weights_checksum as worker_checksum
 
     assert manifest.checksum == worker_checksum(path)
     assert manifest.version.endswith(manifest.checksum[7:15])
@@ -85,7 +85,7 @@ def test_promote_serves_exactly_one_version(store: ModelStore, model_dir: Path) 
 
 def test_promoted_spec_loads_in_registry_and_worker(store: ModelStore, model_dir: Path) -> None:
     """The spec the store hands out is pinned: the worker verifies the checksum when it loads it."""
-    from embedfleet.worker.encoders import SentenceTransformerEncoder
+    from embedfleet.worker.models.torch import SentenceTransformerEncoder
 
     _register(store, model_dir, version="v1")
     store.promote("minilm-student", "v1")

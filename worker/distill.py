@@ -58,7 +58,8 @@ from torch import nn
 from embedfleet.domain import InputType
 from embedfleet.errors import FailedPrecondition, InvalidArgument
 from embedfleet.registry import ModelSpec
-from embedfleet.worker.encoders import SentenceTransformerEncoder, resolve_device
+from embedfleet.worker.models.host import resolve_device
+from embedfleet.worker.models.torch import SentenceTransformerEncoder
 
 ROTATION_FILE = "label_rotation.npy"
 INFO_FILE = "distill.json"

@@ -35,7 +35,7 @@ from scipy.stats import spearmanr
 
 from embedfleet.domain import InputType, Precision
 from embedfleet.errors import InvalidArgument, NotFound
-from embedfleet.worker.encoders import Encoder
+from embedfleet.worker.models.base import Encoder
 from embedfleet.worker.postprocess import postprocess
 
 EncodeFn = Callable[[list[str], str], np.ndarray]

@@ -30,8 +30,7 @@ def _clip_utf8(text: str, max_bytes: int) -> str:
 def _column(field: milvus.StoredField, values: np.ndarray) -> list[list[Any]]:
     """A representation as Milvus rows take it: float lists, int8 lists, or bits packed in int64 words."""
     if field.precision == Precision.BINARY:
-        words = (values.shape[1] + 7) // 8
-        padded = np.zeros((values.shape[0], words * 8), dtype=np.uint8)
+        padded = np.zeros((values.shape[0], milvus.binary_words(field.dimensions) * 8), dtype=np.uint8)
         padded[:, : values.shape[1]] = values
         return padded.view("<i8").tolist()
     return values.tolist()

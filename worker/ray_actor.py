@@ -40,17 +40,17 @@ class RayWorker:
         return {"pid": os.getpid(), "worker_id": self.runtime.settings.worker_id}
 
     def run_chunk(self, job_id: str, chunk: int, attempt: int) -> str:
-        """The chunk's outcome: a ``ChunkStatus`` value, or ``RETRY`` to run it again after a backoff."""
-        from embedfleet.worker.runner import RetryChunk
+        """The part's outcome: a ``PartStatus`` value, or ``RETRY`` to run it again after a backoff."""
+        from embedfleet.worker.runner import RetryPart
 
         try:
-            return self.runtime.runner.run_chunk(job_id, chunk, attempt=attempt).status.value
-        except RetryChunk:
+            return self.runtime.runner.run_part(job_id, chunk, attempt=attempt).status.value
+        except RetryPart:
             return RETRY
 
     def fail_chunk(self, job_id: str, chunk: int, message: str) -> None:
-        """Record a chunk the dispatcher gave up on (its actors kept dying), so the job reports it."""
-        self.runtime.runner.fail_chunk(job_id, chunk, message)
+        """Record a part the dispatcher gave up on (its actors kept dying), so the job reports it."""
+        self.runtime.runner.fail_part(job_id, chunk, message)
 
     def embed_request(self, request_id: str) -> None:
         self.runtime.runner.embed_request(request_id)

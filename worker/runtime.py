@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass
 
 from embedfleet import milvus
 from embedfleet.jobstore import JobStore
-from embedfleet.worker.encoders import ModelHost
+from embedfleet.worker.kinds.base import WorkerContext
 from embedfleet.worker.milvus_sink import MilvusSink
-from embedfleet.worker.model_jobs import ModelJobs
-from embedfleet.worker.runner import ChunkRunner
+from embedfleet.worker.models.host import ModelHost
+from embedfleet.worker.runner import PartRunner
 from embedfleet.worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ class WorkerRuntime:
     settings: WorkerSettings
     store: JobStore
     host: ModelHost
-    runner: ChunkRunner
+    runner: PartRunner
     _stop: threading.Event
 
     def preload(self) -> None:
@@ -52,22 +53,19 @@ class WorkerRuntime:
 def build_runtime(settings: WorkerSettings) -> WorkerRuntime:
     store = JobStore.from_url(settings.redis_url, settings.key_prefix, settings.job_ttl_seconds)
     host = ModelHost(device=settings.device, batch_size=settings.encode_batch_size)
-    model_jobs = ModelJobs(
+
+    @functools.cache
+    def sink() -> MilvusSink:  # connected on first use: a worker that only embeds never needs Milvus
+        return MilvusSink(milvus.connect(settings.milvus_uri, settings.milvus_token), settings.milvus_max_batch_bytes)
+
+    ctx = WorkerContext(
         store=store,
         registry=settings.registry,
         host=host,
+        sink=sink,
         model_store=settings.model_store(),
         device=settings.device,
         data_dir=settings.eval_data_dir,
     )
-    runner = ChunkRunner(
-        store=store,
-        registry=settings.registry,
-        host=host,
-        milvus_factory=lambda: MilvusSink(
-            milvus.connect(settings.milvus_uri, settings.milvus_token), settings.milvus_max_batch_bytes
-        ),
-        max_attempts=settings.max_chunk_attempts,
-        model_jobs=model_jobs,
-    )
+    runner = PartRunner(ctx, max_attempts=settings.max_chunk_attempts)
     return WorkerRuntime(settings=settings, store=store, host=host, runner=runner, _stop=threading.Event())

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from embedfleet import cli
-from embedfleet.cli import main
+from embedfleet.client import cli
+from embedfleet.client.cli import main
 from embedfleet.local import LocalCluster
 
 

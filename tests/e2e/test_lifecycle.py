@@ -10,7 +10,7 @@ from pathlib import Path
 
 from embedfleet import milvus
 from embedfleet.client.sdk import EmbedfleetClient
-from embedfleet.domain import Document, EmbeddingOptions, JobKind, JobSpec, JobState
+from embedfleet.domain import Document, EmbeddingOptions, EmbedParams, JobSpec, JobState
 from embedfleet.gateway.server import start_gateway
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.local import LocalCluster
@@ -69,13 +69,14 @@ def test_accepted_chunks_never_dispatched_are_recovered(client: EmbedfleetClient
     """A gateway that died between accepting a job and queueing it: another gateway queues the chunks."""
     other = start_gateway(_gateway_settings(cluster))
     try:
-        store = other.core.store
+        store = other.ctx.store
         job_id = uuid.uuid4().hex
-        store.put_chunk_input(job_id, 0, [Document(id="r", text="recovered text")])
-        spec = JobSpec(kind=JobKind.EMBED, embedding=EmbeddingOptions(model="all-MiniLM-L6-v2"), chunk_size=1)
-        store.create_job(job_id, spec, total=1, chunks=1)
+        store.put_part_input(job_id, 0, [Document(id="r", text="recovered text")])
+        model = other.ctx.resolve(EmbeddingOptions(model="all-MiniLM-L6-v2"))
+        spec = JobSpec(params=EmbedParams(), embedding=model.options, output_dimensions=model.output_dimensions)
+        store.create_job(job_id, spec, total=1, parts=1)
         store.r.hset(store.job_key(job_id), "created_at", repr(time.time() - 60))  # accepted a minute ago
-        assert other.core.recover_pending() == 1
+        assert other.jobs.recover_pending() == 1
         assert client.wait(job_id).state == JobState.SUCCEEDED
     finally:
         other.stop()
@@ -84,7 +85,7 @@ def test_accepted_chunks_never_dispatched_are_recovered(client: EmbedfleetClient
 def _worker_pid(cluster: LocalCluster) -> int:
     """The process running chunks: the Celery worker's pool child, or the Ray actor."""
     if cluster.backend == "ray":
-        [pid] = cluster.gateway.core.dispatcher.actor_pids()  # type: ignore[attr-defined]
+        [pid] = cluster.gateway.ctx.dispatcher.actor_pids()  # type: ignore[attr-defined]
         return int(pid)
     worker_main = cluster.processes["worker-0"].pid
     [child] = Path(f"/proc/{worker_main}/task/{worker_main}/children").read_text().split()

@@ -25,7 +25,7 @@ import redis
 from embedfleet import milvus
 from embedfleet.client.sdk import EmbedfleetClient
 from embedfleet.client.types import Job
-from embedfleet.domain import Document, EmbeddingOptions, JobKind, JobSpec, JobState
+from embedfleet.domain import Document, EmbeddingOptions, EmbedParams, JobSpec, JobState
 from embedfleet.local import LocalCluster
 from embedfleet.ray_dispatch import RayDispatcher
 
@@ -34,7 +34,7 @@ POOL = 2
 
 
 def _dispatcher(cluster: LocalCluster) -> RayDispatcher:
-    dispatcher = cluster.gateway.core.dispatcher
+    dispatcher = cluster.gateway.ctx.dispatcher
     assert isinstance(dispatcher, RayDispatcher)
     return dispatcher
 
@@ -238,14 +238,17 @@ def test_cancel_drops_queued_chunks_before_they_reach_an_actor(
 def test_a_dead_gateways_chunks_are_taken_over(ray_cluster: LocalCluster, ray_client: EmbedfleetClient) -> None:
     """A gateway that died with chunks out leaves them in its in-flight list; once its lease is gone
     (here: it never had one) a live dispatcher moves them back to the queue and they run."""
-    core = ray_cluster._gateway.core  # type: ignore[attr-defined]
-    store = core.store
+    ctx = ray_cluster.gateway.ctx
+    store = ctx.store
     job_id = uuid.uuid4().hex
     docs = [Document(id=f"orphan-{i}", text=f"sentence {i} left behind by a gateway that crashed") for i in range(30)]
     for chunk in range(3):
-        store.put_chunk_input(job_id, chunk, docs[chunk * 10 : (chunk + 1) * 10])
-    spec = JobSpec(kind=JobKind.EMBED, embedding=EmbeddingOptions(model=core.registry.default), chunk_size=10)
-    store.create_job(job_id, spec, total=30, chunks=3)
+        store.put_part_input(job_id, chunk, docs[chunk * 10 : (chunk + 1) * 10])
+    model = ctx.resolve(EmbeddingOptions())
+    spec = JobSpec(
+        params=EmbedParams(), embedding=model.options, output_dimensions=model.output_dimensions, part_size=10
+    )
+    store.create_job(job_id, spec, total=30, parts=3)
     store.mark_dispatched(job_id, [0, 1, 2])
     dead_list = f"{ray_cluster.key_prefix}ray:inflight:deadgateway"
     store.r.rpush(dead_list, *[json.dumps([job_id, c]) for c in range(3)])

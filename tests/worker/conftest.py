@@ -19,7 +19,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from embedfleet.registry import DEFAULT_MODELS, ModelSpec
 from embedfleet.worker.distill import DistillConfig, DistillProgress, DistillResult, distill
-from embedfleet.worker.encoders import SentenceTransformerEncoder
 from embedfleet.worker.evaluate import (
     EncodeFn,
     EvalLimits,
@@ -30,6 +29,7 @@ from embedfleet.worker.evaluate import (
     load_training_texts,
     memoized,
 )
+from embedfleet.worker.models.torch import SentenceTransformerEncoder
 
 EVAL_LIMITS = EvalLimits(max_queries=100, max_corpus=500, max_agreement_texts=300)
 MRL_DIMS = (128, 64)

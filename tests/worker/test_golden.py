@@ -14,7 +14,7 @@ import pytest
 
 from embedfleet.domain import EmbeddingOptions, InputType
 from embedfleet.registry import DEFAULT_MODELS, ModelSpec
-from embedfleet.worker.encoders import SentenceTransformerEncoder
+from embedfleet.worker.models.torch import SentenceTransformerEncoder
 from embedfleet.worker.runner import embed_texts
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"

@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from embedfleet.celery_app import EMBED_REQUEST_TASK, RUN_CHUNK_TASK, make_celery
+from embedfleet.celery_app import make_celery
 from embedfleet.jobstore import JobStore
 from embedfleet.settings import CommonSettings
+from embedfleet.tasks import EMBED_REQUEST_TASK, RUN_PART_TASK, PartTask
 
 
 class Dispatcher(Protocol):
-    def dispatch_chunks(self, job_id: str, chunks: Sequence[int]) -> None:
-        """Queue the chunks; they must be durable (or recoverable) when this returns."""
+    def dispatch_parts(self, job_id: str, parts: Sequence[int]) -> None:
+        """Queue the parts; they must be durable (or recoverable) when this returns."""
 
     def dispatch_request(self, request_id: str) -> None:
         """Queue an interactive embed request ahead of bulk chunks."""
@@ -29,11 +30,10 @@ class CeleryDispatcher:
         self.app = make_celery(settings)
         self.store = store
 
-    def dispatch_chunks(self, job_id: str, chunks: Sequence[int]) -> None:
+    def dispatch_parts(self, job_id: str, parts: Sequence[int]) -> None:
         with self.app.producer_or_acquire() as producer:
-            for chunk in chunks:
-                self.app.send_task(RUN_CHUNK_TASK, args=(job_id, chunk), producer=producer)
-        self.store.mark_dispatched(job_id, chunks)
+            for part in parts:
+                self.app.send_task(RUN_PART_TASK, args=PartTask(job_id, part).to_args(), producer=producer)
 
     def dispatch_request(self, request_id: str) -> None:
         self.app.send_task(EMBED_REQUEST_TASK, args=(request_id,))

@@ -1,0 +1,85 @@
+"""What every capability of the gateway shares: settings, the job store, the queue, Milvus, the
+registry, and the rules for resolving a request's model and reading server-side corpora.
+
+One instance per gateway process; the capability cores (jobs, embed, models, search) each take it.
+Nothing here knows gRPC.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pymilvus import MilvusClient
+from pymilvus.exceptions import MilvusException
+
+from embedfleet import errors, milvus
+from embedfleet.corpus import read_corpus
+from embedfleet.domain import Document, EmbeddingOptions
+from embedfleet.gateway.queue import Dispatcher
+from embedfleet.gateway.settings import GatewaySettings
+from embedfleet.jobstore import JobStore
+from embedfleet.registry import ModelRegistry, ModelSpec
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A request's model as the gateway resolved it once, for the job spec and the workers."""
+
+    spec: ModelSpec
+    options: EmbeddingOptions  # with ``model`` set to the registry name
+    output_dimensions: int
+
+    @property
+    def version(self) -> str:
+        """The registry's pin ("" when the entry is unpinned)."""
+        return self.spec.checksum or self.spec.revision
+
+
+@dataclass
+class GatewayContext:
+    settings: GatewaySettings
+    store: JobStore
+    dispatcher: Dispatcher
+    milvus_factory: Callable[[], MilvusClient]
+    _milvus: MilvusClient | None = field(default=None, init=False)
+    _milvus_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self.settings.registry()
+
+    def milvus(self) -> MilvusClient:
+        """One client per gateway, connected on first use."""
+        with self._milvus_lock:
+            if self._milvus is None:
+                self._milvus = self.milvus_factory()
+            return self._milvus
+
+    def binding(self, collection: str) -> milvus.CollectionBinding | None:
+        """The collection's binding (None if it does not exist); Milvus outages are UNAVAILABLE."""
+        milvus.validate_collection_name(collection)
+        try:
+            return milvus.read_binding(self.milvus(), collection)
+        except MilvusException as exc:
+            raise errors.Unavailable(f"cannot reach Milvus at {self.settings.milvus_uri}: {exc.message}") from None
+
+    def resolve(self, options: EmbeddingOptions) -> ResolvedModel:
+        """Options with the model resolved to a registry name; unknown models and dimensions refused."""
+        spec = self.registry.resolve(options.model)
+        dims = spec.output_dimensions(options.dimensions)
+        return ResolvedModel(spec, options.model_copy(update={"model": spec.name}), dims)
+
+    def server_corpus(self, path: str) -> Iterator[Document]:
+        """A corpus file on the gateway's side, only under the allowed directories."""
+        if not self.settings.allowed_corpus_dirs:
+            raise errors.FailedPrecondition(
+                "this gateway does not read server-side corpus files (EMBEDFLEET_ALLOWED_CORPUS_DIRS is "
+                "empty); stream the documents instead"
+            )
+        resolved = Path(path).resolve()
+        if not any(resolved.is_relative_to(Path(d).resolve()) for d in self.settings.allowed_corpus_dirs):
+            raise errors.FailedPrecondition(f"corpus path {path!r} is outside the gateway's allowed corpus dirs")
+        return read_corpus(resolved)

@@ -1,0 +1,71 @@
+"""What a job kind's gateway module implements: validate its request and plan the job.
+
+A plan is the fully resolved ``JobSpec`` (so workers never resolve anything again), the number of
+parts and the job's total in the kind's progress unit. Inputs a part needs are staged through the
+``PartStager`` while planning; if planning fails, the jobs core discards everything staged, so a
+refused submission leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from embedfleet.domain import Document, JobParams, JobSpec, ProgressUnit
+from embedfleet.gateway.context import GatewayContext, ResolvedModel
+from embedfleet.jobstore import JobStore
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    spec: JobSpec
+    total: int
+    parts: int
+
+
+class PartStager:
+    """Stages part inputs of a job that does not exist yet, and can take them all back."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.staged = 0
+
+    def stage(self, part: int, documents: Sequence[Document]) -> None:
+        self.store.put_part_input(self.job_id, part, documents)
+        self.staged = max(self.staged, part + 1)
+
+    def discard(self) -> None:
+        self.store.discard_inputs(self.job_id, self.staged)
+
+
+R_contra = TypeVar("R_contra", contravariant=True)
+
+
+class JobPlanner(Protocol[R_contra]):
+    """One job kind's gateway side. ``documents`` is the streamed corpus (empty for kinds that take none)."""
+
+    def plan(
+        self, request: R_contra, documents: Iterator[Document], ctx: GatewayContext, stager: PartStager
+    ) -> JobPlan: ...
+
+
+def job_spec(
+    params: JobParams,
+    model: ResolvedModel,
+    *,
+    unit: ProgressUnit,
+    part_size: int = 0,
+    display_name: str = "",
+) -> JobSpec:
+    """The spec every kind builds the same way from what it resolved."""
+    return JobSpec(
+        params=params,
+        embedding=model.options,
+        model_version=model.version,
+        output_dimensions=model.output_dimensions,
+        part_size=part_size,
+        unit=unit,
+        display_name=display_name,
+    )

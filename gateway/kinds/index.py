@@ -1,0 +1,50 @@
+"""Index jobs, gateway side: the collection must be free or bound to the same model and fields."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from embedfleet import errors, milvus
+from embedfleet.domain import Document, EmbeddingOptions, IndexParams, Precision, ProgressUnit, VectorField
+from embedfleet.gateway.context import GatewayContext
+from embedfleet.gateway.kinds.base import JobPlan, PartStager, job_spec
+from embedfleet.gateway.kinds.documents import corpus, part_size, stage_documents
+
+
+@dataclass(frozen=True)
+class IndexRequest:
+    embedding: EmbeddingOptions
+    collection: str
+    source_path: str = ""
+    chunk_size: int = 0
+    display_name: str = ""
+    extra_fields: tuple[VectorField, ...] = ()
+
+
+class IndexPlanner:
+    def plan(
+        self, request: IndexRequest, documents: Iterator[Document], ctx: GatewayContext, stager: PartStager
+    ) -> JobPlan:
+        model = ctx.resolve(request.embedding)
+        if model.options.precision != Precision.FLOAT32:
+            raise errors.InvalidArgument(
+                "an index job's main vector field is float32: leave precision unset, and add binary or int8 "
+                "representations as extra_fields",
+                "config.embedding.precision",
+            )
+        fields = milvus.stored_fields(model.spec, request.extra_fields)
+        binding = ctx.binding(request.collection)
+        if binding is not None:
+            binding.check_compatible(
+                request.collection,
+                model=model.spec.name,
+                dimensions=model.output_dimensions,
+                version=None,
+                fields=fields,
+            )
+        size = part_size(request.chunk_size, ctx)
+        total, parts = stage_documents(corpus(request.source_path, documents, ctx), size, ctx, stager)
+        params = IndexParams(collection=request.collection, stored_fields=fields)
+        spec = job_spec(params, model, unit=ProgressUnit.DOCUMENTS, part_size=size, display_name=request.display_name)
+        return JobPlan(spec, total=total, parts=parts)

@@ -1,0 +1,70 @@
+"""Text -> the vectors a user gets or stores: encode once, then the one post-processing path.
+
+Every path that produces vectors (index and embed parts, the unary Embed, search queries through
+it) goes through ``embed_texts``; further representations of the same forward pass (an MRL prefix,
+bits, int8 codes) through ``represent``. Dimensions arrive resolved (the gateway did it once).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedfleet.domain import InputType, Precision
+from embedfleet.worker.models.base import Encoder
+from embedfleet.worker.postprocess import postprocess
+
+
+@dataclass(frozen=True)
+class EmbedOutput:
+    vectors: np.ndarray  # the requested representation
+    raw: np.ndarray  # the model's output before post-processing, for further representations
+    truncated: int
+    model: str
+    version: str
+
+
+@functools.lru_cache(maxsize=256)
+def int8_ranges(encoder: Encoder, dimensions: int, normalize: bool) -> np.ndarray:
+    """Per-dimension [min, max] of the model's fixed calibration texts, post-processed exactly like
+    the request (same prefix, same normalization), so every int8 vector of a model is on one scale.
+    Cached per encoder and options: the calibration texts are encoded once per process."""
+    calibration = postprocess(
+        encoder.calibration_vectors(), dimensions=dimensions, normalize=normalize, precision=Precision.FLOAT32
+    )
+    ranges = np.stack([calibration.min(axis=0), calibration.max(axis=0)])
+    ranges.setflags(write=False)
+    return ranges
+
+
+def represent(encoder: Encoder, raw: np.ndarray, dimensions: int, precision: Precision, normalize: bool) -> np.ndarray:
+    """Model output -> one representation (the one post-processing path)."""
+    return postprocess(
+        raw,
+        dimensions=dimensions,
+        normalize=normalize,
+        precision=precision,
+        int8_ranges=int8_ranges(encoder, dimensions, normalize) if precision == Precision.INT8 else None,
+    )
+
+
+def embed_texts(
+    encoder: Encoder,
+    texts: list[str],
+    *,
+    input_type: InputType,
+    dimensions: int,
+    precision: Precision,
+    normalize: bool,
+) -> EmbedOutput:
+    """Encode and post-process."""
+    encoded = encoder.encode(texts, input_type)
+    return EmbedOutput(
+        vectors=represent(encoder, encoded.vectors, dimensions, precision, normalize),
+        raw=encoded.vectors,
+        truncated=encoded.truncated,
+        model=encoder.spec.name,
+        version=encoder.version,
+    )

@@ -1,0 +1,29 @@
+"""Index parts: embed the part's staged documents and upsert them, with every extra representation
+of the same forward pass, into the job's model-bound Milvus collection."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embedfleet import milvus
+from embedfleet.domain import IndexParams, Precision
+from embedfleet.worker.embedding import int8_ranges, represent
+from embedfleet.worker.kinds.base import Part, PartResult, WorkerContext
+
+
+class IndexPart:
+    def run(self, part: Part, ctx: WorkerContext) -> PartResult:
+        params = part.spec.params
+        assert isinstance(params, IndexParams)
+        docs = ctx.store.get_part_input(part.job_id, part.index)
+        encoder, out = ctx.embed(part.spec, [d.text for d in docs])
+        normalize = part.spec.embedding.normalize
+        extra: dict[str, np.ndarray] = {}
+        ranges: dict[str, np.ndarray] = {}
+        for field in params.stored_fields:
+            extra[field.name] = represent(encoder, out.raw, field.dimensions, field.precision, normalize)
+            if field.precision == Precision.INT8:
+                ranges[field.name] = int8_ranges(encoder, field.dimensions, normalize)
+        binding = milvus.CollectionBinding(out.model, out.version, part.spec.output_dimensions, params.stored_fields)
+        ctx.sink().write(params.collection, binding, docs, out.vectors, extra, ranges)
+        return PartResult(done=len(docs), truncated=out.truncated)

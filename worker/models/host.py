@@ -1,0 +1,71 @@
+"""The models of one worker process, and the one table from a registry entry's ``backend`` to the
+module that builds its encoder. Adding a backend (ONNX Runtime) is one module plus one row here."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+
+from embedfleet.registry import ModelSpec
+from embedfleet.worker.models.base import Encoder, EncoderFactory
+
+log = logging.getLogger(__name__)
+
+# backend name -> "module:callable" building an Encoder; imported on first use, so a worker that
+# never serves a backend never imports its runtime.
+BACKENDS: dict[str, str] = {
+    "torch": "embedfleet.worker.models.torch:SentenceTransformerEncoder",
+}
+
+
+def encoder_factory(backend: str) -> EncoderFactory:
+    module, _, name = BACKENDS[backend].partition(":")
+    factory: EncoderFactory = getattr(importlib.import_module(module), name)
+    return factory
+
+
+def resolve_device(device: str) -> str:
+    """ "auto" -> CUDA when torch sees a GPU, else the CPU; anything else is used as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class ModelHost:
+    """The models of one worker process, each loaded on first use and then kept.
+
+    Entries are keyed by what identifies the weights (name, source, pins, backend), so a newly
+    promoted version of a model name is loaded next to, not confused with, the one in memory.
+    """
+
+    def __init__(self, device: str = "auto", batch_size: int = 32) -> None:
+        self.device = device
+        self.batch_size = batch_size
+        self._encoders: dict[tuple[str, str, str, str, str], Encoder] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(spec: ModelSpec) -> tuple[str, str, str, str, str]:
+        return (spec.name, spec.source, spec.checksum, spec.revision, spec.backend)
+
+    def get(self, spec: ModelSpec) -> Encoder:
+        with self._lock:
+            encoder = self._encoders.get(self._key(spec))
+            if encoder is None:
+                log.info("loading model %s from %s (%s backend)", spec.name, spec.source, spec.backend)
+                encoder = encoder_factory(spec.backend)(spec, resolve_device(self.device), self.batch_size)
+                self._encoders[self._key(spec)] = encoder
+            return encoder
+
+    def add(self, encoder: Encoder) -> None:
+        """Host an already-built encoder (tests use this with a deterministic fake)."""
+        with self._lock:
+            self._encoders[self._key(encoder.spec)] = encoder
+
+    def loaded(self) -> dict[str, str]:
+        """Name -> version of every model loaded in this process (the latest loaded per name)."""
+        with self._lock:
+            return {enc.spec.name: enc.version for enc in self._encoders.values()}
