@@ -159,8 +159,8 @@ def main() -> None:
     print("|---|---|---:|---:|---:|")
     for name, label in (("plain", "plain in-process loop"), ("celery", "Celery backend"), ("ray", "Ray backend")):
         runs = ", ".join(f"{s:.2f}" for s in seconds[name])
-        server = f"{statistics.median(server_side[name]):.1f}" if name in server_side else "-"
-        print(f"| {label} | {runs} | {rate[name]:.1f} | {server} | {rate[name] / rate['plain']:.2f} |")
+        server_cell = f"{statistics.median(server_side[name]):.1f}" if name in server_side else "-"
+        print(f"| {label} | {runs} | {rate[name]:.1f} | {server_cell} | {rate[name] / rate['plain']:.2f} |")
     print(
         f"\nCelery / plain = {rate['celery'] / rate['plain']:.2f}, Ray / plain = {rate['ray'] / rate['plain']:.2f} "
         f"(Ray / Celery = {rate['ray'] / rate['celery']:.2f})"

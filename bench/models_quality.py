@@ -242,7 +242,7 @@ def main() -> None:
 
     if args.json:
         payload = {row.label: row.report.flat() for row in rows}
-        payload["speeds"] = {k: statistics.median(v) for k, v in speeds.items()}  # type: ignore[assignment]
+        payload["speeds"] = {k: statistics.median(v) for k, v in speeds.items()}
         Path(args.json).write_text(json.dumps(payload, indent=2))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -293,11 +293,14 @@ def _resolve_spec(name_or_path: str, role: ModelRole) -> ModelSpec:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    dimensions = model.get_embedding_dimension()
+    if dimensions is None:
+        raise SystemExit(f"{name_or_path!r} does not declare its embedding dimension")
     return ModelSpec(
         name=path.name,
         role=role,
         source=str(path),
-        dimensions=model.get_embedding_dimension(),
+        dimensions=dimensions,
         max_seq_length=model.max_seq_length or 256,
     )
 
@@ -357,7 +360,8 @@ def _brown_paragraphs(data_dir: Path, n: int) -> list[str]:
 def _rotated(encode: EncodeFn, rotation: np.ndarray) -> EncodeFn:
     def wrapper(texts: list[str], input_type: str) -> np.ndarray:
         vectors = encode(texts, input_type)
-        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)) @ rotation
+        rotated: np.ndarray = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)) @ rotation
+        return rotated
 
     return wrapper
 
