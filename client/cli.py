@@ -36,7 +36,7 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except grpc.RpcError as exc:
-            err_console.print(f"[red]error[/red] {exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
+            err_console.print(f"[red]error[/red] {exc.code().name}: {exc.details()}")
             sys.exit(1)
         except (EmbedfleetError, ValueError, FileNotFoundError) as exc:
             err_console.print(f"[red]error[/red] {exc}")
@@ -118,7 +118,7 @@ def gateway(host: str | None, port: int | None) -> None:
     from embedfleet.gateway.server import start_gateway
     from embedfleet.gateway.settings import GatewaySettings
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     running = start_gateway(GatewaySettings(**overrides))
     err_console.print(f"gateway serving on {running.address}")
     _block_until_signal()
@@ -132,7 +132,9 @@ def worker(worker_id: str | None, concurrency: int | None) -> None:
     """Run a worker on the configured backend's queues (Celery; Ray workers are actors the gateway starts)."""
     from embedfleet.worker.settings import WorkerSettings
 
-    overrides = {k: v for k, v in {"worker_id": worker_id, "concurrency": concurrency}.items() if v is not None}
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"worker_id": worker_id, "concurrency": concurrency}.items() if v is not None
+    }
     settings = WorkerSettings(**overrides)
     if settings.backend != "celery":
         raise click.UsageError("with EMBEDFLEET_BACKEND=ray the gateway runs workers as Ray actors")

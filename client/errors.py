@@ -90,11 +90,11 @@ def from_rpc_error(exc: grpc.RpcError) -> EmbedfleetRpcError:
     """The typed exception for a raw gRPC error, with BadRequest and RetryInfo details decoded."""
     if isinstance(exc, EmbedfleetRpcError):
         return exc
-    code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
-    message: str = exc.details() or ""  # type: ignore[attr-defined]
+    code: grpc.StatusCode = exc.code()
+    message: str = exc.details() or ""
     violations: dict[str, str] = {}
     retry_after: float | None = None
-    status = rpc_status.from_call(exc) if hasattr(exc, "trailing_metadata") else None  # type: ignore[arg-type]
+    status = rpc_status.from_call(exc) if hasattr(exc, "trailing_metadata") else None
     for detail in status.details if status is not None else ():
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()

@@ -6,6 +6,7 @@ Chunks are written as they arrive, so a corpus larger than memory can still be e
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ class ResultWriter:
             raise ValueError(f"output {self.path} must end in .npy or .parquet")
         self.total = total
         self._array: np.ndarray | None = None
-        self._parquet = None
+        self._parquet: Any = None  # pyarrow.parquet.ParquetWriter, opened with the first part
 
     def write(self, first: int, ids: list[str], vectors: np.ndarray) -> None:
         if self.path is not None and self.path.suffix == ".parquet":

@@ -18,11 +18,13 @@ carry only ``(job_id, part)``.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import redis
 
@@ -138,7 +140,9 @@ class JobStore:
     """Typed access to the job keys; one instance per process, safe to share across threads."""
 
     def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: int) -> None:
-        self.r = client
+        # redis-py annotates replies for both decode modes and the asyncio client (bytes | str | Awaitable);
+        # this store always runs with decode_responses=False, so replies are bytes.
+        self.r: Any = client
         self.prefix = prefix
         self.ttl = ttl_seconds
         self._start = client.register_script(_START_PART)
@@ -393,7 +397,7 @@ class JobStore:
             pipe.hset(self.job_key(job_id), "done", done)
         for key, mapping in ((self._metrics_key(job_id), metrics), (self._outputs_key(job_id), outputs)):
             if mapping:
-                pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+                pipe.hset(key, mapping=mapping)
                 pipe.expire(key, self.ttl)
         pipe.xadd(self.events_key(job_id), {"e": "progress"}, maxlen=100, approximate=True)
         pipe.execute()
@@ -474,7 +478,7 @@ class JobStore:
         """A worker's heartbeat: the models it hosts (name -> version), gone when it stops beating."""
         self.r.set(f"{self.prefix}workers:{worker_id}", json.dumps({"models": models}), px=int(ttl_s * 1000))
 
-    def live_workers(self) -> list[dict[str, dict[str, str]]]:
+    def live_workers(self) -> builtins.list[dict[str, dict[str, str]]]:
         keys = list(self.r.scan_iter(match=f"{self.prefix}workers:*", count=500))
         values = self.r.mget(keys) if keys else []
         return [json.loads(v) for v in values if v is not None]

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from embedfleet.jobstore import JobStore
 
@@ -153,7 +153,7 @@ class LocalCluster:
         if self.backend == "celery":
             for i in range(self.workers):
                 self.start_worker(i)
-        overrides = {
+        overrides: dict[str, Any] = {
             k.removeprefix("EMBEDFLEET_").lower(): v for k, v in self.extra_env.items() if k.startswith("EMBEDFLEET_")
         }
         if self.backend == "ray":

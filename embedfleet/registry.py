@@ -7,6 +7,7 @@ unsupported dimension) before anything is queued; workers use the same entries t
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -102,7 +103,7 @@ class ModelRegistry:
         if self.default not in self._by_name:
             raise ValueError(f"default model {self.default!r} is not in the registry")
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self._by_name.values())
 
     def resolve(self, name_or_role: str) -> ModelSpec:

@@ -9,10 +9,9 @@ an edit here, and a test checks that every value of each side has its partner.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from embedfleet.domain import InputType, JobKind, JobState, Precision
 from embedfleet.errors import InvalidArgument
@@ -22,13 +21,19 @@ from embedfleet.v1 import common_pb2, jobs_pb2, models_pb2
 E = TypeVar("E", bound=StrEnum)
 
 
+class _ProtoEnum(Protocol):
+    """A generated protobuf enum: its ``Value(name)`` gives the number."""
+
+    def Value(self, name: str) -> Any: ...
+
+
 class EnumCodec(Generic[E]):
     """A domain enum <-> a protobuf enum whose values are ``<PREFIX>_<NAME>``, 0 being ``_UNSPECIFIED``."""
 
-    def __init__(self, domain: type[E], pb: EnumTypeWrapper, prefix: str, default: E | None) -> None:
+    def __init__(self, domain: type[E], pb: _ProtoEnum, prefix: str, default: E | None) -> None:
         self.domain = domain
         self.default = default
-        self._to_pb = {member: pb.Value(f"{prefix}_{member.name}") for member in domain}
+        self._to_pb: dict[E, int] = {member: int(pb.Value(f"{prefix}_{member.name}")) for member in domain}
         self._from_pb = {number: member for member, number in self._to_pb.items()}
         self._names = ", ".join(f"{number} ({member.value})" for member, number in self._to_pb.items())
 
@@ -96,7 +101,8 @@ def unpack_vectors(data: bytes, rows: int, dimensions: int, precision: Precision
 
 def embedding_batch(ids: list[str], data: bytes, dimensions: int, precision: Precision) -> common_pb2.EmbeddingBatch:
     """An ``EmbeddingBatch`` from already packed bytes (no unpack/pack round trip)."""
-    return common_pb2.EmbeddingBatch(ids=ids, dimensions=dimensions, precision=PRECISION.to_pb(precision), data=data)
+    code = PRECISION.to_pb(precision)
+    return common_pb2.EmbeddingBatch(ids=ids, dimensions=dimensions, precision=code, data=data)  # type: ignore[arg-type]
 
 
 def batch_vectors(batch: common_pb2.EmbeddingBatch) -> np.ndarray:

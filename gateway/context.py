@@ -51,7 +51,7 @@ class GatewayContext:
     def registry(self) -> ModelRegistry:
         return self.settings.registry()
 
-    def milvus(self) -> MilvusClient:
+    def milvus_client(self) -> MilvusClient:
         """One client per gateway, connected on first use."""
         with self._milvus_lock:
             if self._milvus is None:
@@ -62,7 +62,7 @@ class GatewayContext:
         """The collection's binding (None if it does not exist); Milvus outages are UNAVAILABLE."""
         milvus.validate_collection_name(collection)
         try:
-            return milvus.read_binding(self.milvus(), collection)
+            return milvus.read_binding(self.milvus_client(), collection)
         except MilvusException as exc:
             raise errors.Unavailable(f"cannot reach Milvus at {self.settings.milvus_uri}: {exc.message}") from None
 

@@ -76,7 +76,8 @@ def rich_status(exc: BaseException) -> grpc.Status:
     """The status (code, message and rich details) an exception is answered with."""
     code, message = status_for(exc)
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=_details(exc, code))
-    return rpc_status.to_status(status)
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:

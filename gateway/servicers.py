@@ -68,9 +68,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, jobs: JobsCore) -> None:
         self.jobs = jobs
 
-    def _submit_stream(
-        self, requests: Iterator[_StreamedSubmission], from_pb: Callable[[Any], JobRequest]
-    ) -> jobs_pb2.Job:
+    def _submit_stream(self, requests: Iterator[Any], from_pb: Callable[[Any], JobRequest]) -> jobs_pb2.Job:
         request, documents = _split_submission(requests, from_pb)
         return convert.job_to_pb(self.jobs.submit(request, documents))
 

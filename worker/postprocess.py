@@ -42,7 +42,7 @@ def postprocess(
         return out.astype(np.float16)
     if precision == Precision.BINARY:
         # "ubinary": bit = value > 0, packed 8 per byte (np.packbits order), as EmbeddingBatch documents.
-        return quantize_embeddings(out, precision="ubinary")
+        return np.asarray(quantize_embeddings(out, precision="ubinary"))
     if int8_ranges is None:
         raise ValueError("int8 output needs calibration ranges")
-    return quantize_embeddings(out, precision="int8", ranges=int8_ranges)
+    return np.asarray(quantize_embeddings(out, precision="int8", ranges=int8_ranges))

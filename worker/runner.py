@@ -114,10 +114,10 @@ class PartRunner:
         except Exception as exc:
             if not isinstance(exc, EmbedfleetError):
                 log.exception("embed request %s failed", request_id)
-            reply = {"error": error_kind(exc).value, "message": str(exc) or repr(exc)}
+            reply: dict[str, object] = {"error": error_kind(exc).value, "message": str(exc) or repr(exc)}
             self.store.reply(request_id, reply, b"", REQUEST_REPLY_TTL_S)
             return
-        header = {
+        header: dict[str, object] = {
             "model": out.model,
             "version": out.version,
             "dimensions": dimensions,

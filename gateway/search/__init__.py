@@ -49,5 +49,5 @@ class SearchCore:
                 "collection with the current model."
             )
         vector = unpack_vectors(embedded.data, 1, embedded.dimensions, Precision.FLOAT32)[0]
-        hits = strategy.search(self.ctx.milvus(), SearchQuery(collection, binding, vector, top_k, filter_expr))
+        hits = strategy.search(self.ctx.milvus_client(), SearchQuery(collection, binding, vector, top_k, filter_expr))
         return hits, binding.model

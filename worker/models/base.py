@@ -7,6 +7,7 @@ Tests of the pipeline logic use a deterministic fake with the same interface.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -27,7 +28,9 @@ class Encoded:
     truncated: int  # texts longer than the model's window
 
 
-class Encoder(Protocol):
+class Encoder(Hashable, Protocol):
+    """Hashable by identity: per-encoder caches (int8 calibration ranges) key on the object."""
+
     spec: ModelSpec
     version: str
 
