@@ -1,9 +1,10 @@
 """The Celery application both sides share: the gateway sends tasks by name, workers run them.
 
-Only configuration lives here (no task bodies, no torch), so the gateway can enqueue without
-importing model code. Settings are the ones long GPU chunks need: acknowledge after the work
-(``task_acks_late``), give the task back if the worker dies (``task_reject_on_worker_lost``), take
-one task at a time (prefetch 1), and a visibility timeout longer than any chunk.
+Only configuration lives here (no task bodies, no torch; task names and payloads are
+``embedfleet.tasks``'), so the gateway can enqueue without importing model code. Settings are the
+ones long GPU chunks need: acknowledge after the work (``task_acks_late``), give the task back if
+the worker dies (``task_reject_on_worker_lost``), take one task at a time (prefetch 1), and a
+visibility timeout longer than any chunk.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from __future__ import annotations
 from celery import Celery
 
 from embedfleet.settings import CommonSettings
-
-RUN_CHUNK_TASK = "embedfleet.run_chunk"
-EMBED_REQUEST_TASK = "embedfleet.embed_request"
+from embedfleet.tasks import EMBED_REQUEST_TASK, RUN_PART_TASK
 
 
 def make_celery(settings: CommonSettings) -> Celery:
@@ -27,7 +26,7 @@ def make_celery(settings: CommonSettings) -> Celery:
         accept_content=["json"],
         task_default_queue=settings.bulk_queue,
         task_routes={
-            RUN_CHUNK_TASK: {"queue": settings.bulk_queue},
+            RUN_PART_TASK: {"queue": settings.bulk_queue},
             EMBED_REQUEST_TASK: {"queue": settings.interactive_queue},
         },
         broker_connection_retry_on_startup=True,

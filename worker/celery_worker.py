@@ -11,7 +11,8 @@ import logging
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from embedfleet.celery_app import EMBED_REQUEST_TASK, RUN_CHUNK_TASK, make_celery
+from embedfleet.celery_app import make_celery
+from embedfleet.tasks import EMBED_REQUEST_TASK, RUN_PART_TASK, PartTask, retry_delay
 from embedfleet.worker.runner import RetryChunk
 from embedfleet.worker.runtime import WorkerRuntime, build_runtime
 from embedfleet.worker.settings import WorkerSettings
@@ -48,12 +49,14 @@ def create_app(settings: WorkerSettings) -> Celery:
     # Loading a model takes longer than Celery's default 4 s allowance for a child to start.
     app.conf.worker_proc_alive_timeout = 300
 
-    @app.task(name=RUN_CHUNK_TASK, bind=True, max_retries=None)
-    def run_chunk(self, job_id: str, chunk: int) -> None:  # type: ignore[no-untyped-def]
+    @app.task(name=RUN_PART_TASK, bind=True, max_retries=None)
+    def run_chunk(self, job_id: object, part: object) -> None:  # type: ignore[no-untyped-def]
+        task = PartTask.from_args(job_id, part)
+        attempt = self.request.retries + 1
         try:
-            _get_runtime().runner.run_chunk(job_id, chunk, attempt=self.request.retries + 1)
+            _get_runtime().runner.run_chunk(task.job_id, task.part, attempt=attempt)
         except RetryChunk as exc:
-            raise self.retry(countdown=min(2**self.request.retries, 30), exc=exc) from exc
+            raise self.retry(countdown=retry_delay(attempt), exc=exc) from exc
 
     @app.task(name=EMBED_REQUEST_TASK)
     def embed_request(request_id: str) -> None:
