@@ -12,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from embedfleet import milvus
-from embedfleet.dispatch import make_dispatcher
+from embedfleet.gateway.queue import make_dispatcher
 from embedfleet.gateway.service import GatewayCore, run_recovery_loop
 from embedfleet.gateway.servicers import EmbedServicer, JobServicer, ModelServicer, SearchServicer
 from embedfleet.gateway.settings import GatewaySettings

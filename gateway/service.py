@@ -23,7 +23,6 @@ from pymilvus.exceptions import MilvusException
 
 from embedfleet import errors, milvus
 from embedfleet.corpus import read_corpus, validate_document
-from embedfleet.dispatch import Dispatcher
 from embedfleet.domain import (
     DistillParams,
     Document,
@@ -37,6 +36,7 @@ from embedfleet.domain import (
     Precision,
     VectorField,
 )
+from embedfleet.gateway.queue import Dispatcher
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.ids import new_job_id
 from embedfleet.jobstore import ChunkResultVectors, JobStore
@@ -336,7 +336,8 @@ class GatewayCore:
 
     def _dispatch(self, job_id: str, chunks: list[int]) -> None:
         try:
-            self.dispatcher.dispatch_chunks(job_id, chunks)
+            self.dispatcher.dispatch_parts(job_id, chunks)
+            self.store.mark_dispatched(job_id, chunks)
         except Exception:
             # The job is durable with its chunks "pending"; the recovery loop will queue them.
             log.exception("job %s: queueing failed; the recovery loop will retry", job_id)
