@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Literal
 
 from embedfleet.errors import Unavailable
@@ -24,13 +25,24 @@ log = logging.getLogger(__name__)
 
 BUSY_POLL_S = 0.1  # ray.wait timeout while calls are out: bounds the delay to pick up new parts
 IDLE_POLL_S = 0.5  # nothing out: how often to look at Redis for parts queued by other gateways
+STEP_RETRY_S = 1.0  # a step that failed (Redis or Ray unreachable) is tried again after this
 
 
-@dataclass
+class _Step(Enum):
+    RUN = "run"  # send the part to an actor
+    FAIL = "fail"  # record it as failed (it used up its attempts)
+    FINISH = "finish"  # take it off the in-flight list and give back its place
+
+
+@dataclass(eq=False)
 class _Part:
+    """A part between ``take`` and ``FINISH``: exactly one of a call out, a delayed step, or the step
+    being taken holds it, so it finishes once and gives back its place in ``capacity`` once."""
+
     taken: TakenPart
     attempt: int = 1
     fail_tries: int = 0
+    message: str = ""  # why it is being failed, once it gave up
 
 
 @dataclass
@@ -40,7 +52,6 @@ class _Call:
     generation: int
     part: _Part | None = None
     request_id: str = ""
-    message: str = ""
     tries: int = 1
 
 
@@ -60,7 +71,7 @@ class _Delayed:
     due: float
     seq: int
     part: _Part = field(compare=False)
-    message: str = field(compare=False, default="")  # non-empty: submit the fail path, not the part
+    step: _Step = field(compare=False)
 
 
 class RayDispatcher:
@@ -183,7 +194,7 @@ class RayDispatcher:
                     self._stats.reclaimed += moved
                     next_reclaim = now + RECLAIM_INTERVAL_S
                 self.pool.respawn_due()
-                self._submit_delayed()
+                self._advance_due()
                 self._fill()
                 self._collect()
             except Exception:
@@ -196,9 +207,10 @@ class RayDispatcher:
             taken = self.queue.take()
             if taken is None:
                 return
-            self._held += 1
-            self._stats.max_in_flight = max(self._stats.max_in_flight, self._held)
-            self._submit_part(_Part(taken))
+            with self._lock:
+                self._held += 1
+                self._stats.max_in_flight = max(self._stats.max_in_flight, self._held)
+            self._advance(_Part(taken), _Step.RUN)
 
     def _collect(self) -> None:
         """Wait briefly for answers and act on every one that is in."""
@@ -215,158 +227,168 @@ class RayDispatcher:
         for ref in ready:
             self._handle(ref)
 
-    def _handle(self, ref: Any) -> None:
-        if self.pool.settle_probe(ref):
-            return
-        with self._lock:
-            call = self._calls.pop(ref)
-        if call.kind != "request":
-            self.pool.answered(call.slot, call.generation)
+    # -- a part's steps -------------------------------------------------------------------------
+    def _advance(self, part: _Part, step: _Step) -> None:
+        """Take the part's next step. Never raises: when Redis or Ray fails under it, the part stays
+        in the in-flight list, keeps its place, and the same step is tried again shortly."""
         try:
-            try:
-                value = self._ray.get(ref)
-            except self._ray.exceptions.RayActorError as exc:
-                self._on_actor_lost(call, exc)
-            except self._ray.exceptions.RayError as exc:
-                self._on_call_error(call, exc)
+            if step is _Step.RUN:
+                self._run_part(part)
+            elif step is _Step.FAIL:
+                self._fail_part(part)
             else:
-                self._on_result(call, value)
+                self._finish(part)
         except Exception:
-            # Redis unreachable while deciding: keep the part (it is still in the in-flight list).
-            log.exception(
-                "Ray dispatcher %s: handling a %s answer failed; trying again shortly", self.queue.owner, call.kind
-            )
-            if call.part is not None:
-                self._delay(call.part, 1.0, call.message if call.kind == "fail" else "")
-
-    def _on_result(self, call: _Call, value: Any) -> None:
-        if call.kind == "part":
-            assert call.part is not None
-            if value == RETRY_OUTCOME:
-                call.part.attempt += 1
-                self._stats.retries += 1
-                self._delay(call.part, retry_delay(call.part.attempt - 1))
-            else:
-                self._finish(call.part)
-        elif call.kind == "fail":
-            assert call.part is not None
-            self._stats.failed += 1
-            self._finish(call.part)
-
-    def _on_actor_lost(self, call: _Call, exc: Exception) -> None:
-        self.pool.replace(call.slot, call.generation, exc)
-        reason = failure_reason(exc)
-        if call.kind == "request":
-            if call.tries < self.max_attempts:
-                with self._lock:
-                    slot = self.pool.pick()
-                    if slot is not None:
-                        self._send_request(slot, call.request_id, call.tries + 1)
-        elif call.kind == "fail":
-            assert call.part is not None
-            self._submit_fail(call.part, call.message)
-        elif call.kind == "part":
-            part = call.part
-            assert part is not None
             task = part.taken.task
-            if init_failed(exc) or self.store.chunk_state(task.job_id, task.part) == "running":
-                part.attempt += 1
             log.warning(
-                "job %s part %d: its Ray actor died (%s); resubmitting as attempt %d",
+                "job %s part %d: the %s step failed; trying again in %.0f s",
                 task.job_id,
                 task.part,
-                reason,
-                part.attempt,
+                step.value,
+                STEP_RETRY_S,
+                exc_info=True,
             )
-            if part.attempt > self.max_attempts:
-                self._submit_fail(
-                    part, f"gave up after {self.max_attempts} attempts; the last Ray actor died: {reason}"
-                )
-            else:
-                self._stats.resubmitted += 1
-                self._submit_part(part)
+            self._delay(part, step, STEP_RETRY_S)
 
-    def _on_call_error(self, call: _Call, exc: Exception) -> None:
-        reason = failure_reason(exc)
-        if call.kind == "request":
-            log.error("embed request %s: the Ray actor call failed: %s", call.request_id, reason)
-        elif call.kind == "part":
-            part = call.part
-            assert part is not None
-            task = part.taken.task
-            log.warning(
-                "job %s part %d attempt %d: actor call failed: %s", task.job_id, task.part, part.attempt, reason
-            )
-            part.attempt += 1
-            if part.attempt > self.max_attempts:
-                self._submit_fail(part, f"gave up after {self.max_attempts} attempts; last error: {reason}")
-            else:
-                self._stats.retries += 1
-                self._delay(part, retry_delay(part.attempt - 1))
-        elif call.kind == "fail":
-            part = call.part
-            assert part is not None
-            part.fail_tries += 1
-            if part.fail_tries >= self.max_attempts:
-                task = part.taken.task
-                log.error("job %s part %d: could not record its failure: %s", task.job_id, task.part, reason)
-                self._finish(part)
-            else:
-                self._delay(part, retry_delay(part.fail_tries), call.message)
-
-    # -- submitting ---------------------------------------------------------------------------
-    def _submit_part(self, part: _Part) -> None:
-        if not self.store.job_is_active(part.taken.task.job_id):
+    def _run_part(self, part: _Part) -> None:
+        task = part.taken.task
+        if not self.store.job_is_active(task.job_id):
             # Cancelled, finished or expired: drop it here rather than send it to an actor to skip.
             self._stats.dropped += 1
-            self._finish(part)
+            self._advance(part, _Step.FINISH)
             return
-        with self._lock:
-            slot = self.pool.pick()
-            if slot is None:
-                self._delay(part, self.pool.next_respawn_in())
-                return
-            ref = self.pool.send_part(slot, part.taken.task, part.attempt)
-            self._calls[ref] = _Call("part", slot.index, slot.generation, part=part)
-            self._stats.submitted += 1
+        slot = self.pool.pick()
+        if slot is None:
+            self._delay(part, _Step.RUN, self.pool.next_respawn_in())
+            return
+        self._track(self.pool.send_part(slot, task, part.attempt), _Call("part", slot.index, slot.generation, part))
+        self._stats.submitted += 1
 
-    def _submit_fail(self, part: _Part, message: str) -> None:
+    def _fail_part(self, part: _Part) -> None:
         """The runner's fail path, on an actor (it needs no model, only the job store)."""
         task = part.taken.task
         if not self.store.job_is_active(task.job_id):
             self._stats.dropped += 1
-            self._finish(part)
+            self._advance(part, _Step.FINISH)
             return
+        slot = self.pool.pick()
+        if slot is None:
+            self._delay(part, _Step.FAIL, self.pool.next_respawn_in())
+            return
+        self._track(self.pool.send_fail(slot, task, part.message), _Call("fail", slot.index, slot.generation, part))
+
+    def _finish(self, part: _Part) -> None:
+        """The part is over (outcome recorded, or dropped): off the in-flight list, place given back."""
+        self.queue.done(part.taken)
+        with self._lock:
+            self._held -= 1
+
+    def _give_up(self, part: _Part, message: str) -> None:
+        task = part.taken.task
         log.error("job %s part %d: %s", task.job_id, task.part, message)
+        part.message = message
+        self._advance(part, _Step.FAIL)
+
+    def _delay(self, part: _Part, step: _Step, seconds: float) -> None:
         with self._lock:
-            slot = self.pool.pick()
-            if slot is None:
-                self._delay(part, self.pool.next_respawn_in(), message)
-                return
-            ref = self.pool.send_fail(slot, task, message)
-            self._calls[ref] = _Call("fail", slot.index, slot.generation, part=part, message=message)
+            heapq.heappush(self._delayed, _Delayed(time.monotonic() + seconds, next(self._seq), part, step))
 
-    def _send_request(self, slot: Slot, request_id: str, tries: int) -> None:
-        ref = self.pool.send_request(slot, request_id)
-        self._calls[ref] = _Call("request", slot.index, slot.generation, request_id=request_id, tries=tries)
-
-    def _delay(self, part: _Part, seconds: float, fail_message: str = "") -> None:
-        with self._lock:
-            heapq.heappush(self._delayed, _Delayed(time.monotonic() + seconds, next(self._seq), part, fail_message))
-
-    def _submit_delayed(self) -> None:
+    def _advance_due(self) -> None:
         now = time.monotonic()
         while True:
             with self._lock:
                 if not self._delayed or self._delayed[0].due > now:
                     return
                 item = heapq.heappop(self._delayed)
-            if item.message:
-                self._submit_fail(item.part, item.message)
-            else:
-                self._submit_part(item.part)
+            self._advance(item.part, item.step)
 
-    def _finish(self, part: _Part) -> None:
-        """The part is over (outcome recorded, or dropped): remove it from the in-flight list."""
-        self.queue.done(part.taken)
-        self._held -= 1
+    # -- answers --------------------------------------------------------------------------------
+    def _track(self, ref: Any, call: _Call) -> None:
+        with self._lock:
+            self._calls[ref] = call
+
+    def _handle(self, ref: Any) -> None:
+        if self.pool.settle_probe(ref):
+            return
+        with self._lock:
+            call = self._calls.pop(ref)
+        if call.part is None:
+            self._on_request_answer(call, ref)
+            return
+        self.pool.answered(call.slot, call.generation)
+        try:
+            self._on_part_answer(call, call.part, ref)
+        except Exception:
+            # Redis unreachable while deciding: keep the part (it is still in the in-flight list).
+            log.warning("Ray dispatcher %s: acting on a %s answer failed", self.queue.owner, call.kind, exc_info=True)
+            self._delay(call.part, _Step.RUN if call.kind == "part" else _Step.FAIL, STEP_RETRY_S)
+
+    def _on_part_answer(self, call: _Call, part: _Part, ref: Any) -> None:
+        try:
+            value = self._ray.get(ref)
+        except self._ray.exceptions.RayError as exc:
+            if isinstance(exc, self._ray.exceptions.RayActorError):
+                self.pool.replace(call.slot, call.generation, exc)
+            if call.kind == "fail":
+                self._on_fail_error(part, exc)
+            else:
+                self._on_part_error(part, exc)
+            return
+        if call.kind == "fail":
+            self._stats.failed += 1
+            self._advance(part, _Step.FINISH)
+        elif value == RETRY_OUTCOME:
+            part.attempt += 1
+            self._stats.retries += 1
+            self._delay(part, _Step.RUN, retry_delay(part.attempt - 1))
+        else:
+            self._advance(part, _Step.FINISH)
+
+    def _on_part_error(self, part: _Part, exc: BaseException) -> None:
+        """A part's call failed. A dead actor's parts go at once to another actor, and the attempt
+        counts only if the part had started or the actor could not be built; a call that raised is
+        retried after the backoff, and always counts."""
+        task = part.taken.task
+        reason = failure_reason(exc)
+        lost = isinstance(exc, self._ray.exceptions.RayActorError)
+        if not lost or init_failed(exc) or self.store.chunk_state(task.job_id, task.part) == "running":
+            part.attempt += 1
+        if part.attempt > self.max_attempts:
+            cause = "the last Ray actor died" if lost else "last error"
+            self._give_up(part, f"gave up after {self.max_attempts} attempts; {cause}: {reason}")
+        elif lost:
+            log.warning("job %s part %d: its Ray actor died (%s); resubmitting", task.job_id, task.part, reason)
+            self._stats.resubmitted += 1
+            self._advance(part, _Step.RUN)
+        else:
+            log.warning("job %s part %d: actor call failed (%s); retrying", task.job_id, task.part, reason)
+            self._stats.retries += 1
+            self._delay(part, _Step.RUN, retry_delay(part.attempt - 1))
+
+    def _on_fail_error(self, part: _Part, exc: BaseException) -> None:
+        task = part.taken.task
+        reason = failure_reason(exc)
+        if isinstance(exc, self._ray.exceptions.RayActorError):
+            self._advance(part, _Step.FAIL)
+            return
+        part.fail_tries += 1
+        if part.fail_tries >= self.max_attempts:
+            log.error("job %s part %d: could not record its failure: %s", task.job_id, task.part, reason)
+            self._advance(part, _Step.FINISH)
+        else:
+            self._delay(part, _Step.FAIL, retry_delay(part.fail_tries))
+
+    def _on_request_answer(self, call: _Call, ref: Any) -> None:
+        try:
+            self._ray.get(ref)
+        except self._ray.exceptions.RayActorError as exc:
+            self.pool.replace(call.slot, call.generation, exc)
+            slot = self.pool.pick_for_request()
+            if call.tries < self.max_attempts and slot is not None:
+                self._send_request(slot, call.request_id, call.tries + 1)
+        except self._ray.exceptions.RayError as exc:
+            log.error("embed request %s: the Ray actor call failed: %s", call.request_id, failure_reason(exc))
+
+    def _send_request(self, slot: Slot, request_id: str, tries: int) -> None:
+        ref = self.pool.send_request(slot, request_id)
+        self._track(ref, _Call("request", slot.index, slot.generation, request_id=request_id, tries=tries))
