@@ -265,10 +265,20 @@ class RayDispatcher:
         self._stats.submitted += 1
 
     def _fail_part(self, part: _Part) -> None:
-        """The runner's fail path, on an actor (it needs no model, only the job store)."""
+        """The runner's fail path, on an actor; or here, through the job store, when no actor can be
+        built or the actors could not record it in ``max_attempts`` tries: a job must end, and
+        recording a failure needs only the store, which the gateway has."""
         task = part.taken.task
         if not self.store.job_is_active(task.job_id):
             self._stats.dropped += 1
+            self._advance(part, _Step.FINISH)
+            return
+        cannot_start = self.pool.startup_failure()
+        if cannot_start is not None or part.fail_tries >= self.max_attempts:
+            message = part.message if cannot_start is None else f"the Ray workers could not start: {cannot_start}"
+            _, documents = self.store.get(task.job_id).chunk_bounds(task.part)
+            self.store.finish_chunk(task.job_id, task.part, done=0, failed=documents, truncated=0, error=message)
+            self._stats.failed += 1
             self._advance(part, _Step.FINISH)
             return
         slot = self.pool.pick()
@@ -366,15 +376,13 @@ class RayDispatcher:
             self._delay(part, _Step.RUN, retry_delay(part.attempt - 1))
 
     def _on_fail_error(self, part: _Part, exc: BaseException) -> None:
+        """The fail path did not run: try again (at once if only its actor died), counted, so that
+        past ``max_attempts`` tries the failure is recorded here instead."""
         task = part.taken.task
-        reason = failure_reason(exc)
+        log.warning("job %s part %d: recording its failure failed: %s", task.job_id, task.part, failure_reason(exc))
+        part.fail_tries += 1
         if isinstance(exc, self._ray.exceptions.RayActorError):
             self._advance(part, _Step.FAIL)
-            return
-        part.fail_tries += 1
-        if part.fail_tries >= self.max_attempts:
-            log.error("job %s part %d: could not record its failure: %s", task.job_id, task.part, reason)
-            self._advance(part, _Step.FINISH)
         else:
             self._delay(part, _Step.FAIL, retry_delay(part.fail_tries))
 
