@@ -32,7 +32,14 @@ Failures, decided in the dispatcher because only it sees them (the job rules sta
 * The actor method raised (``RayTaskError``, e.g. Redis unreachable before the runner's own
   error handling): retried with backoff like ``retry``.
 * Past ``max_chunk_attempts`` the part is handed to an actor's ``fail_chunk`` (the runner's fail
-  path), so the job ends FAILED with the part in ``failed_chunks`` instead of hanging.
+  path), so the job ends FAILED with the part in ``failed_chunks`` instead of hanging. When no actor
+  can be built (every one dies in ``__init__``, e.g. its model cannot load), or the actors could not
+  record the failure in ``max_chunk_attempts`` tries, the dispatcher records it itself through the
+  job store (it needs no model), with the cause: "the Ray workers could not start: ...".
+* Redis or Ray failing under the dispatcher itself (checking a job, calling an actor, removing a
+  finished item) never drops a part: the step is tried again a second later with the part still in
+  the in-flight list, and a part gives back its place in the backpressure count exactly once, when
+  it leaves that list.
 
 Ray's own ``max_restarts``/``max_task_retries`` are off: Ray would re-run tasks without telling the
 runner the attempt, and could not apply the attempt limit or report the failure on the job.

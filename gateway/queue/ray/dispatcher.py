@@ -78,7 +78,6 @@ class RayDispatcher:
     """The ``Dispatcher`` for ``backend = "ray"``: a Redis-backed queue feeding a pool of actors."""
 
     def __init__(self, settings: CommonSettings, store: JobStore) -> None:
-        self.settings = settings
         self.store = store
         self.queue = PartQueue(store)
         self.capacity = settings.ray_pool_size + settings.ray_max_queued_chunks
