@@ -1,9 +1,10 @@
 """The Celery application both sides share: the gateway sends tasks by name, workers run them.
 
-Only configuration lives here (no task bodies, no torch), so the gateway can enqueue without
-importing model code. Settings are the ones long GPU chunks need: acknowledge after the work
-(``task_acks_late``), give the task back if the worker dies (``task_reject_on_worker_lost``), take
-one task at a time (prefetch 1), and a visibility timeout longer than any chunk.
+Only configuration lives here (no task bodies, no torch; task names and payloads are
+``embedfleet.tasks``'), so the gateway can enqueue without importing model code. Settings are the
+ones long GPU chunks need: acknowledge after the work (``task_acks_late``), give the task back if
+the worker dies (``task_reject_on_worker_lost``), take one task at a time (prefetch 1), and a
+visibility timeout longer than any chunk.
 """
 
 from __future__ import annotations

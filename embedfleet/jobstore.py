@@ -482,3 +482,81 @@ class JobStore:
         keys = list(self.r.scan_iter(match=f"{self.prefix}workers:*", count=500))
         values = self.r.mget(keys) if keys else []
         return [json.loads(v) for v in values if v is not None]
+
+    # -- the Ray backend's durable queue -------------------------------------------------------
+    # Ray has no broker, so the Ray dispatchers keep their queue here, under this store's prefix:
+    # ``ray:pending`` (items no dispatcher holds), ``ray:inflight:<owner>`` (items one dispatcher
+    # took and has not finished) and ``ray:lease:<owner>`` (that dispatcher is alive while it exists).
+    # Items are opaque bytes to the store; ``embedfleet.gateway.queue.ray.queue`` gives them meaning.
+
+    # Move every item of an in-flight list to the head of the pending list, unless its owner's lease
+    # is alive. Atomic, so two dispatchers reclaiming at once cannot both take an item.
+    _QUEUE_RECLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local n = 0
+while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT') do n = n + 1 end
+return n
+"""
+
+    @property
+    def _queue_pending_key(self) -> str:
+        return f"{self.prefix}ray:pending"
+
+    def _queue_inflight_key(self, owner: str) -> str:
+        return f"{self.prefix}ray:inflight:{owner}"
+
+    def _queue_lease_key(self, owner: str) -> str:
+        return f"{self.prefix}ray:lease:{owner}"
+
+    def queue_push(self, items: Sequence[bytes]) -> None:
+        """Append items to the pending list; durable once this returns."""
+        pipe = self.r.pipeline(transaction=False)
+        for start in range(0, len(items), 1000):
+            pipe.rpush(self._queue_pending_key, *items[start : start + 1000])
+        pipe.execute()
+
+    def queue_take(self, owner: str) -> bytes | None:
+        """Move the oldest pending item to ``owner``'s in-flight list (None when nothing is pending)."""
+        return self.r.lmove(self._queue_pending_key, self._queue_inflight_key(owner), "LEFT", "RIGHT")
+
+    def queue_done(self, owner: str, item: bytes) -> None:
+        """The item is over (its outcome is recorded, or it was dropped): forget it."""
+        self.r.lrem(self._queue_inflight_key(owner), 1, item)
+
+    def refresh_lease(self, owner: str, ttl_s: float) -> None:
+        """``owner`` is alive for ``ttl_s`` more seconds; until then nobody reclaims its items."""
+        self.r.set(self._queue_lease_key(owner), b"1", px=int(ttl_s * 1000))
+
+    def reclaim_orphans(self, self_owner: str) -> int:
+        """Put back on the pending list the items of every other owner whose lease has expired."""
+        prefix = self._queue_inflight_key("")
+        moved = 0
+        for raw_key in self.r.scan_iter(match=f"{prefix}*", count=500):
+            owner = raw_key.decode().removeprefix(prefix)
+            if owner != self_owner:
+                moved += max(self._reclaim(owner), 0)
+        return moved
+
+    def queue_return_all(self, owner: str) -> int:
+        """``owner`` stops: end its lease and put its unfinished items back on the pending list."""
+        self.r.delete(self._queue_lease_key(owner))
+        return max(self._reclaim(owner), 0)
+
+    def _reclaim(self, owner: str) -> int:
+        """Items moved, or -1 when ``owner``'s lease is alive (the script refuses to touch its list)."""
+        keys = [self._queue_lease_key(owner), self._queue_inflight_key(owner), self._queue_pending_key]
+        return int(self.r.register_script(self._QUEUE_RECLAIM)(keys=keys))
+
+    def queue_length(self) -> int:
+        """Items waiting in the pending list."""
+        return int(self.r.llen(self._queue_pending_key))
+
+    def job_is_active(self, job_id: str) -> bool:
+        """The job is QUEUED or RUNNING (not cancelled, finished or expired): its parts should run."""
+        state = self.r.hget(self.job_key(job_id), "state")
+        return state in (JobState.QUEUED.value.encode(), JobState.RUNNING.value.encode())
+
+
+def pack_vectors(vectors: np.ndarray) -> bytes:
+    """Row-major little-endian bytes, the layout of EmbeddingBatch.data."""
+    return np.ascontiguousarray(vectors).astype(vectors.dtype.newbyteorder("<"), copy=False).tobytes()

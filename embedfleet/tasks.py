@@ -7,7 +7,8 @@ Everything that crosses a queue or travels back through Redis is defined here on
 * ``ErrorKind``, the closed set of error categories a worker reports back (for an interactive Embed's
   reply, a failed part's record). Exception class names never travel: a renamed class would change
   the wire;
-* ``retry_delay``, the one backoff both backends use before running a part again.
+* ``retry_delay``, the one backoff both backends use before running a part again, and
+  ``RETRY_OUTCOME``, how a Ray actor asks for it.
 
 No Celery, Ray or torch import here: the gateway, the workers and the tests all read this module.
 """
@@ -22,6 +23,10 @@ from embedfleet import errors
 # Celery task names (the Ray backend calls actor methods of the same meaning).
 RUN_PART_TASK = "embedfleet.run_chunk"
 EMBED_REQUEST_TASK = "embedfleet.embed_request"
+
+# What a Ray actor's ``run_chunk`` returns for a part that should run again after ``retry_delay``
+# (a Celery task schedules its own retry instead); its other outcomes are the runner's ChunkStatus values.
+RETRY_OUTCOME = "retry"
 
 MAX_RETRY_DELAY_S = 30.0
 

@@ -1,10 +1,11 @@
 """Ray adapter: one actor is one worker process with its own copy of the models.
 
-The class is plain Python (no Ray import, no torch at import time): ``embedfleet.ray_dispatch``
-wraps it with ``ray.remote`` and the resources from settings, so this module stays importable
-anywhere and the gateway that imports it never loads model code. Like the Celery tasks, every
-method only calls the runner; the single translation is ``RetryChunk`` -> the ``RETRY`` outcome,
-which the dispatcher turns into a delayed resubmission (Ray has no per-task countdown).
+The class is plain Python (no Ray import, no torch at import time): the gateway's actor pool
+(``embedfleet.gateway.queue.ray.pool``) wraps it with ``ray.remote`` and the resources from
+settings, so this module stays importable anywhere and the gateway that imports it never loads
+model code. Like the Celery tasks, every method only calls the runner; the single translation is
+``RetryPart`` -> ``embedfleet.tasks.RETRY_OUTCOME``, which the dispatcher turns into a delayed
+resubmission (Ray has no per-task countdown).
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
+from embedfleet.tasks import RETRY_OUTCOME
+
 if TYPE_CHECKING:
     from embedfleet.worker.runtime import WorkerRuntime
     from embedfleet.worker.settings import WorkerSettings
-
-# Outcome of ``run_chunk`` besides the runner's ChunkStatus values (done, failed, skipped).
-RETRY = "retry"
 
 
 class RayWorker:
@@ -40,13 +40,13 @@ class RayWorker:
         return {"pid": os.getpid(), "worker_id": self.runtime.settings.worker_id}
 
     def run_chunk(self, job_id: str, chunk: int, attempt: int) -> str:
-        """The part's outcome: a ``PartStatus`` value, or ``RETRY`` to run it again after a backoff."""
+        """The part's outcome: a ``PartStatus`` value, or ``RETRY_OUTCOME`` to run it again after a backoff."""
         from embedfleet.worker.runner import RetryPart
 
         try:
             return self.runtime.runner.run_part(job_id, chunk, attempt=attempt).status.value
         except RetryPart:
-            return RETRY
+            return RETRY_OUTCOME
 
     def fail_chunk(self, job_id: str, chunk: int, message: str) -> None:
         """Record a part the dispatcher gave up on (its actors kept dying), so the job reports it."""

@@ -1,18 +1,21 @@
-"""Handing work to the queue backend. The gateway only knows this interface.
+"""Handing work to the queue backend. The gateway only knows the ``Dispatcher`` interface.
 
-Both backends carry references, never payloads: ``(job_id, chunk_index)`` for a job chunk and a
-request id for an interactive Embed. The inputs and outputs are in the job store.
+Both backends carry references, never payloads: a ``PartTask`` (job id, part index) for a job part
+and a request id for an interactive Embed; inputs and outputs are in the job store. Recording that
+parts were dispatched is the caller's job (``JobStore.mark_dispatched``), once, for every backend.
+
+Each backend is imported only when chosen, so the Celery gateway never imports Ray and neither
+imports worker code.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Protocol
 
-from embedfleet.celery_app import make_celery
 from embedfleet.jobstore import JobStore
 from embedfleet.settings import CommonSettings
-from embedfleet.tasks import EMBED_REQUEST_TASK, RUN_PART_TASK, PartTask
 
 
 class Dispatcher(Protocol):
@@ -20,31 +23,21 @@ class Dispatcher(Protocol):
         """Queue the parts; they must be durable (or recoverable) when this returns."""
 
     def dispatch_request(self, request_id: str) -> None:
-        """Queue an interactive embed request ahead of bulk chunks."""
-
-    def close(self) -> None: ...
-
-
-class CeleryDispatcher:
-    def __init__(self, settings: CommonSettings, store: JobStore) -> None:
-        self.app = make_celery(settings)
-        self.store = store
-
-    def dispatch_parts(self, job_id: str, parts: Sequence[int]) -> None:
-        with self.app.producer_or_acquire() as producer:
-            for part in parts:
-                self.app.send_task(RUN_PART_TASK, args=PartTask(job_id, part).to_args(), producer=producer)
-
-    def dispatch_request(self, request_id: str) -> None:
-        self.app.send_task(EMBED_REQUEST_TASK, args=(request_id,))
+        """Queue an interactive embed request ahead of bulk parts."""
 
     def close(self) -> None:
-        self.app.close()
+        """Stop dispatching and release what the dispatcher holds (connections, actors)."""
+
+
+# backend name -> (module, factory); a factory is called as factory(settings, store).
+_BACKENDS: dict[str, tuple[str, str]] = {
+    "celery": ("embedfleet.gateway.queue.celery", "CeleryDispatcher"),
+    "ray": ("embedfleet.gateway.queue.ray.dispatcher", "RayDispatcher"),
+}
 
 
 def make_dispatcher(settings: CommonSettings, store: JobStore) -> Dispatcher:
-    if settings.backend == "ray":
-        from embedfleet.ray_dispatch import RayDispatcher
-
-        return RayDispatcher(settings, store)
-    return CeleryDispatcher(settings, store)
+    """The dispatcher of ``settings.backend``."""
+    module, factory = _BACKENDS[settings.backend]
+    dispatcher: Dispatcher = getattr(importlib.import_module(module), factory)(settings, store)
+    return dispatcher

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,9 +23,12 @@ import redis
 from embedfleet import milvus
 from embedfleet.client.sdk import EmbedfleetClient
 from embedfleet.client.types import Job
-from embedfleet.domain import Document, EmbeddingOptions, EmbedParams, JobSpec, JobState
+from embedfleet.domain import Document, EmbeddingOptions, EmbedParams, JobSnapshot, JobSpec, JobState
+from embedfleet.gateway.queue.ray.dispatcher import RayDispatcher
+from embedfleet.jobstore import JobStore
 from embedfleet.local import LocalCluster
-from embedfleet.ray_dispatch import RayDispatcher
+from embedfleet.registry import DEFAULT_MODELS, ModelRole, ModelSpec
+from embedfleet.settings import CommonSettings
 
 REDIS_URL = os.environ.get("EMBEDFLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POOL = 2
@@ -57,6 +58,31 @@ def _wait(client: EmbedfleetClient, job_id: str, timeout_s: float = 120) -> Job:
         if time.monotonic() > deadline:
             pytest.fail(f"job {job_id} still {job.state.value} ({job.done}/{job.total}) after {timeout_s:.0f} s")
         time.sleep(0.1)
+
+
+def _stage_embed_job(store: JobStore, model: str, parts: int, part_size: int) -> str:
+    """An embed job created straight in the job store (as a gateway would), marked dispatched but
+    queued nowhere: the test decides which queue, if any, holds its parts."""
+    job_id = uuid.uuid4().hex
+    docs = [Document(id=f"{job_id}-{i}", text=f"sentence number {i} of a staged job") for i in range(parts * part_size)]
+    for part in range(parts):
+        store.put_part_input(job_id, part, docs[part * part_size : (part + 1) * part_size])
+    width = DEFAULT_MODELS[0].dimensions  # the packaged model's, or whatever a test's failing model claims
+    options = EmbeddingOptions(model=model)
+    spec = JobSpec(params=EmbedParams(), embedding=options, output_dimensions=width, part_size=part_size)
+    store.create_job(job_id, spec, total=len(docs), parts=parts)
+    store.mark_dispatched(job_id, list(range(parts)))
+    return job_id
+
+
+def _wait_in_store(store: JobStore, job_id: str, timeout_s: float) -> JobSnapshot:
+    """``_wait`` for a job that no gateway serves: read straight from the job store."""
+    deadline = time.monotonic() + timeout_s
+    while not (snap := store.get(job_id)).state.terminal:
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {job_id} still {snap.state.value} ({snap.done}/{snap.total}) after {timeout_s:.0f} s")
+        time.sleep(0.1)
+    return snap
 
 
 def _stored(cluster: LocalCluster, collection: str) -> tuple[int, list[str]]:
@@ -102,16 +128,6 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Re
 def ray_client(ray_cluster: LocalCluster) -> Iterator[EmbedfleetClient]:
     with EmbedfleetClient(ray_cluster.gateway_address, timeout=120) as c:
         yield c
-
-
-def test_gateway_side_stays_light() -> None:
-    """The dispatcher and the actor module import neither torch nor Ray until they are used."""
-    code = (
-        "import sys, embedfleet.ray_dispatch, embedfleet.worker.ray_actor\n"
-        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'ray') if m in sys.modules)\n"
-        "assert not heavy, heavy\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def _descendants(root: int) -> set[int]:
@@ -240,16 +256,7 @@ def test_a_dead_gateways_chunks_are_taken_over(ray_cluster: LocalCluster, ray_cl
     (here: it never had one) a live dispatcher moves them back to the queue and they run."""
     ctx = ray_cluster.gateway.ctx
     store = ctx.store
-    job_id = uuid.uuid4().hex
-    docs = [Document(id=f"orphan-{i}", text=f"sentence {i} left behind by a gateway that crashed") for i in range(30)]
-    for chunk in range(3):
-        store.put_part_input(job_id, chunk, docs[chunk * 10 : (chunk + 1) * 10])
-    model = ctx.resolve(EmbeddingOptions())
-    spec = JobSpec(
-        params=EmbedParams(), embedding=model.options, output_dimensions=model.output_dimensions, part_size=10
-    )
-    store.create_job(job_id, spec, total=30, parts=3)
-    store.mark_dispatched(job_id, [0, 1, 2])
+    job_id = _stage_embed_job(store, ctx.registry.default, parts=3, part_size=10)
     dead_list = f"{ray_cluster.key_prefix}ray:inflight:deadgateway"
     store.r.rpush(dead_list, *[json.dumps([job_id, c]) for c in range(3)])
 
@@ -262,7 +269,7 @@ def test_a_dead_gateways_chunks_are_taken_over(ray_cluster: LocalCluster, ray_cl
 def test_transient_milvus_outage_is_retried_after_backoff(
     ray_cluster: LocalCluster, ray_client: EmbedfleetClient, wordnet_docs: list[dict]
 ) -> None:
-    """Milvus goes away mid-job for a few seconds: the runner's RetryChunk comes back as ``retry``,
+    """Milvus goes away mid-job for a few seconds: the runner's RetryPart comes back as ``retry``,
     the dispatcher runs those chunks again after its backoff, and the job still writes every
     document exactly once."""
     dispatcher = _dispatcher(ray_cluster)
@@ -332,3 +339,92 @@ def test_backpressure_bounds_chunks_in_flight(
             assert embed_s is not None and embed_s < 5
     finally:
         small.clear_redis()
+
+
+class FlakyStore(JobStore):
+    """The real job store, except that the named methods raise ``redis.ConnectionError`` on their
+    first calls (``faults``: method name -> how many calls fail), as during a Redis blip."""
+
+    def __init__(self, client: redis.Redis, prefix: str, faults: dict[str, int]) -> None:
+        super().__init__(client, prefix, ttl_seconds=600)
+        self.faults = dict(faults)
+
+    def _maybe_fail(self, method: str) -> None:
+        if self.faults.get(method, 0) > 0:
+            self.faults[method] -= 1
+            raise redis.ConnectionError(f"injected fault in {method}")
+
+    def queue_take(self, owner: str) -> bytes | None:
+        self._maybe_fail("queue_take")
+        return super().queue_take(owner)
+
+    def job_is_active(self, job_id: str) -> bool:
+        self._maybe_fail("job_is_active")
+        return super().job_is_active(job_id)
+
+    def queue_done(self, owner: str, item: bytes) -> None:
+        self._maybe_fail("queue_done")
+        super().queue_done(owner, item)
+
+
+def _lone_dispatcher(store: JobStore, **settings: object) -> RayDispatcher:
+    """A dispatcher of its own (one actor, one part queued on it) on the store's key prefix, beside
+    whatever gateway runs in this Ray instance; half a CPU, so it fits next to the module's pool."""
+    common = CommonSettings(
+        redis_url=REDIS_URL,
+        key_prefix=store.prefix,
+        backend="ray",
+        ray_pool_size=1,
+        ray_max_queued_chunks=1,
+        ray_num_cpus_per_actor=0.5,
+        **settings,
+    )
+    return RayDispatcher(common, store)
+
+
+def test_transient_redis_errors_while_dispatching_lose_no_part(redis_client: redis.Redis, key_prefix: str) -> None:
+    """Redis fails a few of the dispatcher's calls (taking a part, checking its job, finishing it):
+    every part is kept and retried, the job completes with exact counts, and each part's place in
+    the backpressure count is given back once (more failures than the capacity of 2 would otherwise
+    stop the dispatcher for good)."""
+    store = FlakyStore(redis_client, key_prefix, {"queue_take": 1, "job_is_active": 3, "queue_done": 2})
+    dispatcher = _lone_dispatcher(store)
+    try:
+        job_id = _stage_embed_job(store, DEFAULT_MODELS[0].name, parts=6, part_size=5)
+        dispatcher.dispatch_parts(job_id, range(6))
+        final = _wait_in_store(store, job_id, 120)
+        assert final.state == JobState.SUCCEEDED, final.error
+        assert (final.done, final.failed, final.chunks_finished) == (30, 0, 6)
+        assert store.faults == {"queue_take": 0, "job_is_active": 0, "queue_done": 0}  # every fault was hit
+        _until(lambda: dispatcher.in_flight() == 0, 10, "every part's place to be given back")
+        assert dispatcher.stats()["pending"] == 0
+        assert redis_client.llen(f"{key_prefix}ray:inflight:{dispatcher.queue.owner}") == 0
+    finally:
+        dispatcher.close()
+
+
+def test_a_job_fails_when_no_worker_actor_can_start(
+    store: JobStore, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every actor dies in ``__init__`` (its default model's package does not exist): the parts use
+    up their attempts and are failed from the gateway through the job store, since no actor lives
+    to run the fail path, so the job ends FAILED saying why instead of hanging."""
+    monkeypatch.setenv("EMBEDFLEET_MAX_CHUNK_ATTEMPTS", "2")  # read by the actors' settings
+    missing = ModelSpec(
+        name="missing", role=ModelRole.TEACHER, source="package:embedfleet_no_such_package/model", dimensions=384
+    )
+    dispatcher = _lone_dispatcher(store, models=(missing,), default_model="missing")
+    try:
+        job_id = _stage_embed_job(store, "missing", parts=2, part_size=4)  # both out at once (capacity 2)
+        dispatcher.dispatch_parts(job_id, range(2))
+        final = _wait_in_store(store, job_id, 120)
+        assert final.state == JobState.FAILED
+        assert (final.done, final.failed, final.chunks_finished) == (0, 8, 2)
+        assert [f.document_count for f in final.failed_chunks] == [4, 4]
+        for failure in final.failed_chunks:
+            assert "workers could not start" in failure.message, failure.message
+            assert "embedfleet_no_such_package" in failure.message, failure.message
+        _until(lambda: dispatcher.in_flight() == 0, 10, "every part's place to be given back")
+        assert dispatcher.actor_pids() == []
+    finally:
+        dispatcher.close()
