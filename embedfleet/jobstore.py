@@ -555,8 +555,3 @@ return n
         """The job is QUEUED or RUNNING (not cancelled, finished or expired): its parts should run."""
         state = self.r.hget(self.job_key(job_id), "state")
         return state in (JobState.QUEUED.value.encode(), JobState.RUNNING.value.encode())
-
-
-def pack_vectors(vectors: np.ndarray) -> bytes:
-    """Row-major little-endian bytes, the layout of EmbeddingBatch.data."""
-    return np.ascontiguousarray(vectors).astype(vectors.dtype.newbyteorder("<"), copy=False).tobytes()
