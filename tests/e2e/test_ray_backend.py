@@ -394,7 +394,7 @@ def test_transient_redis_errors_while_dispatching_lose_no_part(redis_client: red
         dispatcher.dispatch_parts(job_id, range(6))
         final = _wait_in_store(store, job_id, 120)
         assert final.state == JobState.SUCCEEDED, final.error
-        assert (final.done, final.failed, final.chunks_finished) == (30, 0, 6)
+        assert (final.done, final.failed, final.parts_finished) == (30, 0, 6)
         assert store.faults == {"queue_take": 0, "job_is_active": 0, "queue_done": 0}  # every fault was hit
         _until(lambda: dispatcher.in_flight() == 0, 10, "every part's place to be given back")
         assert dispatcher.stats()["pending"] == 0
@@ -419,9 +419,9 @@ def test_a_job_fails_when_no_worker_actor_can_start(
         dispatcher.dispatch_parts(job_id, range(2))
         final = _wait_in_store(store, job_id, 120)
         assert final.state == JobState.FAILED
-        assert (final.done, final.failed, final.chunks_finished) == (0, 8, 2)
-        assert [f.document_count for f in final.failed_chunks] == [4, 4]
-        for failure in final.failed_chunks:
+        assert (final.done, final.failed, final.parts_finished) == (0, 8, 2)
+        assert [f.units for f in final.failed_parts] == [4, 4]
+        for failure in final.failed_parts:
             assert "workers could not start" in failure.message, failure.message
             assert "embedfleet_no_such_package" in failure.message, failure.message
         _until(lambda: dispatcher.in_flight() == 0, 10, "every part's place to be given back")
