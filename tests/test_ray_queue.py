@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from embedfleet.domain import EmbeddingOptions, JobKind, JobSpec
+from embedfleet.domain import EmbeddingOptions, EmbedParams, JobSpec
 from embedfleet.gateway.queue.ray.queue import PartQueue, decode, encode
 from embedfleet.jobstore import JobStore
 from embedfleet.tasks import PartTask
@@ -45,8 +45,8 @@ def test_return_all_hands_back_an_owners_items_despite_its_lease(store: JobStore
 
 
 def test_job_is_active_until_cancelled(store: JobStore) -> None:
-    spec = JobSpec(kind=JobKind.EMBED, embedding=EmbeddingOptions(model="m"), chunk_size=1)
-    store.create_job("j1", spec, total=1, chunks=1)
+    spec = JobSpec(params=EmbedParams(), embedding=EmbeddingOptions(model="m"), output_dimensions=4, part_size=1)
+    store.create_job("j1", spec, total=1, parts=1)
     assert store.job_is_active("j1")
     store.cancel("j1")
     assert not store.job_is_active("j1")

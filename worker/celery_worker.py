@@ -50,7 +50,7 @@ def create_app(settings: WorkerSettings) -> Celery:
     app.conf.worker_proc_alive_timeout = 300
 
     @app.task(name=RUN_PART_TASK, bind=True, max_retries=None)
-    def run_part(self, job_id: object, part: object) -> None:  # type: ignore[no-untyped-def]
+    def run_part(self, job_id: object, part: object) -> None:
         task = PartTask.from_args(job_id, part)
         attempt = self.request.retries + 1
         try:

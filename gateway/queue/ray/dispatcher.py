@@ -275,7 +275,7 @@ class RayDispatcher:
         cannot_start = self.pool.startup_failure()
         if cannot_start is not None or part.fail_tries >= self.max_attempts:
             message = part.message if cannot_start is None else f"the Ray workers could not start: {cannot_start}"
-            _, documents = self.store.get(task.job_id).chunk_bounds(task.part)
+            _, documents = self.store.get(task.job_id).part_range(task.part)
             self.store.finish_part(task.job_id, task.part, done=0, failed=documents, truncated=0, error=message)
             self._stats.failed += 1
             self._advance(part, _Step.FINISH)
