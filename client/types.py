@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embedfleet import wire
+from embedfleet import domain, wire
 from embedfleet.domain import JobState
 from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2
 
@@ -114,12 +114,7 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
-class SearchHit:
-    id: str
-    score: float
-    text: str
-    metadata_json: str
-
+class SearchHit(domain.SearchHit):
     @classmethod
     def from_pb(cls, pb: search_pb2.SearchHit) -> SearchHit:
         return cls(pb.id, pb.score, pb.text, pb.metadata_json)

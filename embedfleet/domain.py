@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -174,6 +175,16 @@ class JobSpec(BaseModel):
     @property
     def collection(self) -> str:
         return self.params.collection if isinstance(self.params, IndexParams) else ""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result, as the gateway returns it and the SDK hands it to users."""
+
+    id: str
+    score: float
+    text: str
+    metadata_json: str
 
 
 class PartFailure(BaseModel):

@@ -382,6 +382,15 @@ class JobStore:
         )
         return int(counted) == 1
 
+    def fail_part(self, job_id: str, part: int, message: str) -> bool:
+        """Record a part as failed from outside its run (its workers kept dying, or none could start):
+        the units it covered count as failed, in the job's own unit."""
+        snap = self.get(job_id)
+        units = snap.part_range(part)[1]
+        return self.finish_part(
+            job_id, part, done=0, failed=units, truncated=0, error=message, unit=snap.spec.unit.value
+        )
+
     def report(
         self,
         job_id: str,

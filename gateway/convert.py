@@ -8,14 +8,13 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from embedfleet import wire
-from embedfleet.domain import Document, EmbeddingOptions, JobSnapshot, JobState, VectorField
+from embedfleet.domain import Document, EmbeddingOptions, JobSnapshot, JobState, SearchHit, VectorField
 from embedfleet.gateway.embedding import EmbedResult
 from embedfleet.gateway.kinds.distill import DistillRequest
 from embedfleet.gateway.kinds.embed import EmbedJobRequest
 from embedfleet.gateway.kinds.evaluate import EvaluateRequest
 from embedfleet.gateway.kinds.index import IndexRequest
 from embedfleet.gateway.models import ModelStatus
-from embedfleet.gateway.search import SearchHit
 from embedfleet.jobstore import PartVectors
 from embedfleet.v1 import common_pb2, embed_pb2, jobs_pb2, models_pb2, search_pb2
 

@@ -15,7 +15,7 @@ from embedfleet import errors
 from embedfleet.domain import Document, JobKind, JobSnapshot, JobState
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.kinds import PLANNERS, JobRequest
-from embedfleet.gateway.kinds.base import PartStager
+from embedfleet.gateway.kinds.base import PartStager, Submission
 from embedfleet.ids import new_job_id
 from embedfleet.jobstore import PartVectors
 
@@ -36,7 +36,7 @@ class JobsCore:
         job_id = new_job_id()
         stager = PartStager(self.store, job_id)
         try:
-            plan = PLANNERS[type(request)].plan(request, iter(documents), self.ctx, stager)
+            plan = PLANNERS[type(request)].plan(request, Submission(self.ctx, stager, iter(documents)))
         except BaseException:
             stager.discard()
             raise

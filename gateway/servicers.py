@@ -7,7 +7,7 @@ No rule of the system lives here; errors are domain exceptions turned into statu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 
@@ -32,20 +32,8 @@ from embedfleet.v1 import (
 )
 
 
-class _StreamedSubmission(Protocol):
-    """A Submit*Job stream message: ``config`` first, then ``documents`` batches."""
-
-    def WhichOneof(self, name: str) -> str | None: ...
-
-    @property
-    def config(self) -> Any: ...
-
-    @property
-    def documents(self) -> Any: ...
-
-
 def _split_submission(
-    requests: Iterator[_StreamedSubmission], from_pb: Callable[[Any], JobRequest]
+    requests: Iterator[Any], from_pb: Callable[[Any], JobRequest]
 ) -> tuple[JobRequest, Iterator[Document]]:
     """First message -> the kind's request; the rest -> a lazy stream of documents (validated by the planner)."""
     first = next(requests, None)
@@ -72,6 +60,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         request, documents = _split_submission(requests, from_pb)
         return convert.job_to_pb(self.jobs.submit(request, documents))
 
+    def _submit_one(self, config: Any, from_pb: Callable[[Any], JobRequest]) -> jobs_pb2.Job:
+        return convert.job_to_pb(self.jobs.submit(from_pb(config)))
+
     @translate_errors
     def SubmitIndexJob(
         self, request_iterator: Iterator[jobs_pb2.SubmitIndexJobRequest], context: grpc.ServicerContext
@@ -88,15 +79,13 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def SubmitDistillJob(
         self, request: jobs_pb2.SubmitDistillJobRequest, context: grpc.ServicerContext
     ) -> jobs_pb2.SubmitDistillJobResponse:
-        job = self.jobs.submit(convert.distill_from_pb(request.config))
-        return jobs_pb2.SubmitDistillJobResponse(job=convert.job_to_pb(job))
+        return jobs_pb2.SubmitDistillJobResponse(job=self._submit_one(request.config, convert.distill_from_pb))
 
     @translate_errors
     def SubmitEvaluateJob(
         self, request: jobs_pb2.SubmitEvaluateJobRequest, context: grpc.ServicerContext
     ) -> jobs_pb2.SubmitEvaluateJobResponse:
-        job = self.jobs.submit(convert.evaluate_from_pb(request.config))
-        return jobs_pb2.SubmitEvaluateJobResponse(job=convert.job_to_pb(job))
+        return jobs_pb2.SubmitEvaluateJobResponse(job=self._submit_one(request.config, convert.evaluate_from_pb))
 
     @translate_errors
     def GetJob(self, request: jobs_pb2.GetJobRequest, context: grpc.ServicerContext) -> jobs_pb2.GetJobResponse:

@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 
-from embedfleet.domain import InputType, Precision
+from embedfleet.domain import InputType
 from embedfleet.registry import DEFAULT_MODELS, ModelRegistry
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "tests" / "golden"
@@ -62,17 +62,7 @@ def write_golden(model_name: str, out_dir: Path = GOLDEN_DIR) -> Path:
 
     spec = ModelRegistry(DEFAULT_MODELS).resolve(model_name)
     encoder = SentenceTransformerEncoder(spec, "cpu", 32)
-    vectors = {
-        input_type.value: embed_texts(
-            encoder,
-            SENTENCES,
-            input_type=input_type,
-            dimensions=spec.dimensions,
-            precision=Precision.FLOAT32,
-            normalize=True,
-        )
-        for input_type in InputType
-    }
+    vectors = {input_type.value: embed_texts(encoder, SENTENCES, input_type=input_type) for input_type in InputType}
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{spec.name}.npz"
     np.savez_compressed(

@@ -55,14 +55,14 @@ def embed_texts(
     texts: list[str],
     *,
     input_type: InputType,
-    dimensions: int,
-    precision: Precision,
-    normalize: bool,
+    dimensions: int = 0,
+    precision: Precision = Precision.FLOAT32,
+    normalize: bool = True,
 ) -> EmbedOutput:
-    """Encode and post-process."""
+    """Encode and post-process; ``dimensions`` 0 is the model's full width (jobs pass the resolved one)."""
     encoded = encoder.encode(texts, input_type)
     return EmbedOutput(
-        vectors=represent(encoder, encoded.vectors, dimensions, precision, normalize),
+        vectors=represent(encoder, encoded.vectors, dimensions or encoder.spec.dimensions, precision, normalize),
         raw=encoded.vectors,
         truncated=encoded.truncated,
         model=encoder.spec.name,

@@ -89,8 +89,7 @@ class PartRunner:
 
     def fail_part(self, job_id: str, part_index: int, message: str) -> None:
         """Record a part as failed when the adapter gives up on it (e.g. its worker kept dying)."""
-        snap = self.store.get(job_id)
-        self._fail(Part(job_id, part_index, snap.spec, snap.total, snap.parts_total, 0), message)
+        self.store.fail_part(job_id, part_index, message)
 
     def embed_request(self, request_id: str) -> None:
         """Answer an interactive Embed; errors go back to the waiting gateway, never raised."""

@@ -40,15 +40,23 @@ class PartStager:
         self.store.discard_inputs(self.job_id, self.staged)
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What a planner works with besides its request: the gateway's context, the streamed corpus
+    (empty for kinds that take none) and where to stage part inputs."""
+
+    ctx: GatewayContext
+    stager: PartStager
+    documents: Iterator[Document]
+
+
 R_contra = TypeVar("R_contra", contravariant=True)
 
 
 class JobPlanner(Protocol[R_contra]):
-    """One job kind's gateway side. ``documents`` is the streamed corpus (empty for kinds that take none)."""
+    """One job kind's gateway side."""
 
-    def plan(
-        self, request: R_contra, documents: Iterator[Document], ctx: GatewayContext, stager: PartStager
-    ) -> JobPlan: ...
+    def plan(self, request: R_contra, sub: Submission) -> JobPlan: ...
 
 
 def job_spec(

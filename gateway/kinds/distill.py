@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from embedfleet import errors
 from embedfleet.domain import DistillParams, Document, EmbeddingOptions, ProgressUnit
-from embedfleet.gateway.context import GatewayContext
-from embedfleet.gateway.kinds.base import JobPlan, PartStager, job_spec
+from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -32,9 +30,8 @@ class DistillRequest:
 
 
 class DistillPlanner:
-    def plan(
-        self, request: DistillRequest, documents: Iterator[Document], ctx: GatewayContext, stager: PartStager
-    ) -> JobPlan:
+    def plan(self, request: DistillRequest, sub: Submission) -> JobPlan:
+        ctx = sub.ctx
         registry = ctx.registry
         teacher = ctx.resolve(EmbeddingOptions(model=request.teacher or "teacher"))
         init = registry.resolve(request.init_model) if request.init_model else teacher.spec
@@ -81,6 +78,6 @@ class DistillPlanner:
             min_quality_fraction=request.min_quality_fraction or 0.95,
             eval_limit=request.eval_limit or ctx.settings.default_eval_limit,
         )
-        stager.stage(0, [Document(id=str(i), text=t) for i, t in enumerate(texts)])
+        sub.stager.stage(0, [Document(id=str(i), text=t) for i, t in enumerate(texts)])
         spec = job_spec(params, teacher, unit=ProgressUnit.STEPS, display_name=request.display_name)
         return JobPlan(spec, total=steps, parts=1)

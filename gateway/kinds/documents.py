@@ -9,7 +9,7 @@ from embedfleet import errors
 from embedfleet.corpus import validate_document
 from embedfleet.domain import Document
 from embedfleet.gateway.context import GatewayContext
-from embedfleet.gateway.kinds.base import PartStager
+from embedfleet.gateway.kinds.base import Submission
 
 
 def part_size(requested: int, ctx: GatewayContext) -> int:
@@ -21,16 +21,12 @@ def part_size(requested: int, ctx: GatewayContext) -> int:
     return size
 
 
-def corpus(source_path: str, streamed: Iterator[Document], ctx: GatewayContext) -> Iterator[Document]:
-    """The server-side file when the request names one, else the streamed documents."""
-    return ctx.server_corpus(source_path) if source_path else streamed
-
-
-def stage_documents(
-    documents: Iterator[Document], size: int, ctx: GatewayContext, stager: PartStager
-) -> tuple[int, int]:
-    """Validate every document and stage them in parts of ``size``; returns (documents, parts)."""
-    limits = ctx.settings
+def stage_documents(sub: Submission, source_path: str, size: int) -> tuple[int, int]:
+    """Validate every document of the corpus (the server-side file when the request names one, else the
+    streamed documents) and stage them in parts of ``size``; returns (documents, parts)."""
+    documents: Iterator[Document] = sub.ctx.server_corpus(source_path) if source_path else sub.documents
+    limits = sub.ctx.settings
+    stager = sub.stager
     parts = 0
     total = 0
     seen: dict[str, int] = {}

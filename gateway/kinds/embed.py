@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from embedfleet.domain import Document, EmbeddingOptions, EmbedParams, ProgressUnit
-from embedfleet.gateway.context import GatewayContext
-from embedfleet.gateway.kinds.base import JobPlan, PartStager, job_spec
-from embedfleet.gateway.kinds.documents import corpus, part_size, stage_documents
+from embedfleet.domain import EmbeddingOptions, EmbedParams, ProgressUnit
+from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
+from embedfleet.gateway.kinds.documents import part_size, stage_documents
 
 
 @dataclass(frozen=True)
@@ -20,12 +18,11 @@ class EmbedJobRequest:
 
 
 class EmbedPlanner:
-    def plan(
-        self, request: EmbedJobRequest, documents: Iterator[Document], ctx: GatewayContext, stager: PartStager
-    ) -> JobPlan:
+    def plan(self, request: EmbedJobRequest, sub: Submission) -> JobPlan:
+        ctx = sub.ctx
         model = ctx.resolve(request.embedding)
         size = part_size(request.chunk_size, ctx)
-        total, parts = stage_documents(corpus(request.source_path, documents, ctx), size, ctx, stager)
+        total, parts = stage_documents(sub, request.source_path, size)
         spec = job_spec(
             EmbedParams(), model, unit=ProgressUnit.DOCUMENTS, part_size=size, display_name=request.display_name
         )

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from embedfleet.domain import Document, EmbeddingOptions, EvaluateParams, ProgressUnit
-from embedfleet.gateway.context import GatewayContext
-from embedfleet.gateway.kinds.base import JobPlan, PartStager, job_spec
+from embedfleet.domain import EmbeddingOptions, EvaluateParams, ProgressUnit
+from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
 
 
 @dataclass(frozen=True)
@@ -20,9 +18,8 @@ class EvaluateRequest:
 
 
 class EvaluatePlanner:
-    def plan(
-        self, request: EvaluateRequest, documents: Iterator[Document], ctx: GatewayContext, stager: PartStager
-    ) -> JobPlan:
+    def plan(self, request: EvaluateRequest, sub: Submission) -> JobPlan:
+        ctx = sub.ctx
         model = ctx.resolve(EmbeddingOptions(model=request.model))
         spec = model.spec
         dims = tuple(sorted({spec.output_dimensions(d) for d in request.dimensions} - {spec.dimensions}, reverse=True))

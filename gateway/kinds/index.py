@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from embedfleet import errors, milvus
-from embedfleet.domain import Document, EmbeddingOptions, IndexParams, Precision, ProgressUnit, VectorField
-from embedfleet.gateway.context import GatewayContext
-from embedfleet.gateway.kinds.base import JobPlan, PartStager, job_spec
-from embedfleet.gateway.kinds.documents import corpus, part_size, stage_documents
+from embedfleet.domain import EmbeddingOptions, IndexParams, Precision, ProgressUnit, VectorField
+from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
+from embedfleet.gateway.kinds.documents import part_size, stage_documents
 
 
 @dataclass(frozen=True)
@@ -23,9 +21,8 @@ class IndexRequest:
 
 
 class IndexPlanner:
-    def plan(
-        self, request: IndexRequest, documents: Iterator[Document], ctx: GatewayContext, stager: PartStager
-    ) -> JobPlan:
+    def plan(self, request: IndexRequest, sub: Submission) -> JobPlan:
+        ctx = sub.ctx
         model = ctx.resolve(request.embedding)
         if model.options.precision != Precision.FLOAT32:
             raise errors.InvalidArgument(
@@ -44,7 +41,7 @@ class IndexPlanner:
                 fields=fields,
             )
         size = part_size(request.chunk_size, ctx)
-        total, parts = stage_documents(corpus(request.source_path, documents, ctx), size, ctx, stager)
+        total, parts = stage_documents(sub, request.source_path, size)
         params = IndexParams(collection=request.collection, stored_fields=fields)
         spec = job_spec(params, model, unit=ProgressUnit.DOCUMENTS, part_size=size, display_name=request.display_name)
         return JobPlan(spec, total=total, parts=parts)

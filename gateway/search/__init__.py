@@ -4,17 +4,17 @@ then run the requested mode's strategy, found in one table."""
 from __future__ import annotations
 
 from embedfleet import errors
-from embedfleet.domain import EmbeddingOptions, InputType, Precision
+from embedfleet.domain import EmbeddingOptions, InputType, Precision, SearchHit
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.embedding import EmbedCore
-from embedfleet.gateway.search.base import SearchHit, SearchQuery, SearchStrategy
+from embedfleet.gateway.search.base import SearchQuery, SearchStrategy
 from embedfleet.gateway.search.full import FullSearch
 from embedfleet.wire import unpack_vectors
 
 STRATEGIES: dict[str, SearchStrategy] = {"full": FullSearch()}
 MAX_TOP_K = 1000
 
-__all__ = ["STRATEGIES", "SearchCore", "SearchHit"]
+__all__ = ["STRATEGIES", "SearchCore"]
 
 
 class SearchCore:

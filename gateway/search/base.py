@@ -17,6 +17,7 @@ from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from embedfleet import errors, milvus
+from embedfleet.domain import SearchHit
 
 # Milvus' code for "collection is released; call load() first" (after a server restart).
 _COLLECTION_NOT_LOADED = 101
@@ -24,14 +25,6 @@ _COLLECTION_NOT_LOADED = 101
 _SERVER_SIDE_CODES = frozenset({1, 2, 90, 100})
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    id: str
-    score: float
-    text: str
-    metadata_json: str
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ import json
 from pymilvus import MilvusClient
 
 from embedfleet import milvus
-from embedfleet.gateway.search.base import SearchHit, SearchQuery, run_on_collection
+from embedfleet.domain import SearchHit
+from embedfleet.gateway.search.base import SearchQuery, run_on_collection
 
 OUTPUT_FIELDS = [milvus.ID_FIELD, milvus.TEXT_FIELD, milvus.METADATA_FIELD]
 

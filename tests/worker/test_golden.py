@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedfleet.domain import InputType, Precision
+from embedfleet.domain import InputType
 from embedfleet.registry import DEFAULT_MODELS, ModelSpec
 from embedfleet.worker.embedding import embed_texts
 from embedfleet.worker.models.torch import SentenceTransformerEncoder
@@ -33,14 +33,7 @@ def test_shipped_model_reproduces_its_golden_vectors(spec: ModelSpec) -> None:
     )
     for input_type in InputType:
         expected = golden[input_type.value]
-        got = embed_texts(
-            encoder,
-            texts,
-            input_type=input_type,
-            dimensions=spec.dimensions,
-            precision=Precision.FLOAT32,
-            normalize=True,
-        ).vectors
+        got = embed_texts(encoder, texts, input_type=input_type).vectors
         assert got.dtype == np.float32 and got.shape == expected.shape
         diff = float(np.abs(got - expected).max())
         cosine = float(np.min(np.sum(got * expected, axis=1)))

@@ -249,12 +249,17 @@ class RayDispatcher:
             )
             self._delay(part, step, STEP_RETRY_S)
 
+    def _dropped(self, part: _Part) -> bool:
+        """Drop a part of a cancelled, finished or expired job here rather than send it to an actor to skip."""
+        if self.store.job_is_active(part.taken.task.job_id):
+            return False
+        self._stats.dropped += 1
+        self._advance(part, _Step.FINISH)
+        return True
+
     def _run_part(self, part: _Part) -> None:
         task = part.taken.task
-        if not self.store.job_is_active(task.job_id):
-            # Cancelled, finished or expired: drop it here rather than send it to an actor to skip.
-            self._stats.dropped += 1
-            self._advance(part, _Step.FINISH)
+        if self._dropped(part):
             return
         slot = self.pool.pick()
         if slot is None:
@@ -268,15 +273,12 @@ class RayDispatcher:
         built or the actors could not record it in ``max_attempts`` tries: a job must end, and
         recording a failure needs only the store, which the gateway has."""
         task = part.taken.task
-        if not self.store.job_is_active(task.job_id):
-            self._stats.dropped += 1
-            self._advance(part, _Step.FINISH)
+        if self._dropped(part):
             return
         cannot_start = self.pool.startup_failure()
         if cannot_start is not None or part.fail_tries >= self.max_attempts:
             message = part.message if cannot_start is None else f"the Ray workers could not start: {cannot_start}"
-            _, documents = self.store.get(task.job_id).part_range(task.part)
-            self.store.finish_part(task.job_id, task.part, done=0, failed=documents, truncated=0, error=message)
+            self.store.fail_part(task.job_id, task.part, message)
             self._stats.failed += 1
             self._advance(part, _Step.FINISH)
             return
