@@ -15,30 +15,18 @@ import numpy as np
 
 from embedfleet import wire
 from embedfleet.client import requests as rq
-from embedfleet.client.errors import TypedStub
 from embedfleet.client.output import ResultWriter
 from embedfleet.client.sdk import channel_options
+from embedfleet.client.stubs import service_stubs
 from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
-from embedfleet.v1 import (
-    embed_pb2,
-    embed_pb2_grpc,
-    jobs_pb2,
-    jobs_pb2_grpc,
-    models_pb2,
-    models_pb2_grpc,
-    search_pb2,
-    search_pb2_grpc,
-)
+from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2
 
 
 class AsyncEmbedfleetClient:
     def __init__(self, target: str = "127.0.0.1:50051", *, timeout: float = 60.0) -> None:
         self.timeout = timeout
         self.channel = grpc.aio.insecure_channel(target, options=channel_options())
-        self.jobs: Any = TypedStub(jobs_pb2_grpc.JobServiceStub(self.channel))
-        self.embeddings: Any = TypedStub(embed_pb2_grpc.EmbedServiceStub(self.channel))
-        self.models: Any = TypedStub(models_pb2_grpc.ModelServiceStub(self.channel))
-        self.searches: Any = TypedStub(search_pb2_grpc.SearchServiceStub(self.channel))
+        self.jobs, self.embeddings, self.models, self.searches = service_stubs(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()

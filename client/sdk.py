@@ -20,21 +20,12 @@ import numpy as np
 
 from embedfleet import wire
 from embedfleet.client import requests as rq
-from embedfleet.client.errors import TypedStub
 from embedfleet.client.output import ResultWriter
 from embedfleet.client.progress import follow
+from embedfleet.client.stubs import service_stubs
 from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
 from embedfleet.domain import JobState
-from embedfleet.v1 import (
-    embed_pb2,
-    embed_pb2_grpc,
-    jobs_pb2,
-    jobs_pb2_grpc,
-    models_pb2,
-    models_pb2_grpc,
-    search_pb2,
-    search_pb2_grpc,
-)
+from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2
 
 
 def channel_options(max_message_bytes: int = 64 * 1024 * 1024) -> list[tuple[str, Any]]:
@@ -48,10 +39,7 @@ class EmbedfleetClient:
     def __init__(self, target: str = "127.0.0.1:50051", *, timeout: float = 60.0) -> None:
         self.timeout = timeout
         self.channel = grpc.insecure_channel(target, options=channel_options())
-        self.jobs: Any = TypedStub(jobs_pb2_grpc.JobServiceStub(self.channel))
-        self.embeddings: Any = TypedStub(embed_pb2_grpc.EmbedServiceStub(self.channel))
-        self.models: Any = TypedStub(models_pb2_grpc.ModelServiceStub(self.channel))
-        self.searches: Any = TypedStub(search_pb2_grpc.SearchServiceStub(self.channel))
+        self.jobs, self.embeddings, self.models, self.searches = service_stubs(self.channel)
 
     def close(self) -> None:
         self.channel.close()

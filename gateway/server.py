@@ -18,28 +18,11 @@ from embedfleet.gateway.jobs import JobsCore, run_recovery_loop
 from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.queue import make_dispatcher
 from embedfleet.gateway.search import SearchCore
-from embedfleet.gateway.servicers import EmbedServicer, JobServicer, ModelServicer, SearchServicer
+from embedfleet.gateway.servicers import SERVICE_NAMES, add_services
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.jobstore import JobStore
-from embedfleet.v1 import (
-    embed_pb2,
-    embed_pb2_grpc,
-    jobs_pb2,
-    jobs_pb2_grpc,
-    models_pb2,
-    models_pb2_grpc,
-    search_pb2,
-    search_pb2_grpc,
-)
 
 log = logging.getLogger(__name__)
-
-SERVICE_NAMES = (
-    jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
-    embed_pb2.DESCRIPTOR.services_by_name["EmbedService"].full_name,
-    models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
-    search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name,
-)
 
 
 @dataclass
@@ -77,10 +60,7 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.max_workers), options=options)
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(jobs), server)
-    embed_pb2_grpc.add_EmbedServiceServicer_to_server(EmbedServicer(embedder), server)
-    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(ModelsCore(ctx)), server)
-    search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(SearchCore(ctx, embedder)), server)
+    add_services(server, jobs, embedder, ModelsCore(ctx), SearchCore(ctx, embedder))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVICE_NAMES, ""):

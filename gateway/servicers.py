@@ -148,3 +148,24 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     def Search(self, request: search_pb2.SearchRequest, context: grpc.ServicerContext) -> search_pb2.SearchResponse:
         hits, model = self.search.search(request.collection, request.query, request.top_k, request.filter)
         return search_pb2.SearchResponse(hits=[convert.hit_to_pb(h) for h in hits], model=model)
+
+
+SERVICE_NAMES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (jobs_pb2, "JobService"),
+        (embed_pb2, "EmbedService"),
+        (models_pb2, "ModelService"),
+        (search_pb2, "SearchService"),
+    )
+)
+
+
+def add_services(
+    server: grpc.Server, jobs: JobsCore, embedder: EmbedCore, models: ModelsCore, search: SearchCore
+) -> None:
+    """Register the four v1 services on ``server`` (their full names are ``SERVICE_NAMES``)."""
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(jobs), server)
+    embed_pb2_grpc.add_EmbedServiceServicer_to_server(EmbedServicer(embedder), server)
+    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(models), server)
+    search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(search), server)
