@@ -19,7 +19,7 @@ from embedfleet.client.output import ResultWriter
 from embedfleet.client.sdk import channel_options
 from embedfleet.client.stubs import service_stubs
 from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
-from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2
+from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2
 
 
 class AsyncEmbedfleetClient:
@@ -150,7 +150,12 @@ class AsyncEmbedfleetClient:
         response = await self.models.ListModels(models_pb2.ListModelsRequest(), timeout=self.timeout)
         return [ModelInfo.from_pb(m) for m in response.models]
 
-    async def search(self, collection: str, query: str, *, top_k: int = 10, filter: str = "") -> list[SearchHit]:
-        request = search_pb2.SearchRequest(collection=collection, query=query, top_k=top_k, filter=filter)
+    async def search(self, collection: str, query: str, **options: Any) -> list[SearchHit]:
+        """See ``EmbedfleetClient.search``."""
+        return (await self.search_many(collection, [query], **options))[0]
+
+    async def search_many(self, collection: str, queries: list[str], **options: Any) -> list[list[SearchHit]]:
+        """See ``EmbedfleetClient.search_many``."""
+        request = rq.search_request(collection, queries, **options)
         response = await self.searches.Search(request, timeout=self.timeout)
-        return [SearchHit.from_pb(h) for h in response.hits]
+        return [[SearchHit.from_pb(h) for h in result.hits] for result in response.results]

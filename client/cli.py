@@ -435,12 +435,26 @@ def _print_hits(query: str, hits: list[Any]) -> None:
 @click.argument("query")
 @click.option("--top-k", default=5, show_default=True)
 @click.option("--filter", "filter_expr", default="", help="Milvus filter over metadata.")
+@click.option(
+    "--mode",
+    type=click.Choice(["full", "funnel", "binary"]),
+    default="full",
+    show_default=True,
+    help="full vector; Matryoshka funnel (prefix field, then rescoring); binary (bits, then rescoring).",
+)
+@click.option("--candidates", default=0, help="Shortlist size for funnel/binary (0: 10 x top-k).")
 @click.pass_context
 @_fail_cleanly
-def search(ctx: click.Context, collection: str, query: str, top_k: int, filter_expr: str) -> None:
-    """Nearest documents to QUERY in COLLECTION."""
+def search(
+    ctx: click.Context, collection: str, query: str, top_k: int, filter_expr: str, mode: str, candidates: int
+) -> None:
+    """Nearest documents to QUERY in COLLECTION.
+
+    Example: embedfleet search docs "what is a cat?" --mode funnel --candidates 200
+    """
     with _client(ctx) as client:
-        _print_hits(query, client.search(collection, query, top_k=top_k, filter=filter_expr))
+        hits = client.search(collection, query, top_k=top_k, filter=filter_expr, mode=mode, candidates=candidates)
+        _print_hits(query, hits)
 
 
 @main.command()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from embedfleet import wire
 from embedfleet.corpus import document_from_record, read_corpus
 from embedfleet.domain import Document
-from embedfleet.v1 import common_pb2, jobs_pb2
+from embedfleet.v1 import common_pb2, jobs_pb2, search_pb2
 
 # A corpus is a JSONL/Parquet path, or documents: Document objects or {"id", "text", "metadata"} dicts.
 Corpus = str | Path | Iterable[Document | Mapping[str, Any]]
@@ -168,4 +168,29 @@ def evaluate_request(
         config=jobs_pb2.EvaluateJobConfig(
             model=model, dimensions=list(dimensions), teacher=teacher, eval_limit=eval_limit, display_name=display_name
         )
+    )
+
+
+def search_request(
+    collection: str,
+    queries: Sequence[str],
+    *,
+    top_k: int = 10,
+    filter: str = "",
+    mode: str = "full",
+    candidates: int = 0,
+    ef: int = 0,
+    nprobe: int = 0,
+) -> search_pb2.SearchRequest:
+    """A Search of one or more query texts; ``mode`` is full, funnel or binary (see SearchMode)."""
+    code = wire.SEARCH_MODE.to_pb(wire.SEARCH_MODE.parse(mode, "mode"))
+    return search_pb2.SearchRequest(
+        collection=collection,
+        queries=list(queries),
+        top_k=top_k,
+        filter=filter,
+        mode=code,  # type: ignore[arg-type]
+        candidates=candidates,
+        ef=ef,
+        nprobe=nprobe,
     )

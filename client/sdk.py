@@ -25,7 +25,7 @@ from embedfleet.client.progress import follow
 from embedfleet.client.stubs import service_stubs
 from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
 from embedfleet.domain import JobState
-from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2
+from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2
 
 
 def channel_options(max_message_bytes: int = 64 * 1024 * 1024) -> list[tuple[str, Any]]:
@@ -200,6 +200,12 @@ class EmbedfleetClient:
         response = self.models.ListModels(models_pb2.ListModelsRequest(), timeout=self.timeout)
         return [ModelInfo.from_pb(m) for m in response.models]
 
-    def search(self, collection: str, query: str, *, top_k: int = 10, filter: str = "") -> list[SearchHit]:
-        request = search_pb2.SearchRequest(collection=collection, query=query, top_k=top_k, filter=filter)
-        return [SearchHit.from_pb(h) for h in self.searches.Search(request, timeout=self.timeout).hits]
+    def search(self, collection: str, query: str, **options: Any) -> list[SearchHit]:
+        """The best hits for one query, e.g. ``client.search("docs", "cats", mode="funnel", candidates=200)``.
+        Options: ``top_k`` (10), ``filter``, ``mode`` (full, funnel, binary), ``candidates``, ``ef``, ``nprobe``."""
+        return self.search_many(collection, [query], **options)[0]
+
+    def search_many(self, collection: str, queries: list[str], **options: Any) -> list[list[SearchHit]]:
+        """One call for many queries (batched through the model and Milvus): hits per query, in order."""
+        response = self.searches.Search(rq.search_request(collection, queries, **options), timeout=self.timeout)
+        return [[SearchHit.from_pb(h) for h in result.hits] for result in response.results]

@@ -35,6 +35,14 @@ class JobKind(StrEnum):
     EVALUATE = "evaluate"
 
 
+class SearchMode(StrEnum):
+    """How a search uses a collection's fields (see ``gateway/search``)."""
+
+    FULL = "full"
+    FUNNEL = "funnel"
+    BINARY = "binary"
+
+
 class InputType(StrEnum):
     QUERY = "query"
     DOCUMENT = "document"

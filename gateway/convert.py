@@ -15,6 +15,7 @@ from embedfleet.gateway.kinds.embed import EmbedJobRequest
 from embedfleet.gateway.kinds.evaluate import EvaluateRequest
 from embedfleet.gateway.kinds.index import IndexRequest
 from embedfleet.gateway.models import ModelStatus
+from embedfleet.gateway.search import SearchRequest
 from embedfleet.jobstore import PartVectors
 from embedfleet.v1 import common_pb2, embed_pb2, jobs_pb2, models_pb2, search_pb2
 
@@ -179,6 +180,28 @@ def model_to_pb(status: ModelStatus) -> models_pb2.ModelInfo:
         origin=status.origin,
         metrics=status.metrics,
     )
+
+
+def search_from_pb(request: search_pb2.SearchRequest) -> SearchRequest:
+    queries = ((request.query,) if request.query else ()) + tuple(request.queries)
+    return SearchRequest(
+        collection=request.collection,
+        queries=queries,
+        top_k=request.top_k,
+        filter=request.filter,
+        mode=wire.SEARCH_MODE.from_pb(request.mode, "mode"),
+        candidates=request.candidates,
+        ef=request.ef,
+        nprobe=request.nprobe,
+    )
+
+
+def search_to_pb(queries: tuple[str, ...], results: list[list[SearchHit]], model: str) -> search_pb2.SearchResponse:
+    per_query = [
+        search_pb2.QueryHits(query=text, hits=[hit_to_pb(h) for h in hits])
+        for text, hits in zip(queries, results, strict=True)
+    ]
+    return search_pb2.SearchResponse(hits=per_query[0].hits if per_query else [], model=model, results=per_query)
 
 
 def hit_to_pb(hit: SearchHit) -> search_pb2.SearchHit:

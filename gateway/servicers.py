@@ -146,8 +146,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
 
     @translate_errors
     def Search(self, request: search_pb2.SearchRequest, context: grpc.ServicerContext) -> search_pb2.SearchResponse:
-        hits, model = self.search.search(request.collection, request.query, request.top_k, request.filter)
-        return search_pb2.SearchResponse(hits=[convert.hit_to_pb(h) for h in hits], model=model)
+        query = convert.search_from_pb(request)
+        answer = self.search.search(query)
+        return convert.search_to_pb(query.queries, answer.results, answer.model)
 
 
 SERVICE_NAMES = tuple(

@@ -9,11 +9,7 @@ import numpy as np
 from sentence_transformers.util.quantization import quantize_embeddings
 
 from embedfleet.domain import Precision
-
-
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+from embedfleet.vectors import binary_codes, matryoshka_prefix
 
 
 def postprocess(
@@ -29,20 +25,14 @@ def postprocess(
     ``int8_ranges`` is the (2, dimensions) array of per-dimension [min, max] used for int8; it must be
     fixed per model (not computed from the batch), or vectors from two batches would not compare.
     """
-    out = np.asarray(vectors, dtype=np.float32)
-    if normalize:
-        out = l2_normalize(out)
-    if dimensions < out.shape[1]:
-        out = out[:, :dimensions]
-        if normalize:
-            out = l2_normalize(out)
+    out = matryoshka_prefix(vectors, dimensions, normalize)
     if precision == Precision.FLOAT32:
         return np.ascontiguousarray(out)
     if precision == Precision.FLOAT16:
         return out.astype(np.float16)
     if precision == Precision.BINARY:
         # "ubinary": bit = value > 0, packed 8 per byte (np.packbits order), as EmbeddingBatch documents.
-        return np.asarray(quantize_embeddings(out, precision="ubinary"))
+        return binary_codes(out)
     if int8_ranges is None:
         raise ValueError("int8 output needs calibration ranges")
     return np.asarray(quantize_embeddings(out, precision="int8", ranges=int8_ranges))

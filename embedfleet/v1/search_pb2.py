@@ -24,19 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65mbedfleet/v1/search.proto\x12\rembedfleet.v1\"Q\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"K\n\tSearchHit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\"G\n\x0eSearchResponse\x12&\n\x04hits\x18\x01 \x03(\x0b\x32\x18.embedfleet.v1.SearchHit\x12\r\n\x05model\x18\x02 \x01(\t2V\n\rSearchService\x12\x45\n\x06Search\x12\x1c.embedfleet.v1.SearchRequest\x1a\x1d.embedfleet.v1.SearchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65mbedfleet/v1/search.proto\x12\rembedfleet.v1\"\xbb\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12\'\n\x04mode\x18\x05 \x01(\x0e\x32\x19.embedfleet.v1.SearchMode\x12\x12\n\ncandidates\x18\x06 \x01(\r\x12\x0f\n\x07queries\x18\x07 \x03(\t\x12\n\n\x02\x65\x66\x18\x08 \x01(\r\x12\x0e\n\x06nprobe\x18\t \x01(\r\"K\n\tSearchHit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\"B\n\tQueryHits\x12\r\n\x05query\x18\x01 \x01(\t\x12&\n\x04hits\x18\x02 \x03(\x0b\x32\x18.embedfleet.v1.SearchHit\"r\n\x0eSearchResponse\x12&\n\x04hits\x18\x01 \x03(\x0b\x32\x18.embedfleet.v1.SearchHit\x12\r\n\x05model\x18\x02 \x01(\t\x12)\n\x07results\x18\x03 \x03(\x0b\x32\x18.embedfleet.v1.QueryHits*o\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10SEARCH_MODE_FULL\x10\x01\x12\x16\n\x12SEARCH_MODE_FUNNEL\x10\x02\x12\x16\n\x12SEARCH_MODE_BINARY\x10\x03\x32V\n\rSearchService\x12\x45\n\x06Search\x12\x1c.embedfleet.v1.SearchRequest\x1a\x1d.embedfleet.v1.SearchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'embedfleet.v1.search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEARCHREQUEST']._serialized_start=45
-  _globals['_SEARCHREQUEST']._serialized_end=126
-  _globals['_SEARCHHIT']._serialized_start=128
-  _globals['_SEARCHHIT']._serialized_end=203
-  _globals['_SEARCHRESPONSE']._serialized_start=205
-  _globals['_SEARCHRESPONSE']._serialized_end=276
-  _globals['_SEARCHSERVICE']._serialized_start=278
-  _globals['_SEARCHSERVICE']._serialized_end=364
+  _globals['_SEARCHMODE']._serialized_start=496
+  _globals['_SEARCHMODE']._serialized_end=607
+  _globals['_SEARCHREQUEST']._serialized_start=46
+  _globals['_SEARCHREQUEST']._serialized_end=233
+  _globals['_SEARCHHIT']._serialized_start=235
+  _globals['_SEARCHHIT']._serialized_end=310
+  _globals['_QUERYHITS']._serialized_start=312
+  _globals['_QUERYHITS']._serialized_end=378
+  _globals['_SEARCHRESPONSE']._serialized_start=380
+  _globals['_SEARCHRESPONSE']._serialized_end=494
+  _globals['_SEARCHSERVICE']._serialized_start=609
+  _globals['_SEARCHSERVICE']._serialized_end=695
 # @@protoc_insertion_point(module_scope)

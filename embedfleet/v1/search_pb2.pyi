@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,44 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _SearchMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SearchModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SearchMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SEARCH_MODE_UNSPECIFIED: _SearchMode.ValueType  # 0
+    """Treated as SEARCH_MODE_FULL."""
+    SEARCH_MODE_FULL: _SearchMode.ValueType  # 1
+    """Nearest neighbours on the full-dimension vector field."""
+    SEARCH_MODE_FUNNEL: _SearchMode.ValueType  # 2
+    """Matryoshka funnel: shortlist `candidates` rows on the shortest float prefix field, rescore them
+    through each longer prefix field and the full vector; needs a float extra field narrower than the
+    model (index option extra_fields {dimensions: 128}).
+    """
+    SEARCH_MODE_BINARY: _SearchMode.ValueType  # 3
+    """Hamming search over the packed bits field, then float rescoring of the `candidates`; needs a binary
+    extra field (index option extra_fields {precision: PRECISION_BINARY}).
+    """
+
+class SearchMode(_SearchMode, metaclass=_SearchModeEnumTypeWrapper):
+    """How a search uses what the index job wrote (see the index job's extra_fields)."""
+
+SEARCH_MODE_UNSPECIFIED: SearchMode.ValueType  # 0
+"""Treated as SEARCH_MODE_FULL."""
+SEARCH_MODE_FULL: SearchMode.ValueType  # 1
+"""Nearest neighbours on the full-dimension vector field."""
+SEARCH_MODE_FUNNEL: SearchMode.ValueType  # 2
+"""Matryoshka funnel: shortlist `candidates` rows on the shortest float prefix field, rescore them
+through each longer prefix field and the full vector; needs a float extra field narrower than the
+model (index option extra_fields {dimensions: 128}).
+"""
+SEARCH_MODE_BINARY: SearchMode.ValueType  # 3
+"""Hamming search over the packed bits field, then float rescoring of the `candidates`; needs a binary
+extra field (index option extra_fields {precision: PRECISION_BINARY}).
+"""
+Global___SearchMode: _TypeAlias = SearchMode  # noqa: Y015
+
 @_typing.final
 class SearchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -26,6 +65,11 @@ class SearchRequest(_message.Message):
     QUERY_FIELD_NUMBER: _builtins.int
     TOP_K_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    QUERIES_FIELD_NUMBER: _builtins.int
+    EF_FIELD_NUMBER: _builtins.int
+    NPROBE_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     """A collection filled by an index job."""
     query: _builtins.str
@@ -34,6 +78,20 @@ class SearchRequest(_message.Message):
     """Hits to return; 0 means 10, at most 1000."""
     filter: _builtins.str
     """Optional Milvus boolean filter expression over `metadata`, e.g. 'metadata["lang"] == "en"'."""
+    mode: Global___SearchMode.ValueType
+    """How to search; unspecified is full."""
+    candidates: _builtins.int
+    """Funnel and binary modes: rows shortlisted before rescoring; 0 means 10 x top_k, at most 10000."""
+    ef: _builtins.int
+    """HNSW search breadth (`ef`) for the shortlist or full search; 0 uses the index's default."""
+    nprobe: _builtins.int
+    """IVF clusters probed (`nprobe`); 0 uses the index's default."""
+    @_builtins.property
+    def queries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """More query texts searched in the same call (after `query`, which may then be empty); each gets its
+        own entry in SearchResponse.results.
+        """
+
     def __init__(
         self,
         *,
@@ -41,10 +99,15 @@ class SearchRequest(_message.Message):
         query: _builtins.str = ...,
         top_k: _builtins.int = ...,
         filter: _builtins.str = ...,
+        mode: Global___SearchMode.ValueType = ...,
+        candidates: _builtins.int = ...,
+        queries: _abc.Iterable[_builtins.str] | None = ...,
+        ef: _builtins.int = ...,
+        nprobe: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "filter", b"filter", "query", b"query", "top_k", b"top_k"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "collection", b"collection", "ef", b"ef", "filter", b"filter", "mode", b"mode", "nprobe", b"nprobe", "queries", b"queries", "query", b"query", "top_k", b"top_k"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -83,13 +146,15 @@ class SearchHit(_message.Message):
 Global___SearchHit: _TypeAlias = SearchHit  # noqa: Y015
 
 @_typing.final
-class SearchResponse(_message.Message):
+class QueryHits(_message.Message):
+    """The hits of one query."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
+    QUERY_FIELD_NUMBER: _builtins.int
     HITS_FIELD_NUMBER: _builtins.int
-    MODEL_FIELD_NUMBER: _builtins.int
-    model: _builtins.str
-    """The model that embedded the query (the collection's)."""
+    query: _builtins.str
+    """The query text these hits answer."""
     @_builtins.property
     def hits(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchHit]:
         """Best first."""
@@ -97,12 +162,44 @@ class SearchResponse(_message.Message):
     def __init__(
         self,
         *,
+        query: _builtins.str = ...,
         hits: _abc.Iterable[Global___SearchHit] | None = ...,
-        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hits", b"hits", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hits", b"hits", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryHits: _TypeAlias = QueryHits  # noqa: Y015
+
+@_typing.final
+class SearchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HITS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """The model that embedded the query (the collection's)."""
+    @_builtins.property
+    def hits(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchHit]:
+        """Best first: the hits of the first query (`query`, or else queries[0])."""
+
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueryHits]:
+        """One entry per query text, in request order (`query` first when set, then `queries`)."""
+
+    def __init__(
+        self,
+        *,
+        hits: _abc.Iterable[Global___SearchHit] | None = ...,
+        model: _builtins.str = ...,
+        results: _abc.Iterable[Global___QueryHits] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hits", b"hits", "model", b"model", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,49 +2,29 @@
 
 from __future__ import annotations
 
-import json
-
 from pymilvus import MilvusClient
 
 from embedfleet import milvus
 from embedfleet.domain import SearchHit
-from embedfleet.gateway.search.base import SearchQuery, run_on_collection
-
-OUTPUT_FIELDS = [milvus.ID_FIELD, milvus.TEXT_FIELD, milvus.METADATA_FIELD]
-
-
-def hits_from_milvus(result: list[dict[str, object]]) -> list[SearchHit]:
-    """Milvus result rows -> hits (shared by every strategy that returns Milvus rows)."""
-    hits = []
-    for hit in result:
-        entity = hit["entity"]
-        assert isinstance(entity, dict)
-        hits.append(
-            SearchHit(
-                id=entity[milvus.ID_FIELD],
-                score=float(hit["distance"]),  # type: ignore[arg-type]
-                text=entity[milvus.TEXT_FIELD],
-                metadata_json=json.dumps(entity.get(milvus.METADATA_FIELD) or {}, ensure_ascii=False),
-            )
-        )
-    return hits
+from embedfleet.gateway.search.base import ROW_FIELDS, SearchQuery, hit, run_on_collection
 
 
 class FullSearch:
     def check(self, binding: milvus.CollectionBinding) -> None:
         """Every collection has its main vector field."""
 
-    def search(self, client: MilvusClient, query: SearchQuery) -> list[SearchHit]:
+    def search(self, client: MilvusClient, query: SearchQuery) -> list[list[SearchHit]]:
         results = run_on_collection(
             client,
             query.collection,
             lambda: client.search(
                 query.collection,
-                data=[query.vector.tolist()],
+                data=query.vectors.tolist(),
                 limit=query.top_k,
                 filter=query.filter,
                 anns_field=milvus.VECTOR_FIELD,
-                output_fields=OUTPUT_FIELDS,
+                output_fields=ROW_FIELDS,
+                search_params=query.search_params(),
             ),
         )
-        return hits_from_milvus(results[0])
+        return [[hit(h["entity"], float(h["distance"])) for h in result] for result in results]
