@@ -16,6 +16,7 @@ from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.embedding import EmbedCore
 from embedfleet.gateway.jobs import JobsCore, run_recovery_loop
 from embedfleet.gateway.models import ModelsCore
+from embedfleet.gateway.openai_http import OpenAIEndpoint
 from embedfleet.gateway.queue import make_dispatcher
 from embedfleet.gateway.search import SearchCore
 from embedfleet.gateway.servicers import SERVICE_NAMES, add_services
@@ -32,6 +33,7 @@ class RunningGateway:
     jobs: JobsCore
     port: int
     _stop: threading.Event
+    openai: OpenAIEndpoint | None = None
 
     @property
     def address(self) -> str:
@@ -39,6 +41,8 @@ class RunningGateway:
 
     def stop(self, grace_s: float = 5.0) -> None:
         self._stop.set()
+        if self.openai is not None:
+            self.openai.stop()
         self.server.stop(grace_s).wait()
         self.ctx.dispatcher.close()
 
@@ -60,7 +64,8 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.max_workers), options=options)
-    add_services(server, jobs, embedder, ModelsCore(ctx), SearchCore(ctx, embedder))
+    models = ModelsCore(ctx)
+    add_services(server, jobs, embedder, models, SearchCore(ctx, embedder))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVICE_NAMES, ""):
@@ -70,7 +75,12 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
     if port == 0:
         raise OSError(f"cannot bind the gateway to {settings.host}:{settings.port}")
     server.start()
+    openai = None
+    if settings.openai_port is not None:
+        openai = OpenAIEndpoint(embedder, models, settings.host, settings.openai_port, settings.max_message_bytes)
+        openai.start()
+        log.info("OpenAI-compatible endpoint on http://%s:%d/v1/embeddings", settings.host, openai.port)
     stop = threading.Event()
     threading.Thread(target=run_recovery_loop, args=(jobs, stop), name="embedfleet-recovery", daemon=True).start()
     log.info("gateway serving on %s:%d (backend %s)", settings.host, port, settings.backend)
-    return RunningGateway(server=server, ctx=ctx, jobs=jobs, port=port, _stop=stop)
+    return RunningGateway(server=server, ctx=ctx, jobs=jobs, port=port, _stop=stop, openai=openai)

@@ -12,6 +12,8 @@ from embedfleet.settings import CommonSettings
 class GatewaySettings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=50051, ge=0, le=65535)
+    # The OpenAI-compatible HTTP endpoint (POST /v1/embeddings) on the same host; None = off, 0 = a free port.
+    openai_port: int | None = Field(default=None, ge=0, le=65535)
     # Threads serving RPCs; each open WatchJob/StreamJobResults holds one.
     max_workers: int = Field(default=32, gt=0)
     # Largest gRPC message accepted (a DocumentBatch or EmbedRequest); larger ones get RESOURCE_EXHAUSTED.
