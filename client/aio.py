@@ -8,6 +8,7 @@ async with AsyncEmbedfleetClient("127.0.0.1:50051") as client:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,17 +17,16 @@ import numpy as np
 from embedfleet import wire
 from embedfleet.client import requests as rq
 from embedfleet.client.output import ResultWriter
-from embedfleet.client.sdk import channel_options
-from embedfleet.client.stubs import service_stubs
+from embedfleet.client.progress import JobProgress
+from embedfleet.client.stubs import ClientBase, Connection
 from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.domain import JobState
 from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2
 
 
-class AsyncEmbedfleetClient:
-    def __init__(self, target: str = "127.0.0.1:50051", *, timeout: float = 60.0) -> None:
-        self.timeout = timeout
-        self.channel = grpc.aio.insecure_channel(target, options=channel_options())
-        self.jobs, self.embeddings, self.models, self.searches = service_stubs(self.channel)
+class AsyncEmbedfleetClient(ClientBase):
+    def _open(self, connection: Connection) -> Any:
+        return connection.aio_channel()
 
     async def close(self) -> None:
         await self.channel.close()
@@ -89,11 +89,20 @@ class AsyncEmbedfleetClient:
         )
         return await self._submit(self.jobs.SubmitEmbedJob, stream)
 
-    async def index(self, corpus: rq.Corpus, collection: str, **kwargs: Any) -> Job:
-        return await self.wait((await self.submit_index(corpus, collection, **kwargs)).id)
+    async def index(
+        self, corpus: rq.Corpus, collection: str, *, progress: bool = False, timeout: float | None = None, **kwargs: Any
+    ) -> Job:
+        """See ``EmbedfleetClient.index``."""
+        job = await self.submit_index(corpus, collection, **kwargs)
+        return await self.wait(job.id, progress=progress, timeout=timeout)
 
-    async def embed_corpus(self, corpus: rq.Corpus, *, output: str | None = None, **kwargs: Any) -> Any:
+    async def embed_corpus(
+        self, corpus: rq.Corpus, *, output: str | Path | None = None, progress: bool = False, **kwargs: Any
+    ) -> np.ndarray | Path:
+        """See ``EmbedfleetClient.embed_corpus``."""
         job = await self.submit_embed(corpus, **kwargs)
+        if progress:
+            await self.wait(job.id, progress=True)
         writer = ResultWriter(output, job.total)
         async for _chunk, first, ids, vectors in self.results(job.id):
             writer.write(first, ids, vectors)
@@ -115,16 +124,28 @@ class AsyncEmbedfleetClient:
         response = await self.jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout)
         return Job.from_pb(response.job)
 
-    async def watch(self, job_id: str) -> AsyncIterator[Job]:
-        async for update in self.jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id)):
+    async def list_jobs(self, state: JobState | None = None, page_size: int = 50) -> AsyncIterator[Job]:
+        """See ``EmbedfleetClient.list_jobs``."""
+        token = ""
+        while True:
+            response = await self.jobs.ListJobs(rq.list_jobs_request(state, page_size, token), timeout=self.timeout)
+            for job in response.jobs:
+                yield Job.from_pb(job)
+            token = response.next_page_token
+            if not token:
+                return
+
+    async def watch(self, job_id: str, *, timeout: float | None = None) -> AsyncIterator[Job]:
+        """See ``EmbedfleetClient.watch``."""
+        async for update in self.jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout):
             yield Job.from_pb(update.job)
 
-    async def wait(self, job_id: str) -> Job:
-        final = None
-        async for update in self.watch(job_id):
-            final = update
-        assert final is not None, "WatchJob ended without an update"
-        return final
+    async def wait(self, job_id: str, *, progress: bool = False, timeout: float | None = None) -> Job:
+        """See ``EmbedfleetClient.wait``."""
+        with JobProgress(progress) as view:
+            async for update in self.watch(job_id, timeout=timeout):
+                view.update(update)
+        return view.final()
 
     async def results(self, job_id: str) -> AsyncIterator[tuple[int, int, list[str], np.ndarray]]:
         async for response in self.jobs.StreamJobResults(jobs_pb2.StreamJobResultsRequest(job_id=job_id)):

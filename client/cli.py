@@ -48,7 +48,7 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
 def _client(ctx: click.Context) -> Any:
     from embedfleet.client.sdk import EmbedfleetClient
 
-    return EmbedfleetClient(ctx.obj["gateway"])
+    return EmbedfleetClient(ctx.obj["gateway"], **ctx.obj["connection"])
 
 
 @click.group()
@@ -57,17 +57,30 @@ def _client(ctx: click.Context) -> Any:
     envvar="EMBEDFLEET_GATEWAY",
     default="127.0.0.1:50051",
     show_default=True,
-    help="Gateway address for client commands.",
+    help="Gateway address for client commands: host:port, or grpcs://host:port for TLS.",
 )
+@click.option("--api-key", envvar="EMBEDFLEET_API_KEY", default="", help="Sent as a bearer token with every call.")
+@click.option("--ca-file", envvar="EMBEDFLEET_CA_FILE", default=None, help="CA certificate (PEM) to trust for TLS.")
+@click.option("--cert-file", envvar="EMBEDFLEET_CERT_FILE", default=None, help="Client certificate for mutual TLS.")
+@click.option("--key-file", envvar="EMBEDFLEET_KEY_FILE", default=None, help="Client key for mutual TLS.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 @click.pass_context
-def main(ctx: click.Context, gateway: str, verbose: bool) -> None:
+def main(
+    ctx: click.Context,
+    gateway: str,
+    api_key: str,
+    ca_file: str | None,
+    cert_file: str | None,
+    key_file: str | None,
+    verbose: bool,
+) -> None:
     """embedfleet: batch embedding over gRPC, a task queue and Milvus."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     ctx.ensure_object(dict)
     ctx.obj["gateway"] = gateway
+    ctx.obj["connection"] = {"api_key": api_key, "ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
 
 
 # -- running the system -----------------------------------------------------------------------

@@ -11,11 +11,6 @@ so code written against plain gRPC keeps working), with the ``google.rpc`` detai
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
-
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -105,56 +100,3 @@ def from_rpc_error(exc: grpc.RpcError) -> EmbedfleetRpcError:
             detail.Unpack(info)
             retry_after = info.retry_delay.ToNanoseconds() / 1e9
     return _BY_CODE.get(code, Internal)(code, message, violations, retry_after)
-
-
-def typed(error: grpc.RpcError) -> EmbedfleetRpcError:
-    return from_rpc_error(error)
-
-
-class TypedStub:
-    """Wraps a generated stub so every call raises ``EmbedfleetRpcError`` subclasses, for unary and
-    streaming responses, sync and asyncio alike."""
-
-    def __init__(self, stub: Any) -> None:
-        self._stub = stub
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._stub, name)
-
-        @functools.wraps(method)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                result = method(*args, **kwargs)
-            except grpc.RpcError as exc:
-                raise typed(exc) from None
-            if inspect.isawaitable(result) and not hasattr(result, "__aiter__"):
-                return _await(result)
-            if hasattr(result, "__aiter__"):
-                return _aiter(result)
-            if isinstance(result, Iterator):
-                return _iter(result)
-            return result
-
-        return call
-
-
-def _iter(stream: Iterator[Any]) -> Iterator[Any]:
-    try:
-        yield from stream
-    except grpc.RpcError as exc:
-        raise typed(exc) from None
-
-
-async def _await(call: Any) -> Any:
-    try:
-        return await call
-    except grpc.RpcError as exc:
-        raise typed(exc) from None
-
-
-async def _aiter(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    try:
-        async for item in stream:
-            yield item
-    except grpc.RpcError as exc:
-        raise typed(exc) from None

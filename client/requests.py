@@ -8,7 +8,7 @@ from typing import Any
 
 from embedfleet import wire
 from embedfleet.corpus import document_from_record, read_corpus
-from embedfleet.domain import Document
+from embedfleet.domain import Document, JobState
 from embedfleet.v1 import common_pb2, jobs_pb2, search_pb2
 
 # A corpus is a JSONL/Parquet path, or documents: Document objects or {"id", "text", "metadata"} dicts.
@@ -194,3 +194,8 @@ def search_request(
         ef=ef,
         nprobe=nprobe,
     )
+
+
+def list_jobs_request(state: JobState | None, page_size: int, page_token: str) -> jobs_pb2.ListJobsRequest:
+    code = wire.JOB_STATE.to_pb(state) if state else jobs_pb2.JOB_STATE_UNSPECIFIED
+    return jobs_pb2.ListJobsRequest(page_size=page_size, page_token=page_token, state=code)  # type: ignore[arg-type]

@@ -22,26 +22,18 @@ from embedfleet import wire
 from embedfleet.client import requests as rq
 from embedfleet.client.output import ResultWriter
 from embedfleet.client.progress import follow
-from embedfleet.client.stubs import service_stubs
+from embedfleet.client.stubs import ClientBase, Connection
 from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
 from embedfleet.domain import JobState
 from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2
 
 
-def channel_options(max_message_bytes: int = 64 * 1024 * 1024) -> list[tuple[str, Any]]:
-    return [
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
-    ]
-
-
-class EmbedfleetClient:
-    def __init__(self, target: str = "127.0.0.1:50051", *, timeout: float = 60.0) -> None:
-        self.timeout = timeout
-        self.channel = grpc.insecure_channel(target, options=channel_options())
-        self.jobs, self.embeddings, self.models, self.searches = service_stubs(self.channel)
+class EmbedfleetClient(ClientBase):
+    def _open(self, connection: Connection) -> Any:
+        return connection.channel()
 
     def close(self) -> None:
+        """Close the channel (also done by ``with``)."""
         self.channel.close()
 
     def __enter__(self) -> EmbedfleetClient:
@@ -102,15 +94,21 @@ class EmbedfleetClient:
         display_name: str = "",
         server_path: str = "",
     ) -> Job:
+        """Queue an embed job; returns at once (see ``results``/``embed_corpus`` for the vectors).
+
+        ``dimensions`` picks a Matryoshka prefix, ``precision`` float32/float16/int8/binary, ``input_type``
+        the model's query or document prompt."""
         options = rq.embedding_options(model, dimensions, precision, input_type, normalize)
         stream = rq.embed_stream(
             corpus, options, server_path=server_path, chunk_size=chunk_size, display_name=display_name
         )
         return self._submit(self.jobs.SubmitEmbedJob, stream)
 
-    def index(self, corpus: rq.Corpus, collection: str, *, progress: bool = False, **kwargs: Any) -> Job:
-        """Submit an index job and wait for it to finish."""
-        return self.wait(self.submit_index(corpus, collection, **kwargs).id, progress=progress)
+    def index(
+        self, corpus: rq.Corpus, collection: str, *, progress: bool = False, timeout: float | None = None, **kwargs: Any
+    ) -> Job:
+        """Submit an index job and wait for it to finish (see ``submit_index`` and ``wait``)."""
+        return self.wait(self.submit_index(corpus, collection, **kwargs).id, progress=progress, timeout=timeout)
 
     def embed_corpus(
         self, corpus: rq.Corpus, *, output: str | Path | None = None, progress: bool = False, **kwargs: Any
@@ -138,18 +136,14 @@ class EmbedfleetClient:
 
     # -- following ----------------------------------------------------------------------------
     def get_job(self, job_id: str) -> Job:
+        """The job now (``NotFound`` for an unknown or expired id)."""
         return Job.from_pb(self.jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout).job)
 
     def list_jobs(self, state: JobState | None = None, page_size: int = 50) -> Iterator[Job]:
         """Every job, newest first, fetched page by page."""
         token = ""
         while True:
-            request = jobs_pb2.ListJobsRequest(
-                page_size=page_size,
-                page_token=token,
-                state=wire.JOB_STATE.to_pb(state) if state else jobs_pb2.JOB_STATE_UNSPECIFIED,  # type: ignore[arg-type]
-            )
-            response = self.jobs.ListJobs(request, timeout=self.timeout)
+            response = self.jobs.ListJobs(rq.list_jobs_request(state, page_size, token), timeout=self.timeout)
             for job in response.jobs:
                 yield Job.from_pb(job)
             token = response.next_page_token
@@ -157,21 +151,19 @@ class EmbedfleetClient:
                 return
 
     def cancel_job(self, job_id: str) -> Job:
+        """Cancel a queued or running job; parts not started never run. Returns the job after the call."""
         return Job.from_pb(self.jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout).job)
 
-    def watch(self, job_id: str) -> Iterator[Job]:
-        for update in self.jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id)):
+    def watch(self, job_id: str, *, timeout: float | None = None) -> Iterator[Job]:
+        """The job now and after every change until it finishes (or ``timeout`` seconds pass:
+        ``DeadlineExceeded``)."""
+        for update in self.jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout):
             yield Job.from_pb(update.job)
 
-    def wait(self, job_id: str, *, progress: bool = False) -> Job:
-        """Block until the job is SUCCEEDED, FAILED or CANCELLED; optionally draw a progress bar."""
-        if progress:
-            return follow(self.watch(job_id))
-        final = None
-        for update in self.watch(job_id):
-            final = update
-        assert final is not None, "WatchJob ended without an update"
-        return final
+    def wait(self, job_id: str, *, progress: bool = False, timeout: float | None = None) -> Job:
+        """Block until the job is SUCCEEDED, FAILED or CANCELLED, at most ``timeout`` seconds
+        (``DeadlineExceeded`` after that; the job keeps running); optionally draw a progress bar."""
+        return follow(self.watch(job_id, timeout=timeout), enabled=progress)
 
     def results(self, job_id: str) -> Iterator[tuple[int, int, list[str], np.ndarray]]:
         """An embed job's results as ``(chunk_index, first_document, ids, vectors)``, in order."""
@@ -197,6 +189,7 @@ class EmbedfleetClient:
         return EmbedResult.from_pb(self.embeddings.Embed(request, timeout=self.timeout))
 
     def list_models(self) -> list[ModelInfo]:
+        """The registry's models with their dimensions, MRL dimensions, version and live workers."""
         response = self.models.ListModels(models_pb2.ListModelsRequest(), timeout=self.timeout)
         return [ModelInfo.from_pb(m) for m in response.models]
 

@@ -47,6 +47,22 @@ class RunningGateway:
         self.ctx.dispatcher.close()
 
 
+def _bind(server: grpc.Server, settings: GatewaySettings) -> int:
+    """Listen on host:port, with TLS (and client certificates) when configured."""
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls_cert_file is None and settings.tls_key_file is None:
+        return server.add_insecure_port(address)
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+    client_ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
+    credentials = grpc.ssl_server_credentials(
+        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+    return server.add_secure_port(address, credentials)
+
+
 def start_gateway(settings: GatewaySettings) -> RunningGateway:
     """Start serving (non-blocking). Port 0 binds a free port, reported in ``RunningGateway.port``."""
     store = JobStore.from_url(settings.redis_url, settings.key_prefix, settings.job_ttl_seconds)
@@ -71,7 +87,7 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
     for name in (*SERVICE_NAMES, ""):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    port = _bind(server, settings)
     if port == 0:
         raise OSError(f"cannot bind the gateway to {settings.host}:{settings.port}")
     server.start()

@@ -12,6 +12,11 @@ from embedfleet.settings import CommonSettings
 class GatewaySettings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=50051, ge=0, le=65535)
+    # TLS: the server's certificate chain and key (PEM); with a client CA as well, clients must present a
+    # certificate it signed (mutual TLS). Unset: plaintext, for loopback and trusted networks only.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
     # The OpenAI-compatible HTTP endpoint (POST /v1/embeddings) on the same host; None = off, 0 = a free port.
     openai_port: int | None = Field(default=None, ge=0, le=65535)
     # Threads serving RPCs; each open WatchJob/StreamJobResults holds one.

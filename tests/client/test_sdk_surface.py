@@ -1,0 +1,67 @@
+"""The sync and asyncio clients have the same methods with the same parameters (they cannot drift), and
+the call policy: retries with backoff that honour RetryInfo, only for unary calls. Pure: no services."""
+
+from __future__ import annotations
+
+import inspect
+
+import grpc
+import pytest
+
+from embedfleet.client import errors
+from embedfleet.client.aio import AsyncEmbedfleetClient
+from embedfleet.client.sdk import EmbedfleetClient
+from embedfleet.client.stubs import Connection
+
+
+def _public(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls, callable)
+        if not name.startswith("_")
+    }
+
+
+def test_sync_and_async_clients_have_the_same_surface() -> None:
+    sync, aio = _public(EmbedfleetClient), _public(AsyncEmbedfleetClient)
+    assert sorted(sync) == sorted(aio)
+    for name, signature in sync.items():
+        assert list(signature.parameters) == list(aio[name].parameters), name
+        for param, spec in signature.parameters.items():
+            assert spec.default == aio[name].parameters[param].default, f"{name}({param})"
+        assert inspect.getdoc(getattr(EmbedfleetClient, name)), f"{name} has no docstring"
+
+
+def _error(code: grpc.StatusCode, retry_after: float | None) -> errors.EmbedfleetRpcError:
+    return errors.Unavailable(code, "down", {}, retry_after)
+
+
+def test_backoff_is_jittered_exponential_and_honours_retry_info() -> None:
+    connection = Connection(backoff_s=0.1, max_backoff_s=1.0)
+    delays = [connection.delay(attempt, _error(grpc.StatusCode.UNAVAILABLE, None)) for attempt in range(1, 12)]
+    assert all(0 <= d <= min(1.0, 0.1 * 2 ** (i)) for i, d in enumerate(delays))
+    assert connection.delay(1, _error(grpc.StatusCode.UNAVAILABLE, 2.5)) >= 2.5  # the server said when
+
+
+@pytest.mark.parametrize(
+    ("target", "tls", "address"),
+    [("127.0.0.1:1", False, "127.0.0.1:1"), ("grpc://h:2", False, "h:2"), ("grpcs://h:3", True, "h:3")],
+)
+def test_targets(target: str, tls: bool, address: str) -> None:
+    connection = Connection(target)
+    assert (connection.tls, connection.address) == (tls, address)
+    assert Connection(target, api_key="k").metadata() == (("authorization", "Bearer k"),)
+
+
+def test_unary_calls_are_retried_then_raise_typed_errors() -> None:
+    """Nothing listens on this port: every call is UNAVAILABLE; the client retries, then raises."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused at once
+        client = EmbedfleetClient(f"127.0.0.1:{port}", timeout=5, retries=2)
+        client.connection = Connection(f"127.0.0.1:{port}", retries=2, backoff_s=0.01)
+        with pytest.raises(errors.Unavailable):
+            client.list_models()
+        client.close()
