@@ -13,10 +13,11 @@ from typing import Any
 
 import grpc
 import numpy as np
+import pyarrow as pa
 
 from embedfleet import wire
 from embedfleet.client import requests as rq
-from embedfleet.client.output import ResultWriter
+from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import JobProgress
 from embedfleet.client.stubs import ClientBase, Connection
 from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
@@ -97,15 +98,28 @@ class AsyncEmbedfleetClient(ClientBase):
         return await self.wait(job.id, progress=progress, timeout=timeout)
 
     async def embed_corpus(
-        self, corpus: rq.Corpus, *, output: str | Path | None = None, progress: bool = False, **kwargs: Any
-    ) -> np.ndarray | Path:
+        self,
+        corpus: rq.Corpus,
+        *,
+        output: str | Path | None = None,
+        as_arrow: bool = False,
+        progress: bool = False,
+        on_done: PartCallback | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray | pa.Table | Path:
         """See ``EmbedfleetClient.embed_corpus``."""
         job = await self.submit_embed(corpus, **kwargs)
-        if progress:
-            await self.wait(job.id, progress=True)
-        writer = ResultWriter(output, job.total)
-        async for _chunk, first, ids, vectors in self.results(job.id):
-            writer.write(first, ids, vectors)
+        writer = ResultWriter(output, job.total, as_arrow)
+        try:
+            if progress:
+                await self.wait(job.id, progress=True)
+            async for part, first, ids, vectors in self.results(job.id):
+                writer.write(first, ids, vectors)
+                if on_done is not None:
+                    on_done(part, first, ids, vectors)
+        except BaseException:
+            writer.abort()
+            raise
         return writer.close()
 
     async def submit_distill(self, student_name: str, texts: Iterable[str] = (), **kwargs: Any) -> Job:

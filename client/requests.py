@@ -12,7 +12,11 @@ from embedfleet.domain import Document, JobState
 from embedfleet.v1 import common_pb2, jobs_pb2, search_pb2
 
 # A corpus is a JSONL/Parquet path, or documents: Document objects or {"id", "text", "metadata"} dicts.
-Corpus = str | Path | Iterable[Document | Mapping[str, Any]]
+# A corpus is a JSONL/Parquet path; an iterable or generator of Document objects or {"id", "text",
+# "metadata"} dicts (a Hugging Face ``datasets.Dataset`` iterates so); or a table: a pandas DataFrame,
+# a pyarrow Table/RecordBatch, or a pyarrow dataset. Tables are read batch by batch, never whole.
+Corpus = str | Path | Iterable[Document | Mapping[str, Any]] | Any
+TABLE_BATCH_ROWS = 4096
 
 # Documents are streamed in batches of this many (or fewer, to stay under the byte budget).
 BATCH_DOCUMENTS = 512
@@ -36,11 +40,32 @@ def embedding_options(
 
 
 def iter_documents(corpus: Corpus) -> Iterator[Document]:
+    """The corpus's documents, lazily (a generator of ten million documents is never held in memory)."""
     if isinstance(corpus, str | Path):
         yield from read_corpus(corpus)
         return
-    for position, item in enumerate(corpus):
+    for position, item in enumerate(_records(corpus)):
         yield item if isinstance(item, Document) else document_from_record(dict(item), f"document {position}")
+
+
+def _records(corpus: Any) -> Iterable[Any]:
+    """Rows of a tabular corpus as Python dicts, one Arrow batch at a time; any other iterable as is."""
+    import pyarrow as pa
+
+    if isinstance(corpus, pa.RecordBatch):
+        batches: Iterable[pa.RecordBatch] = [corpus]
+    elif isinstance(corpus, pa.Table):
+        batches = corpus.to_batches(max_chunksize=TABLE_BATCH_ROWS)
+    elif hasattr(corpus, "to_batches") and hasattr(corpus, "schema"):  # pyarrow.dataset.Dataset / Scanner
+        batches = corpus.to_batches(batch_size=TABLE_BATCH_ROWS)
+    elif hasattr(corpus, "itertuples") and hasattr(corpus, "iloc"):  # pandas.DataFrame, via Arrow's types
+        batches = (
+            pa.RecordBatch.from_pandas(corpus.iloc[start : start + TABLE_BATCH_ROWS], preserve_index=False)
+            for start in range(0, len(corpus), TABLE_BATCH_ROWS)
+        )
+    else:
+        return corpus
+    return (row for batch in batches for row in batch.to_pylist())
 
 
 def document_batches(documents: Iterable[Document]) -> Iterator[common_pb2.DocumentBatch]:

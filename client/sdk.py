@@ -17,10 +17,11 @@ from typing import Any
 
 import grpc
 import numpy as np
+import pyarrow as pa
 
 from embedfleet import wire
 from embedfleet.client import requests as rq
-from embedfleet.client.output import ResultWriter
+from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import follow
 from embedfleet.client.stubs import ClientBase, Connection
 from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
@@ -111,16 +112,34 @@ class EmbedfleetClient(ClientBase):
         return self.wait(self.submit_index(corpus, collection, **kwargs).id, progress=progress, timeout=timeout)
 
     def embed_corpus(
-        self, corpus: rq.Corpus, *, output: str | Path | None = None, progress: bool = False, **kwargs: Any
-    ) -> np.ndarray | Path:
-        """Run an embed job. Returns the vectors in input order, or writes them to ``output``
-        (``.npy`` or ``.parquet``, chunk by chunk as they arrive) and returns its path."""
+        self,
+        corpus: rq.Corpus,
+        *,
+        output: str | Path | None = None,
+        as_arrow: bool = False,
+        progress: bool = False,
+        on_done: PartCallback | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray | pa.Table | Path:
+        """Run an embed job. Returns the vectors in input order (NumPy, or an Arrow table of id and
+        embedding with ``as_arrow``), or writes them to ``output`` (``.npy`` or ``.parquet``, part by part
+        as they arrive, renamed into place when complete) and returns its path. ``on_done(part, first,
+        ids, vectors)`` is called for every part; ``kwargs`` are ``submit_embed``'s.
+
+            vectors = client.embed_corpus(docs, dimensions=128, precision="int8")
+        """
         job = self.submit_embed(corpus, **kwargs)
-        if progress:
-            self.wait(job.id, progress=True)
-        writer = ResultWriter(output, job.total)
-        for _chunk, first, ids, vectors in self.results(job.id):
-            writer.write(first, ids, vectors)
+        writer = ResultWriter(output, job.total, as_arrow)
+        try:
+            if progress:
+                self.wait(job.id, progress=True)
+            for part, first, ids, vectors in self.results(job.id):
+                writer.write(first, ids, vectors)
+                if on_done is not None:
+                    on_done(part, first, ids, vectors)
+        except BaseException:
+            writer.abort()
+            raise
         return writer.close()
 
     def submit_distill(self, student_name: str, texts: Iterable[str] = (), **kwargs: Any) -> Job:
