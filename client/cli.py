@@ -4,13 +4,17 @@ jobs, models, search). Server commands import their heavy parts only when invoke
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
+import json
 import logging
 import signal
 import sys
 import threading
 import uuid
 from collections.abc import Callable
+from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,19 +32,64 @@ err_console = Console(stderr=True)
 SAMPLE_CORPUS = "wordnet_sample.jsonl"
 
 
+# Exit codes (documented in the README and `embedfleet --help`): what went wrong, for scripts.
+EXIT_JOB_NOT_SUCCEEDED = 1  # the job ended FAILED or CANCELLED
+EXIT_BY_CODE: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: 3,
+    grpc.StatusCode.NOT_FOUND: 4,
+    grpc.StatusCode.FAILED_PRECONDITION: 5,
+    grpc.StatusCode.UNAVAILABLE: 6,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 6,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 7,
+    grpc.StatusCode.UNAUTHENTICATED: 8,
+    grpc.StatusCode.PERMISSION_DENIED: 8,
+}
+EXIT_LOCAL_INPUT = 3  # a local corpus file or an argument is wrong
+EXIT_OTHER = 10
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success; 1 the job ended FAILED or CANCELLED; 2 usage error; 3 invalid argument or input "
+    "file; 4 not found; 5 failed precondition; 6 unavailable or deadline exceeded (retry later); 7 resource "
+    "exhausted (limit or quota); 8 unauthenticated or permission denied; 10 other server error."
+)
+
+
+def _json_mode() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("json"))
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, default=_jsonable, ensure_ascii=False))
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value.value if isinstance(value, Enum) else str(value)
+
+
 def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Print server and input errors as one readable line and exit non-zero, without a traceback."""
+    """Print server and input errors as one readable line (or a JSON object with --json) and exit with
+    the code for the error's kind, without a traceback."""
+
+    def fail(code: int, kind: str, message: str) -> None:
+        if _json_mode():
+            _print_json({"error": {"code": kind, "message": message}})
+        else:
+            err_console.print(
+                f"[red]error[/red] {kind}: {message}" if kind != "input" else f"[red]error[/red] {message}"
+            )
+        sys.exit(code)
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except grpc.RpcError as exc:
-            err_console.print(f"[red]error[/red] {exc.code().name}: {exc.details()}")
-            sys.exit(1)
+            status: grpc.StatusCode = exc.code()
+            fail(EXIT_BY_CODE.get(status, EXIT_OTHER), status.name, exc.details() or "")
         except (EmbedfleetError, ValueError, FileNotFoundError) as exc:
-            err_console.print(f"[red]error[/red] {exc}")
-            sys.exit(1)
+            fail(EXIT_LOCAL_INPUT, "input", str(exc))
 
     return wrapper
 
@@ -51,7 +100,7 @@ def _client(ctx: click.Context) -> Any:
     return EmbedfleetClient(ctx.obj["gateway"], **ctx.obj["connection"])
 
 
-@click.group()
+@click.group(epilog=EXIT_CODES_HELP)
 @click.option(
     "--gateway",
     envvar="EMBEDFLEET_GATEWAY",
@@ -63,6 +112,7 @@ def _client(ctx: click.Context) -> Any:
 @click.option("--ca-file", envvar="EMBEDFLEET_CA_FILE", default=None, help="CA certificate (PEM) to trust for TLS.")
 @click.option("--cert-file", envvar="EMBEDFLEET_CERT_FILE", default=None, help="Client certificate for mutual TLS.")
 @click.option("--key-file", envvar="EMBEDFLEET_KEY_FILE", default=None, help="Client key for mutual TLS.")
+@click.option("--json", "as_json", is_flag=True, help="Print results (and errors) as JSON, for scripts.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 @click.pass_context
 def main(
@@ -72,14 +122,20 @@ def main(
     ca_file: str | None,
     cert_file: str | None,
     key_file: str | None,
+    as_json: bool,
     verbose: bool,
 ) -> None:
-    """embedfleet: batch embedding over gRPC, a task queue and Milvus."""
+    """embedfleet: batch embedding over gRPC, a task queue and Milvus.
+
+    Every setting also comes from EMBEDFLEET_* variables (EMBEDFLEET_GATEWAY, EMBEDFLEET_API_KEY, ...).
+    Shell completion: eval "$(embedfleet completion bash)" (or zsh, fish).
+    """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     ctx.ensure_object(dict)
     ctx.obj["gateway"] = gateway
+    ctx.obj["json"] = as_json
     ctx.obj["connection"] = {"api_key": api_key, "ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
 
 
@@ -158,6 +214,9 @@ def worker(worker_id: str | None, concurrency: int | None) -> None:
 
 # -- using it ---------------------------------------------------------------------------------
 def _show_job(job: Any) -> None:
+    if _json_mode():
+        _print_json(job)
+        return
     table = Table(show_header=False, box=None)
     for key in (
         "id",
@@ -186,7 +245,7 @@ def _show_job(job: Any) -> None:
 def _exit_for(job: Any) -> None:
     _show_job(job)
     if job.state != JobState.SUCCEEDED:
-        sys.exit(1)
+        sys.exit(EXIT_JOB_NOT_SUCCEEDED)
 
 
 _model_options = [
@@ -234,9 +293,9 @@ def index(
             server_path=corpus if server_path else "",
         )
         if no_wait:
-            console.print(job.id)
+            _print_json(job) if _json_mode() else console.print(job.id)
             return
-        _exit_for(client.wait(job.id, progress=True))
+        _exit_for(client.wait(job.id, progress=not _json_mode()))
 
 
 @main.command()
@@ -264,7 +323,7 @@ def embed(
         path = client.embed_corpus(
             None if server_path else corpus,
             output=output,
-            progress=True,
+            progress=not _json_mode(),
             model=model,
             dimensions=dimensions,
             precision=precision,
@@ -287,20 +346,23 @@ def jobs() -> None:
 @click.pass_context
 @_fail_cleanly
 def jobs_list(ctx: click.Context, state: str | None, limit: int) -> None:
+    """The newest jobs first (--state to filter)."""
     table = Table("id", "kind", "state", "done/total", "failed", "docs/s", "name")
     with _client(ctx) as client:
-        for i, job in enumerate(client.list_jobs(JobState(state.upper()) if state else None)):
-            if i >= limit:
-                break
-            table.add_row(
-                job.id,
-                job.kind,
-                job.state.value,
-                f"{job.done}/{job.total}",
-                str(job.failed),
-                f"{job.docs_per_second:.0f}",
-                job.display_name,
-            )
+        listed = list(itertools.islice(client.list_jobs(JobState(state.upper()) if state else None), limit))
+    if _json_mode():
+        _print_json(listed)
+        return
+    for job in listed:
+        table.add_row(
+            job.id,
+            job.kind,
+            job.state.value,
+            f"{job.done}/{job.total}",
+            str(job.failed),
+            f"{job.docs_per_second:.0f}",
+            job.display_name,
+        )
     console.print(table)
 
 
@@ -319,7 +381,7 @@ def jobs_get(ctx: click.Context, job_id: str) -> None:
 @_fail_cleanly
 def jobs_watch(ctx: click.Context, job_id: str) -> None:
     with _client(ctx) as client:
-        _exit_for(client.wait(job_id, progress=True))
+        _exit_for(client.wait(job_id, progress=not _json_mode()))
 
 
 @jobs.command("cancel")
@@ -338,18 +400,22 @@ def models(ctx: click.Context) -> None:
     """The registered models and how many workers host each."""
     table = Table("name", "role", "dims", "mrl dims", "max tokens", "version", "origin", "workers", "default")
     with _client(ctx) as client:
-        for m in client.list_models():
-            table.add_row(
-                m.name,
-                m.role,
-                str(m.dimensions),
-                ",".join(map(str, m.matryoshka_dimensions)) or "-",
-                str(m.max_seq_length),
-                m.version[:23],
-                m.origin,
-                str(m.workers),
-                "yes" if m.is_default else "",
-            )
+        listed = client.list_models()
+    if _json_mode():
+        _print_json(listed)
+        return
+    for m in listed:
+        table.add_row(
+            m.name,
+            m.role,
+            str(m.dimensions),
+            ",".join(map(str, m.matryoshka_dimensions)) or "-",
+            str(m.max_seq_length),
+            m.version[:23],
+            m.origin,
+            str(m.workers),
+            "yes" if m.is_default else "",
+        )
     console.print(table)
 
 
@@ -361,6 +427,8 @@ def _int_list(value: str) -> list[int]:
 
 
 def _show_metrics(job: Any) -> None:
+    if _json_mode():
+        return  # the job, metrics and outputs included, is printed by _exit_for
     table = Table("metric", "value", title=f"{job.kind} job {job.id[:8]}", title_justify="left")
     for name, value in sorted(job.metrics.items()):
         table.add_row(name, f"{value:.4f}")
@@ -415,7 +483,7 @@ def distill(
             min_quality_fraction=min_quality,
             eval_limit=eval_limit,
         )
-        final = client.wait(job.id, progress=True)
+        final = client.wait(job.id, progress=not _json_mode())
         _show_metrics(final)
         _exit_for(final)
 
@@ -431,12 +499,15 @@ def eval_command(ctx: click.Context, model: str, dims: str, teacher: str, eval_l
     """Score MODEL on the labelled data: Spearman vs humans, recall@10 and nDCG@10, per dimension."""
     with _client(ctx) as client:
         job = client.submit_evaluate(model, dimensions=_int_list(dims), teacher=teacher, eval_limit=eval_limit)
-        final = client.wait(job.id, progress=True)
+        final = client.wait(job.id, progress=not _json_mode())
         _show_metrics(final)
         _exit_for(final)
 
 
 def _print_hits(query: str, hits: list[Any]) -> None:
+    if _json_mode():
+        _print_json({"query": query, "hits": hits})
+        return
     table = Table("score", "id", "text", title=f"search: {query!r}", title_justify="left")
     for hit in hits:
         table.add_row(f"{hit.score:.3f}", hit.id, hit.text[:100])
@@ -495,7 +566,9 @@ def demo(data_dir: Path, redis_url: str) -> None:
     ):
         for m in client.list_models():
             err_console.print(f"model {m.name}: {m.dimensions}-d, {m.role}, version {m.version[:19]}")
-        job = client.index(Path(str(corpus)), collection="quickstart", progress=True, display_name="quickstart")
+        job = client.index(
+            Path(str(corpus)), collection="quickstart", progress=not _json_mode(), display_name="quickstart"
+        )
         _show_job(job)
         if job.state != JobState.SUCCEEDED:
             sys.exit(1)
@@ -510,3 +583,14 @@ def demo(data_dir: Path, redis_url: str) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script: eval "$(embedfleet completion bash)"."""
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None
+    click.echo(completer(main, {}, "embedfleet", "_EMBEDFLEET_COMPLETE").source())

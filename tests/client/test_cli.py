@@ -6,6 +6,7 @@ import json
 import uuid
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -53,13 +54,37 @@ def test_embed_to_npy(cluster: LocalCluster, tmp_path: Path) -> None:
 
 def test_errors_are_one_line_and_exit_nonzero(cluster: LocalCluster, tmp_path: Path) -> None:
     code, out = _run(cluster, "jobs", "get", "f" * 32)
-    assert code == 1 and "NOT_FOUND" in out and "Traceback" not in out
+    assert code == cli.EXIT_BY_CODE[grpc.StatusCode.NOT_FOUND] == 4 and "NOT_FOUND" in out and "Traceback" not in out
     bad = tmp_path / "bad.jsonl"
     bad.write_text("not json\n")
     code, out = _run(cluster, "index", str(bad), "--collection", "cli_bad")
-    assert code == 1 and "bad.jsonl:1: not valid JSON" in out
+    assert code == cli.EXIT_LOCAL_INPUT == 3 and "bad.jsonl:1: not valid JSON" in out
 
 
 def test_eval_command(cluster: LocalCluster) -> None:
     code, out = _run(cluster, "eval", "teacher", "--eval-limit", "50")
     assert code == 0 and "lee_spearman" in out and "ndcg_at_10" in out
+
+
+def test_json_output_for_scripts(cluster: LocalCluster, tmp_path: Path) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"j{i}", "text": f"json text {i}"}) + "\n" for i in range(3)))
+    collection = f"cli_{uuid.uuid4().hex[:8]}"
+    code, out = _run(cluster, "--json", "index", str(corpus), "--collection", collection)
+    job = json.loads(out)
+    assert code == 0 and job["state"] == "SUCCEEDED" and job["done"] == 3
+    code, out = _run(cluster, "--json", "jobs", "get", job["id"])
+    assert code == 0 and json.loads(out)["id"] == job["id"]
+    code, out = _run(cluster, "--json", "search", collection, "json text 1", "--top-k", "1")
+    assert code == 0 and json.loads(out)["hits"][0]["id"] == "j1"
+    code, out = _run(cluster, "--json", "models")
+    assert code == 0 and json.loads(out)[0]["name"] == "all-MiniLM-L6-v2"
+    code, out = _run(cluster, "--json", "jobs", "get", "0" * 32)
+    assert code == 4 and json.loads(out)["error"]["code"] == "NOT_FOUND"
+
+
+def test_completion_and_exit_codes_in_help(cluster: LocalCluster) -> None:
+    code, out = _run(cluster, "completion", "bash")
+    assert code == 0 and "_EMBEDFLEET_COMPLETE" in out
+    code, out = _run(cluster, "--help")
+    assert code == 0 and "Exit codes" in out
