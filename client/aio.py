@@ -18,15 +18,15 @@ from embedfleet.client import requests as rq
 from embedfleet.client.output import ResultWriter
 from embedfleet.client.sdk import channel_options
 from embedfleet.client.stubs import service_stubs
-from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
-from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2
+from embedfleet.client.types import DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2, status_pb2
 
 
 class AsyncEmbedfleetClient:
     def __init__(self, target: str = "127.0.0.1:50051", *, timeout: float = 60.0) -> None:
         self.timeout = timeout
         self.channel = grpc.aio.insecure_channel(target, options=channel_options())
-        self.jobs, self.embeddings, self.models, self.searches = service_stubs(self.channel)
+        self.jobs, self.embeddings, self.models, self.searches, self.statuses = service_stubs(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -145,6 +145,11 @@ class AsyncEmbedfleetClient:
             texts=texts, options=rq.embedding_options(model, dimensions, precision, input_type, normalize)
         )
         return EmbedResult.from_pb(await self.embeddings.Embed(request, timeout=self.timeout))
+
+    async def status(self) -> DeploymentStatus:
+        """Live workers (models, device), queue depth and active jobs, as the job store knows them."""
+        response = await self.statuses.GetStatus(status_pb2.GetStatusRequest(), timeout=self.timeout)
+        return DeploymentStatus.from_pb(response)
 
     async def list_models(self) -> list[ModelInfo]:
         response = await self.models.ListModels(models_pb2.ListModelsRequest(), timeout=self.timeout)

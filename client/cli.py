@@ -4,7 +4,9 @@ jobs, models, search). Server commands import their heavy parts only when invoke
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import logging
 import signal
 import sys
@@ -68,6 +70,7 @@ def main(ctx: click.Context, gateway: str, verbose: bool) -> None:
     )
     ctx.ensure_object(dict)
     ctx.obj["gateway"] = gateway
+    ctx.obj["verbose"] = verbose
 
 
 # -- running the system -----------------------------------------------------------------------
@@ -113,13 +116,17 @@ def up(port: int, milvus_port: int, workers: int, backend: str, data_dir: Path, 
 @main.command()
 @click.option("--host", default=None, help="Bind address (default from settings: 127.0.0.1).")
 @click.option("--port", type=int, default=None)
-def gateway(host: str | None, port: int | None) -> None:
+@click.pass_context
+def gateway(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the gRPC gateway alone (Redis and Milvus by URI, from settings)."""
     from embedfleet.gateway.server import start_gateway
     from embedfleet.gateway.settings import GatewaySettings
+    from embedfleet.logs import configure_logging
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    running = start_gateway(GatewaySettings(**overrides))
+    settings = GatewaySettings(**overrides)
+    configure_logging(settings.log_format, "DEBUG" if ctx.obj["verbose"] else settings.log_level)
+    running = start_gateway(settings)
     err_console.print(f"gateway serving on {running.address}")
     _block_until_signal()
     running.stop()
@@ -128,16 +135,23 @@ def gateway(host: str | None, port: int | None) -> None:
 @main.command()
 @click.option("--worker-id", default=None, help="Name in heartbeats and logs (default host-pid).")
 @click.option("--concurrency", type=int, default=None, help="Worker processes, each with its own models.")
-def worker(worker_id: str | None, concurrency: int | None) -> None:
+@click.pass_context
+def worker(ctx: click.Context, worker_id: str | None, concurrency: int | None) -> None:
     """Run a worker on the configured backend's queues (Celery; Ray workers are actors the gateway starts)."""
     from embedfleet.worker.settings import WorkerSettings
 
     overrides: dict[str, Any] = {
         k: v for k, v in {"worker_id": worker_id, "concurrency": concurrency}.items() if v is not None
     }
+    if ctx.obj["verbose"]:
+        overrides["log_level"] = "DEBUG"
     settings = WorkerSettings(**overrides)
     if settings.backend != "celery":
         raise click.UsageError("with EMBEDFLEET_BACKEND=ray the gateway runs workers as Ray actors")
+    if settings.metrics_port:
+        from embedfleet.metrics_multiprocess import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir()  # before the worker's modules import prometheus_client
     from embedfleet.worker.celery_worker import run_worker
 
     run_worker(settings)
@@ -338,6 +352,39 @@ def models(ctx: click.Context) -> None:
                 "yes" if m.is_default else "",
             )
     console.print(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@click.pass_context
+@_fail_cleanly
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Workers (their models and device), queue depth and active jobs, from the job store."""
+    with _client(ctx) as client:
+        now = client.status()
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(now), indent=2))
+        return
+    workers = Table("worker", "device", "models", "metrics", title="workers", title_justify="left")
+    for w in now.workers:
+        models_text = ", ".join(f"{name} ({version[:19]})" for name, version in sorted(w.models.items()))
+        workers.add_row(w.worker_id, w.device or "-", models_text or "-", w.metrics_address or "-")
+    console.print(workers)
+    console.print(
+        f"queue: {now.parts_queued} chunk(s) waiting, {now.parts_running} running; {now.active_jobs} active job(s)"
+    )
+    if now.jobs:
+        jobs_table = Table("id", "kind", "state", "done/total", "chunks", "name", title="active jobs")
+        for job in now.jobs:
+            jobs_table.add_row(
+                job.id,
+                job.kind,
+                job.state.value,
+                f"{job.done}/{job.total}",
+                f"{job.chunks_finished}/{job.chunks_total}",
+                job.display_name,
+            )
+        console.print(jobs_table)
 
 
 def _int_list(value: str) -> list[int]:

@@ -23,9 +23,9 @@ from embedfleet.client import requests as rq
 from embedfleet.client.output import ResultWriter
 from embedfleet.client.progress import follow
 from embedfleet.client.stubs import service_stubs
-from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.client.types import DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
 from embedfleet.domain import JobState
-from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2
+from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2, status_pb2
 
 
 def channel_options(max_message_bytes: int = 64 * 1024 * 1024) -> list[tuple[str, Any]]:
@@ -39,7 +39,7 @@ class EmbedfleetClient:
     def __init__(self, target: str = "127.0.0.1:50051", *, timeout: float = 60.0) -> None:
         self.timeout = timeout
         self.channel = grpc.insecure_channel(target, options=channel_options())
-        self.jobs, self.embeddings, self.models, self.searches = service_stubs(self.channel)
+        self.jobs, self.embeddings, self.models, self.searches, self.statuses = service_stubs(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -195,6 +195,11 @@ class EmbedfleetClient:
             texts=texts, options=rq.embedding_options(model, dimensions, precision, input_type, normalize)
         )
         return EmbedResult.from_pb(self.embeddings.Embed(request, timeout=self.timeout))
+
+    def status(self) -> DeploymentStatus:
+        """Live workers (models, device), queue depth and active jobs, as the job store knows them."""
+        response = self.statuses.GetStatus(status_pb2.GetStatusRequest(), timeout=self.timeout)
+        return DeploymentStatus.from_pb(response)
 
     def list_models(self) -> list[ModelInfo]:
         response = self.models.ListModels(models_pb2.ListModelsRequest(), timeout=self.timeout)

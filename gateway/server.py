@@ -14,13 +14,16 @@ from grpc_reflection.v1alpha import reflection
 from embedfleet import milvus
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.embedding import EmbedCore
+from embedfleet.gateway.interceptors import RpcMetricsInterceptor
 from embedfleet.gateway.jobs import JobsCore, run_recovery_loop
 from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.queue import make_dispatcher
 from embedfleet.gateway.search import SearchCore
 from embedfleet.gateway.servicers import SERVICE_NAMES, add_services
 from embedfleet.gateway.settings import GatewaySettings
+from embedfleet.gateway.status import StatusCore
 from embedfleet.jobstore import JobStore
+from embedfleet.metrics_server import MetricsServer, gateway_registry, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class RunningGateway:
     jobs: JobsCore
     port: int
     _stop: threading.Event
+    metrics: MetricsServer | None = None
 
     @property
     def address(self) -> str:
@@ -41,6 +45,8 @@ class RunningGateway:
         self._stop.set()
         self.server.stop(grace_s).wait()
         self.ctx.dispatcher.close()
+        if self.metrics is not None:
+            self.metrics.stop()
 
 
 def start_gateway(settings: GatewaySettings) -> RunningGateway:
@@ -59,8 +65,12 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.max_workers), options=options)
-    add_services(server, jobs, embedder, ModelsCore(ctx), SearchCore(ctx, embedder))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers),
+        options=options,
+        interceptors=[RpcMetricsInterceptor()],
+    )
+    add_services(server, jobs, embedder, ModelsCore(ctx), SearchCore(ctx, embedder), StatusCore(ctx))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVICE_NAMES, ""):
@@ -72,5 +82,6 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
     server.start()
     stop = threading.Event()
     threading.Thread(target=run_recovery_loop, args=(jobs, stop), name="embedfleet-recovery", daemon=True).start()
+    metrics = serve_metrics(settings.metrics_host, settings.metrics_port, gateway_registry(store))
     log.info("gateway serving on %s:%d (backend %s)", settings.host, port, settings.backend)
-    return RunningGateway(server=server, ctx=ctx, jobs=jobs, port=port, _stop=stop)
+    return RunningGateway(server=server, ctx=ctx, jobs=jobs, port=port, _stop=stop, metrics=metrics)
