@@ -3,11 +3,12 @@
 The servicers answer errors through ``context.abort`` (``gateway/errors.py``), which sets the code on
 the context before raising; the interceptor reads it there, so it records exactly the code the
 client receives without knowing the error table. Streaming responses are timed until their last
-message (or until the client goes away: CANCELLED).
+message (or until the call ends without one: CANCELLED).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,13 +25,11 @@ def _final_code(context: grpc.ServicerContext, error: BaseException | None) -> s
     code = context.code()  # type: ignore[attr-defined]
     if isinstance(code, grpc.StatusCode):
         return code.name
-    if isinstance(error, GeneratorExit):
-        return grpc.StatusCode.CANCELLED.name  # the client stopped reading the stream
     return grpc.StatusCode.UNKNOWN.name if error is not None else grpc.StatusCode.OK.name
 
 
-def _record(method: str, started: float, context: grpc.ServicerContext, error: BaseException | None) -> None:
-    RPC_REQUESTS.labels(method, _final_code(context, error)).inc()
+def _record(method: str, started: float, code: str) -> None:
+    RPC_REQUESTS.labels(method, code).inc()
     RPC_DURATION.labels(method).observe(time.perf_counter() - started)
 
 
@@ -40,23 +39,33 @@ def _unary_response(method: str, behavior: Behavior) -> Behavior:
         try:
             response = behavior(request, context)
         except BaseException as exc:
-            _record(method, started, context, exc)
+            _record(method, started, _final_code(context, exc))
             raise
-        _record(method, started, context, None)
+        _record(method, started, _final_code(context, None))
         return response
 
     return measured
 
 
 def _streaming_response(method: str, behavior: Behavior) -> Behavior:
+    """A stream is recorded once: when its generator ends, or when the call ends without that (the
+    client went away and gRPC stopped iterating it: CANCELLED), whichever comes first."""
+
     def measured(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         started = time.perf_counter()
+        recorded = threading.Lock()  # taken by whichever records first
+
+        def record_once(code: str) -> None:
+            if recorded.acquire(blocking=False):
+                _record(method, started, code)
+
+        context.add_callback(lambda: record_once(grpc.StatusCode.CANCELLED.name))
         try:
             yield from behavior(request, context)
         except BaseException as exc:
-            _record(method, started, context, exc)
+            record_once(_final_code(context, exc))
             raise
-        _record(method, started, context, None)
+        record_once(_final_code(context, None))
 
     return measured
 

@@ -93,5 +93,7 @@ def run_worker(settings: WorkerSettings) -> None:
             f"--hostname=embedfleet-{settings.worker_id}@%h",
             "--without-gossip",
             "--without-mingle",
+            # A JSON log stream carries only JSON lines: no start-up banner on stdout.
+            *(["--quiet"] if settings.log_format == "json" else []),
         ]
     )
