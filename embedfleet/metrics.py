@@ -81,6 +81,9 @@ REDIS_ERRORS = Counter(
     "Failed Redis operations of the job store, by error class (ConnectionError, TimeoutError, ResponseError).",
     ["error"],
 )
+# Known label values exported at 0 from the start, so an alert on their rate sees a series before the first error.
+for _error in ("ConnectionError", "TimeoutError", "ResponseError"):
+    REDIS_ERRORS.labels(_error)
 
 
 class JobStoreCollector(Collector):

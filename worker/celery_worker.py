@@ -85,6 +85,8 @@ def run_worker(settings: WorkerSettings) -> None:
     queues = settings.queues or (settings.interactive_queue, settings.bulk_queue)
     app.worker_main(
         [
+            # A JSON log stream carries only JSON lines: no start-up banner on stdout.
+            *(["--quiet"] if settings.log_format == "json" else []),
             "worker",
             f"--loglevel={settings.log_level}",
             f"--concurrency={settings.concurrency}",
@@ -93,7 +95,5 @@ def run_worker(settings: WorkerSettings) -> None:
             f"--hostname=embedfleet-{settings.worker_id}@%h",
             "--without-gossip",
             "--without-mingle",
-            # A JSON log stream carries only JSON lines: no start-up banner on stdout.
-            *(["--quiet"] if settings.log_format == "json" else []),
         ]
     )
