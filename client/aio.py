@@ -20,9 +20,9 @@ from embedfleet.client import requests as rq
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import JobProgress
 from embedfleet.client.stubs import ClientBase, Connection
-from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.client.types import DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
 from embedfleet.domain import JobState
-from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2
+from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, status_pb2
 
 
 class AsyncEmbedfleetClient(ClientBase):
@@ -180,6 +180,11 @@ class AsyncEmbedfleetClient(ClientBase):
             texts=texts, options=rq.embedding_options(model, dimensions, precision, input_type, normalize)
         )
         return EmbedResult.from_pb(await self.embeddings.Embed(request, timeout=self.timeout))
+
+    async def status(self) -> DeploymentStatus:
+        """Live workers (models, device), queue depth and active jobs, as the job store knows them."""
+        response = await self.statuses.GetStatus(status_pb2.GetStatusRequest(), timeout=self.timeout)
+        return DeploymentStatus.from_pb(response)
 
     async def list_models(self) -> list[ModelInfo]:
         response = await self.models.ListModels(models_pb2.ListModelsRequest(), timeout=self.timeout)

@@ -68,6 +68,11 @@ def _jsonable(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else str(value)
 
 
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().ensure_object(dict)["json"] = True
+
+
 def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
     """Print server and input errors as one readable line (or a JSON object with --json) and exit with
     the code for the error's kind, without a traceback."""
@@ -81,6 +86,13 @@ def _fail_cleanly(command: Callable[..., Any]) -> Callable[..., Any]:
             )
         sys.exit(code)
 
+    @click.option(
+        "--json",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_json,
+        help="Print results (and errors) as JSON, for scripts (the same as embedfleet --json).",
+    )
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -135,8 +147,9 @@ def main(
     )
     ctx.ensure_object(dict)
     ctx.obj["gateway"] = gateway
-    ctx.obj["json"] = as_json
+    ctx.obj["json"] = ctx.obj.get("json", False) or as_json
     ctx.obj["connection"] = {"api_key": api_key, "ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
+    ctx.obj["verbose"] = verbose
 
 
 # -- running the system -----------------------------------------------------------------------
@@ -182,13 +195,17 @@ def up(port: int, milvus_port: int, workers: int, backend: str, data_dir: Path, 
 @main.command()
 @click.option("--host", default=None, help="Bind address (default from settings: 127.0.0.1).")
 @click.option("--port", type=int, default=None)
-def gateway(host: str | None, port: int | None) -> None:
+@click.pass_context
+def gateway(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the gRPC gateway alone (Redis and Milvus by URI, from settings)."""
     from embedfleet.gateway.server import start_gateway
     from embedfleet.gateway.settings import GatewaySettings
+    from embedfleet.logs import configure_logging
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    running = start_gateway(GatewaySettings(**overrides))
+    settings = GatewaySettings(**overrides)
+    configure_logging(settings.log_format, "DEBUG" if ctx.obj["verbose"] else settings.log_level)
+    running = start_gateway(settings)
     err_console.print(f"gateway serving on {running.address}")
     _block_until_signal()
     running.stop()
@@ -197,16 +214,23 @@ def gateway(host: str | None, port: int | None) -> None:
 @main.command()
 @click.option("--worker-id", default=None, help="Name in heartbeats and logs (default host-pid).")
 @click.option("--concurrency", type=int, default=None, help="Worker processes, each with its own models.")
-def worker(worker_id: str | None, concurrency: int | None) -> None:
+@click.pass_context
+def worker(ctx: click.Context, worker_id: str | None, concurrency: int | None) -> None:
     """Run a worker on the configured backend's queues (Celery; Ray workers are actors the gateway starts)."""
     from embedfleet.worker.settings import WorkerSettings
 
     overrides: dict[str, Any] = {
         k: v for k, v in {"worker_id": worker_id, "concurrency": concurrency}.items() if v is not None
     }
+    if ctx.obj["verbose"]:
+        overrides["log_level"] = "DEBUG"
     settings = WorkerSettings(**overrides)
     if settings.backend != "celery":
         raise click.UsageError("with EMBEDFLEET_BACKEND=ray the gateway runs workers as Ray actors")
+    if settings.metrics_port:
+        from embedfleet.metrics_multiprocess import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir()  # before the worker's modules import prometheus_client
     from embedfleet.worker.celery_worker import run_worker
 
     run_worker(settings)
@@ -417,6 +441,38 @@ def models(ctx: click.Context) -> None:
             "yes" if m.is_default else "",
         )
     console.print(table)
+
+
+@main.command()
+@click.pass_context
+@_fail_cleanly
+def status(ctx: click.Context) -> None:
+    """Workers (their models and device), queue depth and active jobs, from the job store."""
+    with _client(ctx) as client:
+        now = client.status()
+    if _json_mode():
+        _print_json(now)
+        return
+    workers = Table("worker", "device", "models", "metrics", title="workers", title_justify="left")
+    for w in now.workers:
+        models_text = ", ".join(f"{name} ({version[:19]})" for name, version in sorted(w.models.items()))
+        workers.add_row(w.worker_id, w.device or "-", models_text or "-", w.metrics_address or "-")
+    console.print(workers)
+    console.print(
+        f"queue: {now.parts_queued} chunk(s) waiting, {now.parts_running} running; {now.active_jobs} active job(s)"
+    )
+    if now.jobs:
+        jobs_table = Table("id", "kind", "state", "done/total", "chunks", "name", title="active jobs")
+        for job in now.jobs:
+            jobs_table.add_row(
+                job.id,
+                job.kind,
+                job.state.value,
+                f"{job.done}/{job.total}",
+                f"{job.chunks_finished}/{job.chunks_total}",
+                job.display_name,
+            )
+        console.print(jobs_table)
 
 
 def _int_list(value: str) -> list[int]:

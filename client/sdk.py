@@ -24,9 +24,9 @@ from embedfleet.client import requests as rq
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import follow
 from embedfleet.client.stubs import ClientBase, Connection
-from embedfleet.client.types import EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.client.types import DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
 from embedfleet.domain import JobState
-from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2
+from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, status_pb2
 
 
 class EmbedfleetClient(ClientBase):
@@ -206,6 +206,11 @@ class EmbedfleetClient(ClientBase):
             texts=texts, options=rq.embedding_options(model, dimensions, precision, input_type, normalize)
         )
         return EmbedResult.from_pb(self.embeddings.Embed(request, timeout=self.timeout))
+
+    def status(self) -> DeploymentStatus:
+        """Live workers (models, device), queue depth and active jobs, as the job store knows them."""
+        response = self.statuses.GetStatus(status_pb2.GetStatusRequest(), timeout=self.timeout)
+        return DeploymentStatus.from_pb(response)
 
     def list_models(self) -> list[ModelInfo]:
         """The registry's models with their dimensions, MRL dimensions, version and live workers."""

@@ -1,4 +1,4 @@
-"""How the SDK talks to a gateway: the channel (plain or TLS, keepalive, message limits) and the four
+"""How the SDK talks to a gateway: the channel (plain or TLS, keepalive, message limits) and the five
 v1 service stubs with one call policy, shared by the sync and asyncio clients.
 
 The policy, applied to every call: the API key travels as ``authorization: Bearer <key>`` metadata;
@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 
 from embedfleet.client.errors import EmbedfleetRpcError, from_rpc_error
-from embedfleet.v1 import embed_pb2_grpc, jobs_pb2_grpc, models_pb2_grpc, search_pb2_grpc
+from embedfleet.v1 import embed_pb2_grpc, jobs_pb2_grpc, models_pb2_grpc, search_pb2_grpc, status_pb2_grpc
 
 _AIO_CALLABLES = (
     grpc.aio.UnaryUnaryMultiCallable,
@@ -184,13 +184,14 @@ async def _aiter(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
         raise from_rpc_error(exc) from None
 
 
-def service_stubs(channel: Any, connection: Connection) -> tuple[Any, Any, Any, Any]:
-    """(jobs, embeddings, models, searches) stubs with the call policy applied."""
+def service_stubs(channel: Any, connection: Connection) -> tuple[Any, Any, Any, Any, Any]:
+    """(jobs, embeddings, models, searches, statuses) stubs with the call policy applied."""
     return (
         TypedStub(jobs_pb2_grpc.JobServiceStub(channel), connection),
         TypedStub(embed_pb2_grpc.EmbedServiceStub(channel), connection),
         TypedStub(models_pb2_grpc.ModelServiceStub(channel), connection),
         TypedStub(search_pb2_grpc.SearchServiceStub(channel), connection),
+        TypedStub(status_pb2_grpc.StatusServiceStub(channel), connection),
     )
 
 
@@ -215,7 +216,9 @@ class ClientBase:
         self.timeout = timeout
         self.connection = Connection(target, api_key, ca_file, cert_file, key_file, retries)
         self.channel = self._open(self.connection)
-        self.jobs, self.embeddings, self.models, self.searches = service_stubs(self.channel, self.connection)
+        self.jobs, self.embeddings, self.models, self.searches, self.statuses = service_stubs(
+            self.channel, self.connection
+        )
 
     def _open(self, connection: Connection) -> Any:
         raise NotImplementedError

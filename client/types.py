@@ -8,7 +8,7 @@ import numpy as np
 
 from embedfleet import domain, wire
 from embedfleet.domain import JobState
-from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2
+from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2, status_pb2
 
 
 @dataclass(frozen=True)
@@ -118,3 +118,36 @@ class SearchHit(domain.SearchHit):
     @classmethod
     def from_pb(cls, pb: search_pb2.SearchHit) -> SearchHit:
         return cls(pb.id, pb.score, pb.text, pb.metadata_json)
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    worker_id: str
+    device: str
+    models: dict[str, str]  # name -> version
+    metrics_address: str
+
+    @classmethod
+    def from_pb(cls, pb: status_pb2.WorkerStatus) -> WorkerStatus:
+        return cls(pb.worker_id, pb.device, dict(pb.models), pb.metrics_address)
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    """The deployment now: live workers, the queue depth (parts not started), running parts, active jobs."""
+
+    workers: list[WorkerStatus]
+    parts_queued: int
+    parts_running: int
+    jobs: list[Job]
+    active_jobs: int
+
+    @classmethod
+    def from_pb(cls, pb: status_pb2.GetStatusResponse) -> DeploymentStatus:
+        return cls(
+            workers=[WorkerStatus.from_pb(w) for w in pb.workers],
+            parts_queued=pb.parts_queued,
+            parts_running=pb.parts_running,
+            jobs=[Job.from_pb(j) for j in pb.jobs],
+            active_jobs=pb.active_jobs,
+        )

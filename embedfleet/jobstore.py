@@ -24,12 +24,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 
 from embedfleet.domain import Document, JobSnapshot, JobSpec, JobState, PartFailure, Precision
 from embedfleet.errors import InvalidArgument, NotFound
+from embedfleet.redis_errors import count_errors
 
 # Returns {outcome, spec, total, parts_total}: the job's fixed facts ride along with the decision, so a
 # worker starting a part needs no second read of the job record.
@@ -126,6 +127,30 @@ class PartStart:
     parts_total: int = 0
 
 
+class WorkerBeat(TypedDict, total=False):
+    """A worker's last heartbeat (older workers sent only ``models``)."""
+
+    worker_id: str
+    models: dict[str, str]
+    device: str
+    metrics: str
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the active jobs hold now: jobs by state, and their parts by state (pending: not yet
+    handed to the queue; queued; running; done; failed). The states that mean work waits or runs
+    are always present, so a gauge reads 0 rather than vanishing."""
+
+    jobs: dict[str, int]
+    parts: dict[str, int]
+
+    @property
+    def parts_waiting(self) -> int:
+        """Parts no worker has started: the queue depth."""
+        return self.parts["pending"] + self.parts["queued"]
+
+
 @dataclass(frozen=True)
 class PartVectors:
     """An embed job part's output as stored: ids in corpus order and a packed vector block."""
@@ -152,7 +177,7 @@ class JobStore:
 
     @classmethod
     def from_url(cls, url: str, prefix: str, ttl_seconds: int) -> JobStore:
-        return cls(redis.Redis.from_url(url, health_check_interval=30), prefix, ttl_seconds)
+        return cls(count_errors(redis.Redis.from_url(url, health_check_interval=30)), prefix, ttl_seconds)
 
     # -- keys ---------------------------------------------------------------------------------
     def job_key(self, job_id: str) -> str:
@@ -482,12 +507,35 @@ class JobStore:
         header, _, data = popped[1].partition(b"\n")
         return json.loads(header), data
 
-    # -- workers ------------------------------------------------------------------------------
-    def publish_worker(self, worker_id: str, models: dict[str, str], ttl_s: float) -> None:
-        """A worker's heartbeat: the models it hosts (name -> version), gone when it stops beating."""
-        self.r.set(f"{self.prefix}workers:{worker_id}", json.dumps({"models": models}), px=int(ttl_s * 1000))
+    def activity(self) -> Activity:
+        """Counts over the active jobs (one pipelined read of each job's state and part states)."""
+        ids = self.active_jobs()
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(self.job_key(job_id), "state")
+            pipe.hvals(self._parts_key(job_id))
+        replies = pipe.execute()
+        jobs = {JobState.QUEUED.value: 0, JobState.RUNNING.value: 0}
+        parts = {"pending": 0, "queued": 0, "running": 0}
+        for raw_state, part_states in zip(replies[::2], replies[1::2], strict=True):
+            state = raw_state.decode() if raw_state is not None else ""
+            if state not in jobs:
+                continue  # expired, or finished since the active set was read
+            jobs[state] += 1
+            for name in (p.decode() for p in part_states):
+                parts[name] = parts.get(name, 0) + 1
+        return Activity(jobs=jobs, parts=parts)
 
-    def live_workers(self) -> builtins.list[dict[str, dict[str, str]]]:
+    # -- workers ------------------------------------------------------------------------------
+    def publish_worker(
+        self, worker_id: str, models: dict[str, str], ttl_s: float, *, device: str = "", metrics: str = ""
+    ) -> None:
+        """A worker's heartbeat, gone when it stops beating: the models it hosts (name -> version), the
+        device they run on and where its Prometheus metrics are served ("" when off)."""
+        beat: WorkerBeat = {"worker_id": worker_id, "models": models, "device": device, "metrics": metrics}
+        self.r.set(f"{self.prefix}workers:{worker_id}", json.dumps(beat), px=int(ttl_s * 1000))
+
+    def live_workers(self) -> builtins.list[WorkerBeat]:
         keys = list(self.r.scan_iter(match=f"{self.prefix}workers:*", count=500))
         values = self.r.mget(keys) if keys else []
         return [json.loads(v) for v in values if v is not None]

@@ -62,6 +62,11 @@ class LocalCluster:
     # Directories whose corpus files the gateway may read by path (default: the current directory).
     corpus_dirs: tuple[Path, ...] = ()
     log_dir: Path | None = None
+    # Serve Prometheus metrics on free loopback ports: the gateway's on gateway_metrics_port, worker i's
+    # (all of its processes) on worker_metrics_ports[i].
+    metrics: bool = False
+    gateway_metrics_port: int = 0
+    worker_metrics_ports: dict[int, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _gateway: RunningGateway | None = None
 
@@ -95,12 +100,14 @@ class LocalCluster:
     def gateway_address(self) -> str:
         return f"127.0.0.1:{self.gateway_port}"
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         out = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = (self.log_dir / f"{name}.log").open("ab")
-        process = subprocess.Popen(args, env=self.env(), stdout=out, stderr=subprocess.STDOUT if out else None)
+        process = subprocess.Popen(
+            args, env={**self.env(), **(env or {})}, stdout=out, stderr=subprocess.STDOUT if out else None
+        )
         self.processes[name] = process
         return process
 
@@ -127,9 +134,14 @@ class LocalCluster:
 
     def start_worker(self, index: int) -> subprocess.Popen[bytes]:
         env_id = f"local-{index}-{os.getpid()}"
+        env = {}
+        if self.metrics:
+            port = self.worker_metrics_ports.setdefault(index, free_port())
+            env = {"EMBEDFLEET_METRICS_HOST": "127.0.0.1", "EMBEDFLEET_METRICS_PORT": str(port)}
         return self._spawn(
             f"worker-{index}",
             [sys.executable, "-m", "embedfleet.client.cli", "worker", "--worker-id", env_id],
+            env,
         )
 
     def wait_for_workers(self, store: JobStore, timeout_s: float = 180) -> None:
@@ -156,6 +168,9 @@ class LocalCluster:
         overrides: dict[str, Any] = {
             k.removeprefix("EMBEDFLEET_").lower(): v for k, v in self.extra_env.items() if k.startswith("EMBEDFLEET_")
         }
+        if self.metrics:
+            self.gateway_metrics_port = self.gateway_metrics_port or free_port()
+            overrides.update(metrics_host="127.0.0.1", metrics_port=self.gateway_metrics_port)
         if self.backend == "ray":
             # The gateway's RayDispatcher starts the workers as actors: ``workers`` sizes the pool
             # unless EMBEDFLEET_RAY_POOL_SIZE is given explicitly.

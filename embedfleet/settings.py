@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, PrivateAttr
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -81,6 +81,18 @@ class CommonSettings(_Base):
     # Where distilled models are stored and promoted (a shared volume in a cluster). Promoted
     # versions join the configured models in the registry.
     model_store_dir: Path = Path(".embedfleet/models")
+    # Prometheus /metrics of this process (a Celery worker: of all its processes) on metrics_host:metrics_port;
+    # port 0 turns it off (the default, so local processes never compete for a port; the chart sets 9090/9091).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    # "json": one JSON object per log line (with job_id and part on a part's lines), for log collectors.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     def model_store(self) -> ModelStore:
         return ModelStore(self.model_store_dir)

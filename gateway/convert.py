@@ -16,8 +16,9 @@ from embedfleet.gateway.kinds.evaluate import EvaluateRequest
 from embedfleet.gateway.kinds.index import IndexRequest
 from embedfleet.gateway.models import ModelStatus
 from embedfleet.gateway.search import SearchRequest
+from embedfleet.gateway.status import DeploymentStatus
 from embedfleet.jobstore import PartVectors
-from embedfleet.v1 import common_pb2, embed_pb2, jobs_pb2, models_pb2, search_pb2
+from embedfleet.v1 import common_pb2, embed_pb2, jobs_pb2, models_pb2, search_pb2, status_pb2
 
 
 def options_from_pb(pb: common_pb2.EmbeddingOptions, field: str = "options") -> EmbeddingOptions:
@@ -206,3 +207,21 @@ def search_to_pb(queries: tuple[str, ...], results: list[list[SearchHit]], model
 
 def hit_to_pb(hit: SearchHit) -> search_pb2.SearchHit:
     return search_pb2.SearchHit(id=hit.id, score=hit.score, text=hit.text, metadata_json=hit.metadata_json)
+
+
+def status_to_pb(status: DeploymentStatus) -> status_pb2.GetStatusResponse:
+    return status_pb2.GetStatusResponse(
+        workers=[
+            status_pb2.WorkerStatus(
+                worker_id=w.get("worker_id", ""),
+                device=w.get("device", ""),
+                models=w.get("models", {}),
+                metrics_address=w.get("metrics", ""),
+            )
+            for w in status.workers
+        ],
+        parts_queued=status.activity.parts_waiting,
+        parts_running=status.activity.parts["running"],
+        jobs=[job_to_pb(j) for j in status.jobs],
+        active_jobs=status.active_jobs,
+    )

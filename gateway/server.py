@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from embedfleet import milvus
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.embedding import EmbedCore
+from embedfleet.gateway.interceptors import RpcMetricsInterceptor
 from embedfleet.gateway.jobs import JobsCore, run_recovery_loop
 from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.openai_http import OpenAIEndpoint
@@ -21,7 +22,9 @@ from embedfleet.gateway.queue import make_dispatcher
 from embedfleet.gateway.search import SearchCore
 from embedfleet.gateway.servicers import SERVICE_NAMES, add_services
 from embedfleet.gateway.settings import GatewaySettings
+from embedfleet.gateway.status import StatusCore
 from embedfleet.jobstore import JobStore
+from embedfleet.metrics_server import MetricsServer, gateway_registry, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ class RunningGateway:
     port: int
     _stop: threading.Event
     openai: OpenAIEndpoint | None = None
+    metrics: MetricsServer | None = None
 
     @property
     def address(self) -> str:
@@ -45,6 +49,8 @@ class RunningGateway:
             self.openai.stop()
         self.server.stop(grace_s).wait()
         self.ctx.dispatcher.close()
+        if self.metrics is not None:
+            self.metrics.stop()
 
 
 def _bind(server: grpc.Server, settings: GatewaySettings) -> int:
@@ -79,9 +85,13 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.max_workers), options=options)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers),
+        options=options,
+        interceptors=[RpcMetricsInterceptor()],
+    )
     models = ModelsCore(ctx)
-    add_services(server, jobs, embedder, models, SearchCore(ctx, embedder))
+    add_services(server, jobs, embedder, models, SearchCore(ctx, embedder), StatusCore(ctx))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVICE_NAMES, ""):
@@ -98,5 +108,6 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
         log.info("OpenAI-compatible endpoint on http://%s:%d/v1/embeddings", settings.host, openai.port)
     stop = threading.Event()
     threading.Thread(target=run_recovery_loop, args=(jobs, stop), name="embedfleet-recovery", daemon=True).start()
+    metrics = serve_metrics(settings.metrics_host, settings.metrics_port, gateway_registry(store))
     log.info("gateway serving on %s:%d (backend %s)", settings.host, port, settings.backend)
-    return RunningGateway(server=server, ctx=ctx, jobs=jobs, port=port, _stop=stop, openai=openai)
+    return RunningGateway(server=server, ctx=ctx, jobs=jobs, port=port, _stop=stop, openai=openai, metrics=metrics)

@@ -20,6 +20,7 @@ from embedfleet.gateway.jobs import JobsCore
 from embedfleet.gateway.kinds import JobRequest
 from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.search import SearchCore
+from embedfleet.gateway.status import StatusCore
 from embedfleet.v1 import (
     embed_pb2,
     embed_pb2_grpc,
@@ -29,6 +30,8 @@ from embedfleet.v1 import (
     models_pb2_grpc,
     search_pb2,
     search_pb2_grpc,
+    status_pb2,
+    status_pb2_grpc,
 )
 
 
@@ -151,6 +154,17 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return convert.search_to_pb(query.queries, answer.results, answer.model)
 
 
+class StatusServicer(status_pb2_grpc.StatusServiceServicer):
+    def __init__(self, status: StatusCore) -> None:
+        self.status = status
+
+    @translate_errors
+    def GetStatus(
+        self, request: status_pb2.GetStatusRequest, context: grpc.ServicerContext
+    ) -> status_pb2.GetStatusResponse:
+        return convert.status_to_pb(self.status.status())
+
+
 SERVICE_NAMES = tuple(
     module.DESCRIPTOR.services_by_name[name].full_name
     for module, name in (
@@ -158,15 +172,22 @@ SERVICE_NAMES = tuple(
         (embed_pb2, "EmbedService"),
         (models_pb2, "ModelService"),
         (search_pb2, "SearchService"),
+        (status_pb2, "StatusService"),
     )
 )
 
 
 def add_services(
-    server: grpc.Server, jobs: JobsCore, embedder: EmbedCore, models: ModelsCore, search: SearchCore
+    server: grpc.Server,
+    jobs: JobsCore,
+    embedder: EmbedCore,
+    models: ModelsCore,
+    search: SearchCore,
+    status: StatusCore,
 ) -> None:
-    """Register the four v1 services on ``server`` (their full names are ``SERVICE_NAMES``)."""
+    """Register the v1 services on ``server`` (their full names are ``SERVICE_NAMES``)."""
     jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(jobs), server)
     embed_pb2_grpc.add_EmbedServiceServicer_to_server(EmbedServicer(embedder), server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(models), server)
     search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(search), server)
+    status_pb2_grpc.add_StatusServiceServicer_to_server(StatusServicer(status), server)

@@ -66,7 +66,9 @@ def _local_cluster(data_dir: Path, backend: str) -> LocalCluster:
         milvus_port=0,
         log_dir=data_dir / "logs",
         corpus_dirs=(data_dir / "corpora",),
+        metrics=True,
         extra_env={
+            "EMBEDFLEET_LOG_FORMAT": "json",
             "EMBEDFLEET_VISIBILITY_TIMEOUT_SECONDS": "60",
             "EMBEDFLEET_RECOVERY_INTERVAL_SECONDS": "2",
             # Half a CPU per Ray actor: this pool fits in one local Ray next to test_ray_backend's pools.

@@ -39,7 +39,8 @@ class HashEncoder:
             seed = int.from_bytes(hashlib.sha256(f"{input_type}:{text}".encode()).digest()[:8], "big")
             rows.append(np.random.default_rng(seed).standard_normal(self.spec.dimensions))
         truncated = sum(1 for t in texts if len(t.split()) > self.spec.max_seq_length)
-        return Encoded(vectors=np.asarray(rows, dtype=np.float32), truncated=truncated)
+        tokens = sum(min(len(t.split()), self.spec.max_seq_length) for t in texts)  # a word is a token
+        return Encoded(vectors=np.asarray(rows, dtype=np.float32), truncated=truncated, tokens=tokens)
 
     def calibration_vectors(self) -> np.ndarray:
         return self.encode([f"calibration {i}" for i in range(64)], InputType.DOCUMENT).vectors

@@ -1,17 +1,23 @@
 """Celery adapter: two tasks that call the runner, and the worker process entry point.
 
 Prefork children each build their own runtime (and so load models once per process) in
-``worker_process_init``; the parent never imports torch.
+``worker_process_init``; the parent never imports torch. The parent serves ``/metrics`` for all of
+them (prometheus-client's multiprocess mode, prepared by the ``embedfleet worker`` command), and
+logging is ours (``log_format``/``log_level``), not Celery's.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from embedfleet.celery_app import make_celery
+from embedfleet.logs import configure_logging
+from embedfleet.metrics_multiprocess import ENV as MULTIPROC_ENV
+from embedfleet.metrics_server import multiprocess_registry, serve_metrics
 from embedfleet.tasks import EMBED_REQUEST_TASK, RUN_PART_TASK, PartTask, retry_delay
 from embedfleet.worker.runner import RetryPart
 from embedfleet.worker.runtime import WorkerRuntime, build_runtime
@@ -34,7 +40,8 @@ def _get_runtime() -> WorkerRuntime:
 def _init_process(**_: object) -> None:
     runtime = _get_runtime()
     runtime.preload()
-    runtime.start_heartbeat()
+    settings = runtime.settings
+    runtime.start_heartbeat(f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port else "")
 
 
 def _shutdown_process(**_: object) -> None:
@@ -64,17 +71,24 @@ def create_app(settings: WorkerSettings) -> Celery:
 
     worker_process_init.connect(_init_process, weak=False)
     worker_process_shutdown.connect(_shutdown_process, weak=False)
+    # A receiver here means Celery leaves logging alone; the prefork children inherit this set-up.
+    setup_logging.connect(lambda **_: configure_logging(settings.log_format, settings.log_level), weak=False)
     return app
 
 
-def run_worker(settings: WorkerSettings, loglevel: str = "INFO") -> None:
+def run_worker(settings: WorkerSettings) -> None:
     """Block running a Celery worker on the bulk and interactive queues."""
+    if settings.metrics_port and MULTIPROC_ENV not in os.environ:
+        raise RuntimeError(f"metrics_port is set but {MULTIPROC_ENV} is not: start workers with `embedfleet worker`")
     app = create_app(settings)
+    serve_metrics(settings.metrics_host, settings.metrics_port, multiprocess_registry())
     queues = settings.queues or (settings.interactive_queue, settings.bulk_queue)
     app.worker_main(
         [
+            # A JSON log stream carries only JSON lines: no start-up banner on stdout.
+            *(["--quiet"] if settings.log_format == "json" else []),
             "worker",
-            f"--loglevel={loglevel}",
+            f"--loglevel={settings.log_level}",
             f"--concurrency={settings.concurrency}",
             "--pool=prefork",
             f"--queues={','.join(queues)}",

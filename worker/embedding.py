@@ -8,10 +8,12 @@ bits, int8 codes) through ``represent``. Dimensions arrive resolved (the gateway
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from embedfleet import metrics
 from embedfleet.domain import InputType, Precision
 from embedfleet.worker.models.base import Encoder
 from embedfleet.worker.postprocess import postprocess
@@ -50,6 +52,15 @@ def represent(encoder: Encoder, raw: np.ndarray, dimensions: int, precision: Pre
     )
 
 
+def _observe(model: str, texts: int, tokens: int, seconds: float) -> None:
+    """One encode call in the metrics: every path to a model passes here, calibration does not."""
+    metrics.MODEL_FORWARD.labels(model).observe(seconds)
+    metrics.BATCH_SIZE.labels(model).observe(texts)
+    metrics.BATCH_TOKENS.labels(model).observe(tokens)
+    metrics.DOCUMENTS_EMBEDDED.labels(model).inc(texts)
+    metrics.TOKENS_EMBEDDED.labels(model).inc(tokens)
+
+
 def embed_texts(
     encoder: Encoder,
     texts: list[str],
@@ -60,7 +71,9 @@ def embed_texts(
     normalize: bool = True,
 ) -> EmbedOutput:
     """Encode and post-process; ``dimensions`` 0 is the model's full width (jobs pass the resolved one)."""
+    started = time.perf_counter()
     encoded = encoder.encode(texts, input_type)
+    _observe(encoder.spec.name, len(texts), encoded.tokens, time.perf_counter() - started)
     return EmbedOutput(
         vectors=represent(encoder, encoded.vectors, dimensions or encoder.spec.dimensions, precision, normalize),
         raw=encoded.vectors,

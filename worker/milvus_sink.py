@@ -7,6 +7,7 @@ are split by estimated size to stay well under Milvus' 64 MB per-request limit.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from embedfleet import milvus
+from embedfleet import metrics, milvus
 from embedfleet.domain import Document, Precision
 from embedfleet.errors import Retryable
 from embedfleet.ids import primary_key
@@ -67,6 +68,7 @@ class MilvusSink:
         """Upsert one row per document (with each extra representation); returns the rows written."""
         extra = extra or {}
         columns = {field.name: _column(field, extra[field.name]) for field in binding.fields}
+        started = time.perf_counter()
         try:
             if (collection, binding) not in self._ready:
                 milvus.ensure_collection(self.client, collection, binding, ranges)
@@ -92,4 +94,7 @@ class MilvusSink:
             return len(rows)
         except MilvusException as exc:
             # Connection loss, a busy server: the chunk is retried (and the upsert makes that safe).
+            metrics.MILVUS_WRITE_ERRORS.inc()
             raise Retryable(f"Milvus upsert into {collection!r} failed: {exc.message}") from exc
+        finally:
+            metrics.MILVUS_WRITE.observe(time.perf_counter() - started)

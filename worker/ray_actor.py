@@ -10,7 +10,6 @@ resubmission (Ray has no per-task countdown).
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from typing import TYPE_CHECKING
@@ -27,13 +26,19 @@ class RayWorker:
     the actor runs reuses them, and ``LocalCluster``/ListModels see the actor as a live worker."""
 
     def __init__(self, settings: WorkerSettings, name: str) -> None:
+        from prometheus_client import REGISTRY
+
+        from embedfleet.logs import configure_logging
+        from embedfleet.metrics_server import serve_metrics
         from embedfleet.worker.runtime import build_runtime  # heavy (numpy, pymilvus), only in the actor
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(settings.log_format, settings.log_level)
         worker_id = f"{name}-{socket.gethostname()}-{os.getpid()}"
         self.runtime: WorkerRuntime = build_runtime(settings.model_copy(update={"worker_id": worker_id}))
         self.runtime.preload()
-        self.runtime.start_heartbeat()
+        # Several actors may share a node, so the configured port is only the first choice.
+        metrics = serve_metrics(settings.metrics_host, settings.metrics_port, REGISTRY, free_port_if_taken=True)
+        self.runtime.start_heartbeat(metrics.address if metrics is not None else "")
 
     def info(self) -> dict[str, object]:
         """Answered once the actor is built: the dispatcher's readiness probe, and the pid tests kill."""

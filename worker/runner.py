@@ -15,6 +15,7 @@ from enum import StrEnum
 from embedfleet.domain import EmbeddingOptions
 from embedfleet.errors import EmbedfleetError, Retryable
 from embedfleet.jobstore import StartOutcome
+from embedfleet.logs import in_part_context
 from embedfleet.tasks import error_kind
 from embedfleet.wire import pack_vectors
 from embedfleet.worker.embedding import embed_texts
@@ -49,6 +50,7 @@ class PartRunner:
         self.store = ctx.store
         self.max_attempts = max_attempts
 
+    @in_part_context
     def run_part(self, job_id: str, part_index: int, attempt: int = 1) -> PartOutcome:
         """Process one part exactly once as far as anyone can observe.
 
@@ -78,6 +80,7 @@ class PartRunner:
                 raise RetryPart(repr(exc)) from exc
             return self._fail(part, f"{type(exc).__name__}: {exc}")
         self.store.finish_part(job_id, part_index, done=result.done, failed=0, truncated=result.truncated)
+        log.info("part done: %d %s", result.done, part.spec.unit.value)
         return PartOutcome(PartStatus.DONE, units=result.done)
 
     def _fail(self, part: Part, message: str) -> PartOutcome:

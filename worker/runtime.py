@@ -11,7 +11,7 @@ from embedfleet import milvus
 from embedfleet.jobstore import JobStore
 from embedfleet.worker.kinds.base import WorkerContext
 from embedfleet.worker.milvus_sink import MilvusSink
-from embedfleet.worker.models.host import ModelHost
+from embedfleet.worker.models.host import ModelHost, resolve_device
 from embedfleet.worker.runner import PartRunner
 from embedfleet.worker.settings import WorkerSettings
 
@@ -31,14 +31,20 @@ class WorkerRuntime:
         for name in self.settings.preload_models or (registry.default,):
             self.host.get(registry.resolve(name))
 
-    def start_heartbeat(self) -> None:
-        """Publish the models this process hosts, so ListModels shows what is really served."""
+    def start_heartbeat(self, metrics_address: str = "") -> None:
+        """Publish the models this process hosts, so ListModels shows what is really served, with the
+        device and where this process's metrics are scraped (``embedfleet status`` shows both)."""
+        device = resolve_device(self.host.device)
 
         def beat() -> None:
             while not self._stop.is_set():
                 try:
                     self.store.publish_worker(
-                        self.settings.worker_id, self.host.loaded(), ttl_s=3 * self.settings.heartbeat_seconds
+                        self.settings.worker_id,
+                        self.host.loaded(),
+                        ttl_s=3 * self.settings.heartbeat_seconds,
+                        device=device,
+                        metrics=metrics_address,
                     )
                 except Exception:  # Redis down: keep trying, the key will simply expire meanwhile
                     log.warning("heartbeat to Redis failed", exc_info=True)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from embedfleet.client import cli
 from embedfleet.client.cli import main
+from embedfleet.client.sdk import EmbedfleetClient
 from embedfleet.local import LocalCluster
 
 
@@ -88,3 +89,26 @@ def test_completion_and_exit_codes_in_help(cluster: LocalCluster) -> None:
     assert code == 0 and "_EMBEDFLEET_COMPLETE" in out
     code, out = _run(cluster, "--help")
     assert code == 0 and "Exit codes" in out
+
+
+def test_status_shows_workers_queue_and_running_jobs(cluster: LocalCluster, wordnet_docs: list[dict]) -> None:
+    corpus_docs = wordnet_docs[:1000]
+    with EmbedfleetClient(cluster.gateway_address) as client:
+        job = client.submit_index(corpus_docs, f"cli_status_{uuid.uuid4().hex[:8]}", chunk_size=10)
+        try:
+            code, out = _run(cluster, "status", "--json")  # 100 chunks on one CPU worker: still running
+            assert code == 0
+            status = json.loads(out)
+            [worker] = [w for w in status["workers"] if w["worker_id"].startswith("local-0-")]
+            assert worker["device"] == "cpu" and "all-MiniLM-L6-v2" in worker["models"]
+            assert worker["metrics_address"] == f"127.0.0.1:{cluster.worker_metrics_ports[0]}"
+            [listed] = [j for j in status["jobs"] if j["id"] == job.id]
+            assert listed["state"] in ("QUEUED", "RUNNING") and listed["total"] == 1000
+            assert status["active_jobs"] >= 1
+            assert 0 < status["parts_queued"] + status["parts_running"] <= 100
+            code, out = _run(cluster, "status")
+            assert code == 0 and job.id in out and "local-0-" in out and "chunk(s) waiting" in out
+        finally:
+            client.cancel_job(job.id)
+    code, out = _run(cluster, "status", "--json")
+    assert job.id not in [j["id"] for j in json.loads(out)["jobs"]]  # cancelled: no longer active

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import uuid
 
 import numpy as np
@@ -23,6 +26,7 @@ from embedfleet.domain import (
 )
 from embedfleet.errors import FailedPrecondition, InvalidArgument, Retryable
 from embedfleet.jobstore import JobStore
+from embedfleet.logs import make_handler
 from embedfleet.model_store import ModelStore
 from embedfleet.registry import ModelRegistry
 from embedfleet.worker.kinds.base import WorkerContext
@@ -278,3 +282,32 @@ def test_finishing_a_part_refreshes_the_job_ttl(store: JobStore) -> None:
     store.start_part(job_id, 0)
     store.finish_part(job_id, 0, done=2, failed=0, truncated=0)
     assert store.r.ttl(store.job_key(job_id)) > 500
+
+
+def test_every_log_line_of_a_part_names_its_job_and_part(store: JobStore) -> None:
+    """A part that fails once (logged with its traceback) and then runs again: each of its lines, in
+    JSON, carries job_id and part; a line logged outside the part carries neither."""
+    job_id = _submit(store, EmbedParams(), _docs(3), chunk_size=3)
+    runner = _runner(store, HashEncoder(fail_times=1, error=RuntimeError("CUDA OOM")), None, max_attempts=2)
+    stream = io.StringIO()
+    handler = make_handler("json")
+    handler.setStream(stream)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        with pytest.raises(RetryPart):
+            runner.run_part(job_id, 0, attempt=1)
+        assert runner.run_part(job_id, 0, attempt=2).status == PartStatus.DONE
+        logging.getLogger("embedfleet.test").warning("not part of any part")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    part_lines = [line for line in lines if line["logger"] == "embedfleet.worker.runner"]
+    messages = " | ".join(line["message"] for line in part_lines)
+    assert "attempt 1 failed" in messages and "running again" in messages and "part done: 3 documents" in messages
+    assert all(line["job_id"] == job_id and line["part"] == 0 for line in part_lines)
+    assert "CUDA OOM" in part_lines[0]["exception"]
+    assert "job_id" not in lines[-1] and lines[-1]["message"] == "not part of any part"

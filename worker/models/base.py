@@ -26,6 +26,7 @@ CALIBRATION_FILE = Path(__file__).resolve().parents[1] / "calibration.txt"
 class Encoded:
     vectors: np.ndarray  # float32 (n, model dimension), not normalized
     truncated: int  # texts longer than the model's window
+    tokens: int = 0  # tokens the model processed (after truncation, without padding); 0 = not known
 
 
 class Encoder(Hashable, Protocol):

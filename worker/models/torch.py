@@ -45,6 +45,7 @@ class SentenceTransformerEncoder:
         with self._lock:  # one forward pass at a time per model: threads would only contend for cores
             lengths = self.model.tokenizer([prompt + t for t in texts], add_special_tokens=True)["input_ids"]
             truncated = sum(1 for ids in lengths if len(ids) > self.spec.max_seq_length)
+            tokens = sum(min(len(ids), self.spec.max_seq_length) for ids in lengths)
             vectors = self.model.encode(
                 texts,
                 prompt=prompt or None,
@@ -53,7 +54,7 @@ class SentenceTransformerEncoder:
                 normalize_embeddings=False,
                 show_progress_bar=False,
             )
-        return Encoded(vectors=np.asarray(vectors, dtype=np.float32), truncated=truncated)
+        return Encoded(vectors=np.asarray(vectors, dtype=np.float32), truncated=truncated, tokens=tokens)
 
     def calibration_vectors(self) -> np.ndarray:
         """Raw embeddings of the fixed calibration texts (computed once per process)."""
