@@ -58,7 +58,7 @@ class WorkerRuntime:
 
 def build_runtime(settings: WorkerSettings) -> WorkerRuntime:
     store = JobStore.from_url(settings.redis_url, settings.key_prefix, settings.job_ttl_seconds)
-    host = ModelHost(device=settings.device, batch_size=settings.encode_batch_size)
+    host = ModelHost(device=settings.device, batch_size=settings.encode_batch_size, cache_dir=settings.model_cache_dir)
 
     @functools.cache
     def sink() -> MilvusSink:  # connected on first use: a worker that only embeds never needs Milvus

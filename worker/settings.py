@@ -18,6 +18,8 @@ class WorkerSettings(CommonSettings):
     # Models loaded at start-up (so the first chunk does not pay for loading); empty = the default model.
     preload_models: tuple[str, ...] = ()
     encode_batch_size: int = Field(default=32, gt=0)
+    # Where model backends keep what they derive from weights (exported ONNX graphs), per weights checksum.
+    model_cache_dir: Path = Path(".embedfleet/cache")
     # Milvus refuses requests over 64 MB; upserts are split well below that.
     milvus_max_batch_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     # A chunk that hits a transient error (Milvus or Redis unreachable) is retried this many times.

@@ -15,6 +15,8 @@ from typing import Protocol
 import numpy as np
 
 from embedfleet.domain import InputType
+from embedfleet.errors import FailedPrecondition
+from embedfleet.model_store import weights_checksum
 from embedfleet.registry import ModelSpec
 
 # Fixed texts whose embeddings calibrate int8 ranges: the same for every worker, so int8 vectors
@@ -44,10 +46,23 @@ def calibration_texts() -> list[str]:
     return [t for t in CALIBRATION_FILE.read_text(encoding="utf-8").splitlines() if t.strip()]
 
 
+def verified_weights(spec: ModelSpec, path: Path) -> str:
+    """The weights' checksum, refused when it is not the one the registry pins."""
+    version = weights_checksum(path)
+    if spec.checksum and not version.startswith(spec.checksum):
+        raise FailedPrecondition(
+            f"model {spec.name!r}: weights at {path} have {version}, but the registry pins {spec.checksum}"
+        )
+    return version
+
+
 def prompt_for(spec: ModelSpec, input_type: InputType) -> str:
     """The registry's prompt for queries or documents ("" when the model has none)."""
     return spec.query_prompt if input_type == InputType.QUERY else spec.document_prompt
 
 
 class EncoderFactory(Protocol):
-    def __call__(self, spec: ModelSpec, device: str, batch_size: int) -> Encoder: ...
+    """Builds a backend's encoder; ``cache_dir`` is where a backend may keep what it derives from the
+    weights (an exported graph), per weights checksum."""
+
+    def __call__(self, spec: ModelSpec, device: str, batch_size: int, cache_dir: Path) -> Encoder: ...

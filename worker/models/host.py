@@ -6,16 +6,21 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+from pathlib import Path
 
 from embedfleet.registry import ModelSpec
 from embedfleet.worker.models.base import Encoder, EncoderFactory
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CACHE_DIR = Path(".embedfleet/cache")
+
 # backend name -> "module:callable" building an Encoder; imported on first use, so a worker that
 # never serves a backend never imports its runtime.
 BACKENDS: dict[str, str] = {
     "torch": "embedfleet.worker.models.torch:SentenceTransformerEncoder",
+    "onnx": "embedfleet.worker.models.onnx:OnnxEncoder",
+    "onnx-int8": "embedfleet.worker.models.onnx:OnnxInt8Encoder",
 }
 
 
@@ -41,9 +46,10 @@ class ModelHost:
     promoted version of a model name is loaded next to, not confused with, the one in memory.
     """
 
-    def __init__(self, device: str = "auto", batch_size: int = 32) -> None:
+    def __init__(self, device: str = "auto", batch_size: int = 32, cache_dir: Path = DEFAULT_CACHE_DIR) -> None:
         self.device = device
         self.batch_size = batch_size
+        self.cache_dir = cache_dir
         self._encoders: dict[tuple[str, str, str, str, str], Encoder] = {}
         self._lock = threading.Lock()
 
@@ -56,7 +62,8 @@ class ModelHost:
             encoder = self._encoders.get(self._key(spec))
             if encoder is None:
                 log.info("loading model %s from %s (%s backend)", spec.name, spec.source, spec.backend)
-                encoder = encoder_factory(spec.backend)(spec, resolve_device(self.device), self.batch_size)
+                factory = encoder_factory(spec.backend)
+                encoder = factory(spec, resolve_device(self.device), self.batch_size, self.cache_dir)
                 self._encoders[self._key(spec)] = encoder
             return encoder
 

@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 
 from embedfleet.domain import InputType
 from embedfleet.errors import FailedPrecondition
-from embedfleet.model_store import weights_checksum
 from embedfleet.registry import ModelSpec
-from embedfleet.worker.models.base import Encoded, calibration_texts, prompt_for
+from embedfleet.worker.models.base import Encoded, calibration_texts, prompt_for, verified_weights
 
 
 class SentenceTransformerEncoder:
-    def __init__(self, spec: ModelSpec, device: str, batch_size: int) -> None:
+    def __init__(self, spec: ModelSpec, device: str, batch_size: int, cache_dir: Path | None = None) -> None:
+        """``cache_dir`` is unused: torch reads the weights directory as it is."""
         from sentence_transformers import SentenceTransformer
 
         self.spec = spec
         self.batch_size = batch_size
         path = spec.local_path()
         if path is not None:
-            self.version = weights_checksum(path)
-            if spec.checksum and not self.version.startswith(spec.checksum):
-                raise FailedPrecondition(
-                    f"model {spec.name!r}: weights at {path} have {self.version}, but the registry pins {spec.checksum}"
-                )
+            self.version = verified_weights(spec, path)
             self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
         else:
             # A hub id: only for deployments that reach a hub; pinned by revision.
