@@ -59,7 +59,8 @@ class LocalCluster:
     gateway_port: int = 50051
     milvus_port: int = 19530
     extra_env: dict[str, str] = field(default_factory=dict)
-    # Directories whose corpus files the gateway may read by path (default: the current directory).
+    # Directories whose corpus files the gateway may read by path; none given leaves the gateway's
+    # setting (EMBEDFLEET_ALLOWED_CORPUS_DIRS, empty by default: no server-side paths).
     corpus_dirs: tuple[Path, ...] = ()
     log_dir: Path | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -156,6 +157,8 @@ class LocalCluster:
         overrides: dict[str, Any] = {
             k.removeprefix("EMBEDFLEET_").lower(): v for k, v in self.extra_env.items() if k.startswith("EMBEDFLEET_")
         }
+        if self.corpus_dirs:
+            overrides["allowed_corpus_dirs"] = self.corpus_dirs
         if self.backend == "ray":
             # The gateway's RayDispatcher starts the workers as actors: ``workers`` sizes the pool
             # unless EMBEDFLEET_RAY_POOL_SIZE is given explicitly.
@@ -168,7 +171,6 @@ class LocalCluster:
                 "milvus_uri": self.milvus_uri,
                 "model_store_dir": self.data_dir / "models",
                 "port": self.gateway_port,
-                "allowed_corpus_dirs": self.corpus_dirs or (Path.cwd(),),
                 **overrides,
             }
         )
