@@ -5,6 +5,17 @@ status code in a single table (``embedfleet.gateway.errors``), so the mapping ca
 RPCs. Messages are written for the person who sent the request: they say what to change.
 """
 
+# The most characters of one user-supplied value an error message quotes.
+MAX_ECHO_CHARS = 80
+
+
+def echo(value: str) -> str:
+    """``value`` quoted for an error message, cut to ``MAX_ECHO_CHARS``: a 10 kB name must not push the
+    advice that follows it out of a message the gateway clips, nor out of the reader's view."""
+    if len(value) <= MAX_ECHO_CHARS:
+        return repr(value)
+    return f"{value[:MAX_ECHO_CHARS]!r}… ({len(value)} characters)"
+
 
 class EmbedfleetError(Exception):
     """Base of every error embedfleet raises on purpose."""

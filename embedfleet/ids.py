@@ -1,9 +1,15 @@
 """Identifiers derived from data, so that a retried write is an upsert and never a new row."""
 
 import hashlib
+import re
 import uuid
 
+from embedfleet.errors import InvalidArgument, echo
+
 _PK_MASK = (1 << 63) - 1
+# What ``new_job_id`` issues: uuid4().hex. Nothing else may reach the job store's key names, where
+# ``<id>:chunks`` would name another job's hash.
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def primary_key(collection: str, document_id: str) -> int:
@@ -20,3 +26,12 @@ def primary_key(collection: str, document_id: str) -> int:
 def new_job_id() -> str:
     """Job ids are random: two submissions of the same corpus are two jobs."""
     return uuid.uuid4().hex
+
+
+def validate_job_id(job_id: str) -> str:
+    """The id unchanged if it has the form the gateway issues; anything else is the caller's mistake."""
+    if not _JOB_ID.fullmatch(job_id):
+        raise InvalidArgument(
+            f"job_id must be the 32 lowercase hex digits a Submit call returned, got {echo(job_id)}", "job_id"
+        )
+    return job_id

@@ -59,7 +59,8 @@ class LocalCluster:
     gateway_port: int = 50051
     milvus_port: int = 19530
     extra_env: dict[str, str] = field(default_factory=dict)
-    # Directories whose corpus files the gateway may read by path (default: the current directory).
+    # Directories whose corpus files the gateway may read by path; none given leaves the gateway's
+    # setting (EMBEDFLEET_ALLOWED_CORPUS_DIRS, empty by default: no server-side paths).
     corpus_dirs: tuple[Path, ...] = ()
     log_dir: Path | None = None
     # Serve Prometheus metrics on free loopback ports: the gateway's on gateway_metrics_port, worker i's
@@ -171,6 +172,8 @@ class LocalCluster:
         if self.metrics:
             self.gateway_metrics_port = self.gateway_metrics_port or free_port()
             overrides.update(metrics_host="127.0.0.1", metrics_port=self.gateway_metrics_port)
+        if self.corpus_dirs:
+            overrides["allowed_corpus_dirs"] = self.corpus_dirs
         if self.backend == "ray":
             # The gateway's RayDispatcher starts the workers as actors: ``workers`` sizes the pool
             # unless EMBEDFLEET_RAY_POOL_SIZE is given explicitly.
@@ -183,7 +186,6 @@ class LocalCluster:
                 "milvus_uri": self.milvus_uri,
                 "model_store_dir": self.data_dir / "models",
                 "port": self.gateway_port,
-                "allowed_corpus_dirs": self.corpus_dirs or (Path.cwd(),),
                 **overrides,
             }
         )

@@ -19,7 +19,7 @@ from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from embedfleet.domain import Precision, StoredField, VectorField
-from embedfleet.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from embedfleet.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, echo
 from embedfleet.registry import ModelSpec
 from embedfleet.wire import packed_width
 
@@ -48,7 +48,7 @@ def binary_words(dimensions: int) -> int:
 def validate_collection_name(name: str) -> None:
     if not _NAME.fullmatch(name or ""):
         raise InvalidArgument(
-            f"collection name {name!r} is invalid: use letters, digits and underscores, "
+            f"collection name {echo(name)} is invalid: use letters, digits and underscores, "
             "starting with a letter or underscore, at most 255 characters"
         )
 
@@ -59,7 +59,7 @@ def stored_fields(spec: ModelSpec, fields: Iterable[VectorField]) -> tuple[Store
     for field in fields:
         if not _FIELD_NAME.fullmatch(field.name) or field.name in RESERVED_FIELDS:
             raise InvalidArgument(
-                f"extra field name {field.name!r} is invalid: use letters, digits and underscores, starting "
+                f"extra field name {echo(field.name)} is invalid: use letters, digits and underscores, starting "
                 f"with a letter, and none of {', '.join(sorted(RESERVED_FIELDS))}"
             )
         if field.precision not in STORABLE_PRECISIONS:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from embedfleet.errors import FailedPrecondition, InvalidArgument, NotFound
+from embedfleet.errors import FailedPrecondition, InvalidArgument, NotFound, echo
 from embedfleet.registry import ModelRole, ModelSpec
 
 MANIFEST_FILE = "embedfleet-manifest.json"
@@ -310,7 +310,7 @@ def _fsync_dir(path: Path) -> None:
 
 def _safe(value: str, what: str) -> str:
     if not _SAFE_NAME.match(value):
-        raise InvalidArgument(f"{what} {value!r} must be 1-128 characters of letters, digits, '.', '_', '-'")
+        raise InvalidArgument(f"{what} {echo(value)} must be 1-128 characters of letters, digits, '.', '_', '-'")
     return value
 
 

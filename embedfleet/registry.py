@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from embedfleet.errors import InvalidArgument, NotFound
+from embedfleet.errors import InvalidArgument, NotFound, echo
 
 
 class ModelRole(StrEnum):
@@ -117,4 +117,4 @@ class ModelRegistry:
                 return spec
         known = ", ".join(sorted(self._by_name))
         roles = ", ".join(sorted({m.role.value for m in self._by_name.values()}))
-        raise NotFound(f"unknown model {name_or_role!r}; registered models: {known}; roles: {roles}")
+        raise NotFound(f"unknown model {echo(name_or_role)}; registered models: {known}; roles: {roles}")

@@ -7,6 +7,7 @@ Nothing here knows gRPC.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -73,13 +74,42 @@ class GatewayContext:
         return ResolvedModel(spec, options.model_copy(update={"model": spec.name}), dims)
 
     def server_corpus(self, path: str) -> Iterator[Document]:
-        """A corpus file on the gateway's side, only under the allowed directories."""
-        if not self.settings.allowed_corpus_dirs:
-            raise errors.FailedPrecondition(
-                "this gateway does not read server-side corpus files (EMBEDFLEET_ALLOWED_CORPUS_DIRS is "
-                "empty); stream the documents instead"
-            )
-        resolved = Path(path).resolve()
-        if not any(resolved.is_relative_to(Path(d).resolve()) for d in self.settings.allowed_corpus_dirs):
-            raise errors.FailedPrecondition(f"corpus path {path!r} is outside the gateway's allowed corpus dirs")
-        return read_corpus(resolved)
+        """A corpus file on the gateway's side, only under the allowed directories (see ``corpus_path``)."""
+        return read_corpus(corpus_path(path, self.settings.allowed_corpus_dirs))
+
+
+def corpus_path(path: str, allowed_dirs: tuple[Path, ...]) -> Path:
+    """The client's ``source.path`` as a path the gateway may open, or a refusal that tells nothing about
+    the gateway's filesystem outside ``allowed_dirs``.
+
+    Only absolute paths are taken: a relative one would be read against the gateway's working
+    directory, which no client chose. The path is checked lexically first, so nothing outside the
+    allowed directories is ever looked at, then again with symlinks resolved, so none leads out. The
+    path returned is the client's own, normalized: errors quote what was sent, not where it led.
+    """
+    field = "config.source.path"
+    if not allowed_dirs:
+        raise errors.FailedPrecondition(
+            "this gateway does not read server-side corpus files (EMBEDFLEET_ALLOWED_CORPUS_DIRS is "
+            "empty); stream the documents instead"
+        )
+    if "\x00" in path:
+        raise errors.InvalidArgument("source.path contains a NUL byte, which no file name can", field)
+    given = Path(os.path.normpath(path))
+    if not given.is_absolute():
+        raise errors.InvalidArgument(
+            f"source.path {errors.echo(path)} is relative; give the absolute path of a file under one of the "
+            "gateway's corpus directories",
+            field,
+        )
+    roots = [Path(os.path.normpath(os.path.abspath(d))) for d in allowed_dirs]
+    outside = errors.FailedPrecondition(f"corpus path {errors.echo(path)} is outside the gateway's allowed corpus dirs")
+    if not any(given.is_relative_to(root) for root in roots):
+        raise outside
+    try:
+        target = given.resolve()
+    except RuntimeError:  # a symlink loop, inside the allowed dirs
+        raise errors.NotFound(f"corpus file {errors.echo(path)} cannot be opened (a symlink loop)") from None
+    if not any(target.is_relative_to(root.resolve()) for root in roots):
+        raise outside
+    return given

@@ -9,8 +9,8 @@ import uuid
 from dataclasses import dataclass
 
 from embedfleet import errors
-from embedfleet.corpus import validate_document
-from embedfleet.domain import Document, EmbeddingOptions, Precision
+from embedfleet.corpus import check_text
+from embedfleet.domain import EmbeddingOptions, Precision
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.tasks import error_for
 
@@ -40,7 +40,7 @@ class EmbedCore:
                 "submit an embed job for larger batches"
             )
         for i, text in enumerate(texts):
-            validate_document(Document(id=str(i), text=text), f"text {i}", settings.max_text_bytes)
+            check_text(text, f"text {i}", settings.max_text_bytes, "texts")
         model = self.ctx.resolve(options)
         request_id = uuid.uuid4().hex
         wait_s = min(timeout_s or settings.embed_timeout_seconds, settings.embed_timeout_seconds)

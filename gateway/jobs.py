@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 
 from embedfleet import errors
 from embedfleet.domain import Document, JobKind, JobSnapshot, JobState
+from embedfleet.gateway import paging
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.kinds import PLANNERS, JobRequest
 from embedfleet.gateway.kinds.base import PartStager, Submission
-from embedfleet.ids import new_job_id
+from embedfleet.ids import new_job_id, validate_job_id
 from embedfleet.jobstore import PartVectors
 
 log = logging.getLogger(__name__)
@@ -78,34 +79,25 @@ class JobsCore:
         return recovered
 
     def get(self, job_id: str) -> JobSnapshot:
-        return self.store.get(job_id)
+        return self.store.get(validate_job_id(job_id))
 
     def list(self, page_size: int, page_token: str, state: JobState | None) -> tuple[list[JobSnapshot], str]:
-        size = page_size or 50
-        if size > 1000:
-            raise errors.InvalidArgument("page_size must be at most 1000", "page_size")
-        before: float | None = None
-        if page_token:
-            try:
-                before = float(page_token)
-            except ValueError:
-                raise errors.InvalidArgument("page_token is not one this server issued", "page_token") from None
-        jobs, next_score = self.store.list(size, before, state)
-        return jobs, (repr(next_score) if next_score is not None else "")
+        jobs, next_score = self.store.list(paging.page_size(page_size), paging.page_start(page_token), state)
+        return jobs, paging.next_token(next_score)
 
     def cancel(self, job_id: str) -> JobSnapshot:
-        return self.store.cancel(job_id)
+        return self.store.cancel(validate_job_id(job_id))
 
     def watch(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[JobSnapshot]:
         """The job now, then after each change, until it is finished or the caller goes away."""
-        for snapshot in self.store.watch(job_id):
+        for snapshot in self.store.watch(validate_job_id(job_id)):
             yield snapshot
             if not keep_going():
                 return
 
     def results(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[tuple[int, int, PartVectors]]:
         """An embed job's vectors in part order, each as soon as its part is done."""
-        snap = self.store.get(job_id)
+        snap = self.store.get(validate_job_id(job_id))
         if snap.spec.kind != JobKind.EMBED:
             raise errors.FailedPrecondition(
                 f"job {job_id} is an {snap.spec.kind.value} job; only embed jobs have results"

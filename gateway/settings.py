@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from embedfleet.settings import CommonSettings
+from embedfleet.storable import MILVUS_MAX_JSON_BYTES
 
 
 class GatewaySettings(CommonSettings):
@@ -25,6 +26,8 @@ class GatewaySettings(CommonSettings):
     max_message_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_documents_per_job: int = Field(default=1_000_000, gt=0)
     max_text_bytes: int = Field(default=1024 * 1024, gt=0)
+    # Largest metadata object of one document, in bytes of JSON; Milvus stores at most 65,536.
+    max_metadata_bytes: int = Field(default=MILVUS_MAX_JSON_BYTES, gt=0, le=MILVUS_MAX_JSON_BYTES)
     default_chunk_size: int = Field(default=256, gt=0)
     max_chunk_size: int = Field(default=4096, gt=0)
     max_embed_texts: int = Field(default=256, gt=0)

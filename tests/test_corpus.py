@@ -65,14 +65,14 @@ def test_parquet_roundtrip_and_missing_column(tmp_path: Path) -> None:
 
 
 def test_validate_document_rules() -> None:
-    validate_document(Document(id="a", text="fine"), "document 0", 100)
-    with pytest.raises(InvalidArgument, match="empty text"):
-        validate_document(Document(id="a", text="  \n"), "document 0", 100)
+    validate_document(Document(id="a", text="fine"), "document 0", 100, 1000)
+    with pytest.raises(InvalidArgument, match="text is empty"):
+        validate_document(Document(id="a", text="  \n"), "document 0", 100, 1000)
     with pytest.raises(InvalidArgument, match="id is empty"):
-        validate_document(Document(id="", text="x"), "document 0", 100)
+        validate_document(Document(id="", text="x"), "document 0", 100, 1000)
     with pytest.raises(InvalidArgument, match="limit is 512"):
-        validate_document(Document(id="x" * 513, text="x"), "document 0", 100)
+        validate_document(Document(id="x" * 513, text="x"), "document 0", 100, 1000)
     with pytest.raises(ResourceExhausted, match="limit is 100"):
-        validate_document(Document(id="a", text="x" * 101), "document 0", 100)
+        validate_document(Document(id="a", text="x" * 101), "document 0", 100, 1000)
     with pytest.raises(InvalidArgument, match="metadata is not valid JSON"):
-        validate_document(Document(id="a", text="x", metadata_json="{"), "document 0", 100)
+        validate_document(Document(id="a", text="x", metadata_json="{"), "document 0", 100, 1000)

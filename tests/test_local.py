@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import grpc
 import pytest
 import redis
 
@@ -57,6 +58,11 @@ def test_up_serves_and_ctrl_c_stops_everything(tmp_path: Path, backend: str, red
         with EmbedfleetClient(address) as client:
             assert client.list_models()[0].workers == 1
             assert client.embed(["hello"]).vectors.shape == (1, 384)
+            # No corpus dirs were given: not even a file under the working directory is read by path.
+            with pytest.raises(grpc.RpcError) as refused:
+                client.submit_embed(None, server_path=str(Path.cwd() / "corpus.jsonl"))
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "does not read server-side corpus files" in str(refused.value.details())
         heartbeats = list(redis_client.scan_iter(match=f"{prefix}workers:*"))
         assert heartbeats, "embedfleet up did not use EMBEDFLEET_KEY_PREFIX"
         process.send_signal(signal.SIGINT)

@@ -81,7 +81,8 @@ def run_worker(settings: WorkerSettings) -> None:
     if settings.metrics_port and MULTIPROC_ENV not in os.environ:
         raise RuntimeError(f"metrics_port is set but {MULTIPROC_ENV} is not: start workers with `embedfleet worker`")
     app = create_app(settings)
-    serve_metrics(settings.metrics_host, settings.metrics_port, multiprocess_registry())
+    if settings.metrics_port:  # 0 = off: then there is no multiprocess directory to read either
+        serve_metrics(settings.metrics_host, settings.metrics_port, multiprocess_registry())
     queues = settings.queues or (settings.interactive_queue, settings.bulk_queue)
     app.worker_main(
         [

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 from embedfleet import errors
+from embedfleet.corpus import check_text
 from embedfleet.domain import DistillParams, Document, EmbeddingOptions, ProgressUnit
 from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Texts per optimizer step; a larger batch would not fit a worker's memory anyway.
+MAX_BATCH_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class DistillPlanner:
         init = registry.resolve(request.init_model) if request.init_model else teacher.spec
         if not _MODEL_NAME.fullmatch(request.student_name):
             raise errors.InvalidArgument(
-                f"student_name {request.student_name!r} is invalid: use letters, digits, '.', '_' and '-'",
+                f"student_name {errors.echo(request.student_name)} is invalid: use letters, digits, '.', '_' and '-'",
                 "config.student_name",
             )
         if request.student_name in {m.name for m in ctx.settings.models}:
@@ -54,10 +58,20 @@ class DistillPlanner:
                 "min_quality_fraction must be between 0 and 1.5 (above 1: beat the teacher)",
                 "config.min_quality_fraction",
             )
+        if not (math.isfinite(request.learning_rate) and 0 <= request.learning_rate <= 1):
+            raise errors.InvalidArgument(
+                f"learning_rate {request.learning_rate} must be between 0 and 1 (0 means 1e-4)", "config.learning_rate"
+            )
+        if request.batch_size > MAX_BATCH_SIZE:
+            raise errors.InvalidArgument(
+                f"batch_size {request.batch_size} exceeds the limit {MAX_BATCH_SIZE}", "config.batch_size"
+            )
         if request.source_path and request.texts:
             raise errors.InvalidArgument("give training texts or a source path, not both", "config.texts")
         texts = [d.text for d in ctx.server_corpus(request.source_path)] if request.source_path else list(request.texts)
         texts = [t for t in texts if t.strip()]
+        for i, text in enumerate(texts):
+            check_text(text, f"training text {i}", ctx.settings.max_text_bytes, "config.texts")
         if len(texts) < 4:
             raise errors.InvalidArgument(
                 f"distillation needs at least 4 non-empty texts, got {len(texts)}", "config.texts"

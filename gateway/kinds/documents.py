@@ -33,7 +33,7 @@ def stage_documents(sub: Submission, source_path: str, size: int) -> tuple[int, 
     buffer: list[Document] = []
     for doc in documents:
         where = f"document {total}"
-        validate_document(doc, where, limits.max_text_bytes)
+        validate_document(doc, where, limits.max_text_bytes, limits.max_metadata_bytes)
         if doc.id in seen:
             raise errors.InvalidArgument(
                 f"{where}: id {doc.id!r} was already used by document {seen[doc.id]}; ids must be unique"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from embedfleet import errors
+from embedfleet.corpus import check_text
 from embedfleet.domain import EmbeddingOptions, InputType, Precision, SearchHit, SearchMode
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.embedding import EmbedCore
@@ -13,6 +14,8 @@ from embedfleet.gateway.search.base import SearchQuery, SearchStrategy
 from embedfleet.gateway.search.binary import BinarySearch
 from embedfleet.gateway.search.full import FullSearch
 from embedfleet.gateway.search.funnel import FunnelSearch
+from embedfleet.gateway.settings import GatewaySettings
+from embedfleet.storable import utf8_size
 from embedfleet.wire import unpack_vectors
 
 STRATEGIES: dict[SearchMode, SearchStrategy] = {
@@ -23,8 +26,9 @@ STRATEGIES: dict[SearchMode, SearchStrategy] = {
 MAX_TOP_K = 1000
 MAX_CANDIDATES = 10_000
 DEFAULT_CANDIDATES_PER_HIT = 10
+DEFAULT_TOP_K = 10
 
-__all__ = ["STRATEGIES", "SearchCore", "SearchRequest"]
+__all__ = ["STRATEGIES", "SearchCore", "SearchRequest", "check_request"]
 
 
 @dataclass(frozen=True)
@@ -45,36 +49,36 @@ class SearchAnswer:
     model: str
 
 
+def check_request(request: SearchRequest, settings: GatewaySettings) -> tuple[int, int]:
+    """The checks a search passes before anything is looked up; returns (top_k, candidates) with the
+    defaults applied (top_k 0 means 10, candidates 0 means 10 x top_k). Queries are named as such in
+    errors: they are not documents."""
+    if not request.queries:
+        raise errors.InvalidArgument("no query: set query (or queries)", "query")
+    if len(request.queries) > settings.max_embed_texts:
+        raise errors.InvalidArgument(
+            f"{len(request.queries)} queries in one call; at most {settings.max_embed_texts}", "queries"
+        )
+    for i, text in enumerate(request.queries):
+        check_text(text, "query" if i == 0 else f"query {i}", settings.max_text_bytes, "query" if i == 0 else "queries")
+    top_k = request.top_k or DEFAULT_TOP_K
+    if not 0 < top_k <= MAX_TOP_K:
+        raise errors.InvalidArgument(f"top_k must be between 1 and {MAX_TOP_K} (0 means {DEFAULT_TOP_K})", "top_k")
+    candidates = request.candidates or min(MAX_CANDIDATES, DEFAULT_CANDIDATES_PER_HIT * top_k)
+    if not top_k <= candidates <= MAX_CANDIDATES:
+        raise errors.InvalidArgument(f"candidates must be between top_k ({top_k}) and {MAX_CANDIDATES}", "candidates")
+    if utf8_size(request.filter, "filter") > settings.max_filter_bytes:
+        raise errors.InvalidArgument(f"filter is longer than {settings.max_filter_bytes} bytes", "filter")
+    return top_k, candidates
+
+
 class SearchCore:
     def __init__(self, ctx: GatewayContext, embedder: EmbedCore) -> None:
         self.ctx = ctx
         self.embedder = embedder
 
-    def _validate(self, request: SearchRequest) -> tuple[int, int]:
-        """(top_k, candidates) with defaults applied; refuses what is out of bounds."""
-        if not request.queries:
-            raise errors.InvalidArgument("no query: set query (or queries)", "query")
-        most = self.ctx.settings.max_embed_texts
-        if len(request.queries) > most:
-            raise errors.InvalidArgument(f"{len(request.queries)} queries in one call; at most {most}", "queries")
-        for i, text in enumerate(request.queries):
-            if not text.strip():
-                raise errors.InvalidArgument(f"query {i} is empty", "query" if i == 0 else "queries")
-        top_k = request.top_k or 10
-        if top_k > MAX_TOP_K:
-            raise errors.InvalidArgument(f"top_k must be at most {MAX_TOP_K}", "top_k")
-        candidates = request.candidates or min(MAX_CANDIDATES, DEFAULT_CANDIDATES_PER_HIT * top_k)
-        if not top_k <= candidates <= MAX_CANDIDATES:
-            raise errors.InvalidArgument(
-                f"candidates must be between top_k ({top_k}) and {MAX_CANDIDATES}", "candidates"
-            )
-        limit = self.ctx.settings.max_filter_bytes
-        if len(request.filter.encode()) > limit:
-            raise errors.InvalidArgument(f"filter is longer than {limit} bytes", "filter")
-        return top_k, candidates
-
     def search(self, request: SearchRequest) -> SearchAnswer:
-        top_k, candidates = self._validate(request)
+        top_k, candidates = check_request(request, self.ctx.settings)
         strategy = STRATEGIES[request.mode]
         binding = self.ctx.binding(request.collection)
         if binding is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import grpc
@@ -22,6 +24,11 @@ def _status(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def
 DOC = {"id": "a", "text": "hello"}
 
 
+def _with_metadata(metadata_json: str) -> list[dict[str, str]]:
+    """One document whose metadata goes to the gateway as this exact JSON text."""
+    return [{"id": "a", "text": "hello", "metadata": metadata_json}]
+
+
 @pytest.mark.parametrize(
     ("name", "call", "code", "message"),
     [
@@ -30,7 +37,7 @@ DOC = {"id": "a", "text": "hello"}
             "empty text",
             lambda c: c.submit_embed([DOC, {"id": "b", "text": "   "}]),
             "INVALID_ARGUMENT",
-            "document 1: document 'b' has empty text",
+            "document 1: document 'b' text is empty",
         ),
         (
             "duplicate id",
@@ -93,6 +100,50 @@ DOC = {"id": "a", "text": "hello"}
         ),
         ("evaluate: bad dim", lambda c: c.submit_evaluate("teacher", dimensions=[100]), "INVALID_ARGUMENT", "100"),
         (
+            "metadata nested deeply",
+            lambda c: c.submit_embed(_with_metadata('{"a": ' + "[" * 5000 + "]" * 5000 + "}")),
+            "INVALID_ARGUMENT",
+            "nested more than 32 levels",
+        ),
+        (
+            "metadata nested past the depth limit",
+            lambda c: c.submit_embed(_with_metadata('{"a": ' + "[" * 40 + "]" * 40 + "}")),
+            "INVALID_ARGUMENT",
+            "nested more than 32 levels",
+        ),
+        (
+            "metadata lone surrogate",
+            lambda c: c.submit_index(_with_metadata('{"k": "\\ud800"}'), "e2e_surrogate"),
+            "INVALID_ARGUMENT",
+            "not valid UTF-8",
+        ),
+        ("metadata NaN", lambda c: c.submit_embed(_with_metadata('{"k": NaN}')), "INVALID_ARGUMENT", "NaN"),
+        ("metadata 1e400", lambda c: c.submit_embed(_with_metadata('{"k": 1e400}')), "INVALID_ARGUMENT", "double"),
+        (
+            "metadata 2 MB",
+            lambda c: c.submit_embed(_with_metadata(json.dumps({"k": "x" * 2_000_000}))),
+            "RESOURCE_EXHAUSTED",
+            "the limit is 65536",
+        ),
+        (
+            "query too long",
+            lambda c: c.search("e2e_missing", "x" * (1024 * 1024 + 1)),
+            "RESOURCE_EXHAUSTED",
+            "query is 1048577 bytes",
+        ),
+        (
+            "NUL in server path",
+            lambda c: c.submit_embed(None, server_path="/tmp/a\x00b.jsonl"),
+            "INVALID_ARGUMENT",
+            "NUL byte",
+        ),
+        (
+            "relative server path",
+            lambda c: c.submit_embed(None, server_path="corpus.jsonl"),
+            "INVALID_ARGUMENT",
+            "is relative",
+        ),
+        (
             "bad page token",
             lambda c: c.jobs.ListJobs(jobs_pb2.ListJobsRequest(page_token="zz")),
             "INVALID_ARGUMENT",
@@ -104,6 +155,32 @@ def test_status_codes(client: EmbedfleetClient, name: str, call, code: str, mess
     got_code, details = _status(lambda: call(client))
     assert got_code.name == code, details
     assert message in details
+    if name == "query too long":
+        assert "document" not in details
+
+
+def test_ids_naming_other_keys_of_a_real_job_are_refused(client: EmbedfleetClient) -> None:
+    """``<id>:chunks`` is the key of the job's part hash: it must never be read as a job."""
+    job = client.submit_embed([DOC])
+    calls = (client.get_job, client.cancel_job, lambda i: list(client.watch(i)), lambda i: list(client.results(i)))
+    for bad in (f"{job.id}:chunks", f"{job.id}:events", job.id.upper()):
+        for call in calls:
+            code, details = _status(functools.partial(call, bad))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT and "job_id must be the 32 lowercase hex" in details
+
+
+def test_server_paths_say_nothing_of_the_gateway_filesystem(client: EmbedfleetClient, cluster: LocalCluster) -> None:
+    corpora = cluster.corpus_dirs[0]
+    long_path = str(corpora / ".." / ("x" * 10_000))
+    code, details = _status(lambda: client.submit_embed(None, server_path=long_path))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "outside" in details and len(details) < 300
+    for outside in ("/etc/passwd", "/etc/no-such-file"):  # existing or not: the same answer
+        code, details = _status(functools.partial(client.submit_embed, None, server_path=outside))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+        assert details == f"corpus path {outside!r} is outside the gateway's allowed corpus dirs"
+    inside = f"{corpora}/../{corpora.name}/no.jsonl"
+    code, details = _status(lambda: client.submit_embed(None, server_path=inside))
+    assert code == grpc.StatusCode.NOT_FOUND and str(corpora / "no.jsonl") in details
 
 
 def test_results_of_an_index_job_are_refused(client: EmbedfleetClient) -> None:
