@@ -383,3 +383,21 @@ def test_milvus_down_at_first_connect_is_retried(store: JobStore, milvus_client)
     with pytest.raises(RetryPart, match="cannot reach Milvus"):
         runner.run_part(job_id, 0)
     assert store.get(job_id).parts_finished == 0
+
+
+def test_a_dropped_collection_is_checked_again(milvus_client) -> None:  # type: ignore[no-untyped-def]
+    collection = f"t_{uuid.uuid4().hex[:10]}"
+    binding = milvus.CollectionBinding(FAKE_SPEC.name, "sha256:fake", FAKE_SPEC.dimensions)
+    docs = _docs(3)
+    vectors = np.random.default_rng(0).standard_normal((3, FAKE_SPEC.dimensions)).astype(np.float32)
+    sink = MilvusSink(milvus_client, max_batch_bytes=4096, binding_ttl_s=0.5)
+    assert sink.write(collection, binding, docs, vectors) == 3
+    milvus_client.drop_collection(collection)  # dropped under a worker that checked it
+    assert sink.write(collection, binding, docs, vectors) == 3  # "not found": created again, not a failure
+    assert _count(milvus_client, collection) == 3
+    milvus_client.drop_collection(collection)
+    milvus.ensure_collection(milvus_client, collection, milvus.CollectionBinding("other-model", "v1", 16))
+    time.sleep(0.6)  # past the binding's check TTL
+    with pytest.raises(FailedPrecondition, match="other-model"):
+        sink.write(collection, binding, docs, vectors)  # another model's collection now: refused
+    milvus_client.drop_collection(collection)
