@@ -7,11 +7,13 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from embedfleet import milvus
 from embedfleet.client.sdk import EmbedfleetClient
 from embedfleet.domain import Document, EmbeddingOptions, EmbedParams, JobSpec, JobState
+from embedfleet.gateway.kinds.embed import EmbedJobRequest
 from embedfleet.jobstore import JobStore
 from embedfleet.local import LocalCluster
 
@@ -88,3 +90,23 @@ def test_recovery_passes_over_a_job_it_cannot_read(celery_system: LocalCluster) 
     finally:
         store.r.delete(store.job_key(broken))
         store.r.srem(store._active_key, broken)
+
+
+def test_a_streaming_submission_keeps_its_staging_marker(celery_system: LocalCluster) -> None:
+    """While documents stream in, the gateway keeps a staging marker alive: had it died mid-stream, the
+    marker would lapse and the recovery loop would delete what it staged (``reap_abandoned_staging``)."""
+    jobs = celery_system.gateway.jobs
+    store = jobs.store
+    seen: list[float | None] = []
+
+    def documents() -> Iterator[Document]:
+        for i in range(40):
+            if i == 20:
+                [(_, deadline)] = store.r.zrange(store._staging_key, 0, -1, withscores=True)
+                seen.append(deadline)
+            yield Document(id=f"s{i}", text=f"streamed sentence {i}")
+
+    request = EmbedJobRequest(embedding=EmbeddingOptions(model="all-MiniLM-L6-v2"), chunk_size=8)
+    snap = jobs.submit(request, documents())
+    assert seen and seen[0] is not None and seen[0] > time.time()  # marked while streaming
+    assert store.r.zscore(store._staging_key, snap.id) is None  # and unmarked once the job exists
