@@ -7,10 +7,18 @@ gateway (or worker) loses nothing. State changes that must be atomic are Lua scr
 
 * ``start_part`` refuses a part of a cancelled job and one already finished, so a redelivered
   part (worker crash, visibility timeout) does not run twice after it completed, and hands back
-  the job's spec in the same round trip;
+  the job's spec in the same round trip. A part that runs is *leased* to its runner, which refreshes
+  the lease while it runs: a second delivery of a part whose runner is alive is refused (``BUSY``),
+  so it never runs twice at once; and every start is counted, so a part whose worker dies every time
+  can be failed after ``max_chunk_attempts`` even though the queue redelivers it without counting;
+* ``reclaim_parts`` hands back, to one gateway, the parts whose runner's lease lapsed (the worker
+  was killed): they are queued again within seconds, however long the broker's visibility timeout;
 * ``finish_part`` counts a part exactly once, and moves the job to SUCCEEDED or FAILED when the
   last part is in;
-* ``cancel`` only moves a job that is not finished yet.
+* ``cancel`` only moves a job that is not finished yet, and drops its staged inputs.
+
+No script recreates a job whose keys are gone (expired or deleted), and the keys of a live job have
+their TTL refreshed (``finish_part``, ``touch``), so a record never expires under a running job.
 
 Large payloads (part texts, result vectors) are Redis values referenced by key; queue messages
 carry only ``(job_id, part)``.
@@ -20,7 +28,9 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,15 +42,50 @@ from embedfleet.domain import Document, JobSnapshot, JobSpec, JobState, PartFail
 from embedfleet.errors import InvalidArgument, NotFound
 from embedfleet.redis_errors import count_errors
 
-# Returns {outcome, spec, total, parts_total}: the job's fixed facts ride along with the decision, so a
-# worker starting a part needs no second read of the job record.
-_START_PART = """
+log = logging.getLogger(__name__)
+
+# How long a running part's lease lasts unless its owner refreshes it (a third of this apart): a part
+# whose worker died is queued again this long after its last refresh, whatever the broker does.
+DEFAULT_PART_LEASE_S = 6.0
+
+# Sets a TTL on every key of a live job whose name does not depend on a part, and on the staged
+# input and output of each of its parts: a long job's records never expire under it.
+# KEYS[1] .. KEYS[nkeys] are the job's own keys, KEYS[1] the job record.
+_TOUCH_JOB_FUNCTION = """
+local function touch_job(nkeys, ttl, job_prefix)
+  for i = 1, nkeys do redis.call('EXPIRE', KEYS[i], ttl) end
+  local parts = tonumber(redis.call('HGET', KEYS[1], 'parts_total') or '0')
+  for p = 0, parts - 1 do
+    redis.call('EXPIRE', job_prefix .. 'in:' .. p, ttl)
+    redis.call('EXPIRE', job_prefix .. 'out:' .. p, ttl)
+  end
+end
+"""
+
+# A lease held by this value prefix means "no one runs the part: a retry of it is scheduled"; a
+# delivery of the part may take it over (it is the retry, or a duplicate that may run in its place).
+BACKOFF_PREFIX = "backoff:"
+
+# Returns {outcome, spec, total, parts_total, attempts} ({'busy', pttl} while another runner holds
+# the part's lease): the job's fixed facts ride along with the decision, so a worker starting a part
+# needs no second read of the job record. Every start that runs takes the part's lease and counts
+# an attempt, so deaths of the worker are counted even where the queue redelivers without counting.
+# KEYS: job, parts, events, lease, attempts, running. ARGV: part, now, owner, lease_ms, ttl.
+_START_PART = f"""
 local job = redis.call('HMGET', KEYS[1], 'state', 'spec', 'total', 'parts_total')
 local state = job[1]
-if not state then return {'missing'} end
-if state == 'CANCELLED' then return {'cancelled'} end
+if not state or redis.call('EXISTS', KEYS[2]) == 0 then return {{'missing'}} end
+if state == 'CANCELLED' then return {{'cancelled'}} end
 local ps = redis.call('HGET', KEYS[2], ARGV[1])
-if ps == 'done' or ps == 'failed' then return {'finished'} end
+if ps == 'done' or ps == 'failed' then return {{'finished'}} end
+local holder = redis.call('GET', KEYS[4])
+if holder and string.sub(holder, 1, {len(BACKOFF_PREFIX)}) ~= '{BACKOFF_PREFIX}' then
+  return {{'busy', redis.call('PTTL', KEYS[4])}}
+end
+redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
+redis.call('SADD', KEYS[6], ARGV[1])
+local attempts = redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
+for i = 5, 6 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 redis.call('HSET', KEYS[2], ARGV[1], 'running')
 if state == 'QUEUED' then
   redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'started_at', ARGV[2])
@@ -48,14 +93,52 @@ if state == 'QUEUED' then
 end
 local outcome = 'first'
 if ps == 'running' then outcome = 'retry' end
-return {outcome, job[2], job[3], job[4]}
+return {{outcome, job[2], job[3], job[4], attempts}}
+"""
+
+# Extends the lease while its owner runs the part (0 once it lost it), or ends it: ARGV[2] = 0
+# releases it, ARGV[2] > 0 turns it into a backoff lease for that many milliseconds.
+# KEYS: lease, running. ARGV: owner, mode ('refresh' | 'end'), ms, part.
+_LEASE = f"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == 'refresh' then return redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], '{BACKOFF_PREFIX}' .. ARGV[1], 'PX', ARGV[3])
+else
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[4])
+end
+return 1
+"""
+
+# The parts of an active job that are "running" although nobody holds their lease (its worker died,
+# or a scheduled retry never came) go back to "pending", to be queued again. Atomic: of two gateways
+# reclaiming at once, one gets each part. KEYS: job, parts, running. ARGV: the lease key prefix.
+_RECLAIM_PARTS = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'QUEUED' and state ~= 'RUNNING' then return {} end
+local reclaimed = {}
+for _, p in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  if redis.call('EXISTS', ARGV[1] .. p) == 0 then
+    redis.call('SREM', KEYS[3], p)
+    if redis.call('HGET', KEYS[2], p) == 'running' then
+      redis.call('HSET', KEYS[2], p, 'pending')
+      table.insert(reclaimed, p)
+    end
+  end
+end
+return reclaimed
 """
 
 # A part is counted once; the job record is never recreated once it is gone (expired or deleted),
 # and every key of a live job gets its TTL refreshed, so a long job's records do not expire under it.
-_FINISH_PART = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-redis.call('DEL', KEYS[6])
+# KEYS: job, parts, failures, events, metrics, outputs, attempts, running, lease, active, input.
+_FINISH_PART = (
+    _TOUCH_JOB_FUNCTION
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+redis.call('DEL', KEYS[11], KEYS[9])
+redis.call('SREM', KEYS[8], ARGV[1])
 local ps = redis.call('HGET', KEYS[2], ARGV[1])
 if ps == 'done' or ps == 'failed' then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -66,6 +149,7 @@ local finished = redis.call('HINCRBY', KEYS[1], 'parts_finished', 1)
 if ARGV[2] == 'failed' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[6]) end
 local state = redis.call('HGET', KEYS[1], 'state')
 local total = tonumber(redis.call('HGET', KEYS[1], 'parts_total'))
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100', '*', 'e', 'part')
 if finished >= total and (state == 'RUNNING' or state == 'QUEUED') then
   local nfailed = redis.call('HLEN', KEYS[3])
   if nfailed > 0 then
@@ -76,12 +160,37 @@ if finished >= total and (state == 'RUNNING' or state == 'QUEUED') then
   else
     redis.call('HSET', KEYS[1], 'state', 'SUCCEEDED', 'finished_at', ARGV[7])
   end
-  redis.call('SREM', KEYS[5], ARGV[8])
+  redis.call('SREM', KEYS[10], ARGV[8])
+  touch_job(8, ARGV[9], ARGV[11])  -- the results are kept one TTL from the job's end
+else
+  for i = 1, 8 do redis.call('EXPIRE', KEYS[i], ARGV[9]) end
 end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100', '*', 'e', 'part')
-for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[9]) end
 return 1
 """
+)
+
+# Progress of a part that runs long; never recreates a gone job. ARGV: done ('' = unchanged),
+# metrics and outputs as JSON objects of strings, the TTL. KEYS: job, metrics, outputs, events.
+_REPORT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'done', ARGV[1]) end
+for i = 2, 3 do
+  local mapping = cjson.decode(ARGV[i])
+  for k, v in pairs(mapping) do redis.call('HSET', KEYS[i], k, v) end
+  if next(mapping) ~= nil then redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100', '*', 'e', 'progress')
+return 1
+"""
+
+_TOUCH_JOB = (
+    _TOUCH_JOB_FUNCTION
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+touch_job(#KEYS, ARGV[1], ARGV[2])
+return 1
+"""
+)
 
 _MARK_DISPATCHED = """
 for i = 1, #ARGV do
@@ -90,13 +199,17 @@ end
 return 1
 """
 
+# A cancelled job's staged inputs are deleted at once: no part will read them (a running part has).
 _CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return nil end
 if state == 'QUEUED' or state == 'RUNNING' then
   redis.call('HSET', KEYS[1], 'state', 'CANCELLED', 'finished_at', ARGV[1])
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100', '*', 'e', 'cancelled')
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
   redis.call('SREM', KEYS[3], ARGV[2])
+  local parts = tonumber(redis.call('HGET', KEYS[1], 'parts_total') or '0')
+  for p = 0, parts - 1 do redis.call('DEL', ARGV[3] .. 'in:' .. p) end
   return 'CANCELLED'
 end
 return state
@@ -111,6 +224,7 @@ class StartOutcome(StrEnum):
     FINISHED = "finished"  # skip: already counted (a duplicate delivery)
     CANCELLED = "cancelled"  # skip: the job was cancelled
     MISSING = "missing"  # skip: the job expired or never existed
+    BUSY = "busy"  # not now: another runner holds the part's lease (a second delivery while it runs)
 
     @property
     def runs(self) -> bool:
@@ -125,6 +239,10 @@ class PartStart:
     spec: JobSpec | None = None
     total: int = 0
     parts_total: int = 0
+    # Starts of this part so far, this one included (counted in the store, whatever the queue did).
+    attempts: int = 0
+    # BUSY: milliseconds the holder's lease has left (when to try again at the earliest).
+    busy_for_ms: int = 0
 
 
 class WorkerBeat(TypedDict, total=False):
@@ -174,6 +292,10 @@ class JobStore:
         self._finish = client.register_script(_FINISH_PART)
         self._cancel = client.register_script(_CANCEL)
         self._mark_dispatched = client.register_script(_MARK_DISPATCHED)
+        self._lease = client.register_script(_LEASE)
+        self._reclaim_parts = client.register_script(_RECLAIM_PARTS)
+        self._report = client.register_script(_REPORT)
+        self._touch = client.register_script(_TOUCH_JOB)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, ttl_seconds: int) -> JobStore:
@@ -198,6 +320,29 @@ class JobStore:
     def events_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:events"
 
+    def _attempts_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:attempts"
+
+    def _running_key(self, job_id: str) -> str:
+        """The parts of a job that took a lease (the recovery loop checks only these)."""
+        return f"{self.prefix}job:{job_id}:running"
+
+    def _lease_key(self, job_id: str, part: int | str) -> str:
+        return f"{self.prefix}job:{job_id}:lease:{part}"
+
+    def _own_keys(self, job_id: str) -> list[str]:
+        """Every key of a job whose name does not depend on a part, the job record first."""
+        return [
+            self.job_key(job_id),
+            self._parts_key(job_id),
+            self._failures_key(job_id),
+            self.events_key(job_id),
+            self._metrics_key(job_id),
+            self._outputs_key(job_id),
+            self._attempts_key(job_id),
+            self._running_key(job_id),
+        ]
+
     def _input_key(self, job_id: str, part: int) -> str:
         return f"{self.prefix}job:{job_id}:in:{part}"
 
@@ -211,6 +356,11 @@ class JobStore:
     @property
     def _active_key(self) -> str:
         return f"{self.prefix}jobs:active"
+
+    @property
+    def _staging_key(self) -> str:
+        """Submissions being streamed in: job id -> when its gateway must have refreshed it by."""
+        return f"{self.prefix}jobs:staging"
 
     # -- submission ---------------------------------------------------------------------------
     def put_part_input(self, job_id: str, part: int, documents: Sequence[Document]) -> None:
@@ -229,6 +379,27 @@ class JobStore:
         keys = [self._input_key(job_id, c) for c in range(parts)]
         for start in range(0, len(keys), 1000):
             self.r.delete(*keys[start : start + 1000])
+        self.r.zrem(self._staging_key, job_id)
+
+    def mark_staging(self, job_id: str, lease_s: float) -> None:
+        """The submission of ``job_id`` is still streaming; unless this is called again within
+        ``lease_s`` its staged inputs count as abandoned (its gateway died mid-stream)."""
+        self.r.zadd(self._staging_key, {job_id: time.time() + lease_s})
+
+    def reap_abandoned_staging(self) -> int:
+        """Delete the staged inputs of submissions whose gateway stopped refreshing them and that never
+        became a job; returns the submissions reaped."""
+        reaped = 0
+        for raw_id in self.r.zrangebyscore(self._staging_key, "-inf", time.time()):
+            job_id = raw_id.decode()
+            if not self.r.exists(self.job_key(job_id)):
+                keys = list(self.r.scan_iter(match=f"{self.prefix}job:{job_id}:in:*", count=1000))
+                for start in range(0, len(keys), 1000):
+                    self.r.delete(*keys[start : start + 1000])
+                log.warning("submission %s was abandoned mid-stream: %d staged inputs deleted", job_id, len(keys))
+                reaped += 1
+            self.r.zrem(self._staging_key, job_id)
+        return reaped
 
     def create_job(self, job_id: str, spec: JobSpec, total: int, parts: int) -> JobSnapshot:
         now = time.time()
@@ -256,6 +427,7 @@ class JobStore:
         pipe.xadd(self.events_key(job_id), {"e": "created"}, maxlen=100, approximate=True)
         pipe.zadd(self._index_key, {job_id: now})
         pipe.sadd(self._active_key, job_id)
+        pipe.zrem(self._staging_key, job_id)
         for key in (self.job_key(job_id), self._parts_key(job_id), self.events_key(job_id)):
             pipe.expire(key, self.ttl)
         pipe.execute()
@@ -273,6 +445,19 @@ class JobStore:
 
     def active_jobs(self) -> list[str]:
         return sorted(m.decode() for m in self.r.smembers(self._active_key))
+
+    def reclaim_parts(self, job_id: str) -> list[int]:
+        """Parts "running" with no live lease (their worker died) put back to "pending": the caller
+        queues them. Each such part is handed to exactly one caller, however many gateways ask."""
+        parts = self._reclaim_parts(
+            keys=[self.job_key(job_id), self._parts_key(job_id), self._running_key(job_id)],
+            args=[self._lease_key(job_id, "")],
+        )
+        return sorted(int(p) for p in parts)
+
+    def touch(self, job_id: str) -> bool:
+        """Refresh the TTL of every key of a live job (staged inputs and outputs included)."""
+        return int(self._touch(keys=self._own_keys(job_id), args=[self.ttl, f"{self.prefix}job:{job_id}:"])) == 1
 
     # -- reading ------------------------------------------------------------------------------
     def get(self, job_id: str) -> JobSnapshot:
@@ -326,6 +511,9 @@ class JobStore:
                 except NotFound:
                     self.r.zrem(self._index_key, raw_id)  # expired record: tidy the index
                     continue
+                except (KeyError, ValueError):  # a partial or unreadable record: one job, not the page
+                    log.warning("job %s: record unreadable; left out of the list", raw_id.decode(), exc_info=True)
+                    continue
                 if state is None or snap.state == state:
                     jobs.append(snap)
                     if len(jobs) == limit:
@@ -362,13 +550,23 @@ class JobStore:
             last_event = self.wait_for_event(job_id, last_event, poll_s)
 
     # -- worker side --------------------------------------------------------------------------
-    def start_part(self, job_id: str, part: int) -> PartStart:
-        """One round trip: whether to run the part, and the job's spec and sizes if so."""
+    def start_part(self, job_id: str, part: int, owner: str = "", lease_s: float = DEFAULT_PART_LEASE_S) -> PartStart:
+        """One round trip: whether to run the part, and the job's spec and sizes if so. A part that
+        runs is leased to ``owner`` for ``lease_s`` (``refresh_lease`` extends it while it runs)."""
         result = self._start(
-            keys=[self.job_key(job_id), self._parts_key(job_id), self.events_key(job_id)],
-            args=[str(part), repr(time.time())],
+            keys=[
+                self.job_key(job_id),
+                self._parts_key(job_id),
+                self.events_key(job_id),
+                self._lease_key(job_id, part),
+                self._attempts_key(job_id),
+                self._running_key(job_id),
+            ],
+            args=[str(part), repr(time.time()), owner or uuid.uuid4().hex, int(lease_s * 1000), self.ttl],
         )
         outcome = StartOutcome(result[0].decode())
+        if outcome == StartOutcome.BUSY:
+            return PartStart(outcome, busy_for_ms=max(int(result[1]), 0))
         if not outcome.runs:
             return PartStart(outcome)
         return PartStart(
@@ -376,7 +574,22 @@ class JobStore:
             spec=JobSpec.model_validate_json(result[1]),
             total=int(result[2]),
             parts_total=int(result[3]),
+            attempts=int(result[4]),
         )
+
+    def refresh_part_lease(self, job_id: str, part: int, owner: str, lease_s: float) -> bool:
+        """Extend ``owner``'s lease on a part it runs; False if it no longer holds it."""
+        return self._lease_call(job_id, part, owner, "refresh", lease_s) == 1
+
+    def end_part_lease(self, job_id: str, part: int, owner: str, backoff_s: float = 0.0) -> None:
+        """``owner`` stops running the part without finishing it: release the lease, or, with
+        ``backoff_s``, keep it as a backoff lease until the scheduled retry comes (or it lapses and
+        the recovery loop queues the part again)."""
+        self._lease_call(job_id, part, owner, "end", backoff_s)
+
+    def _lease_call(self, job_id: str, part: int, owner: str, mode: str, seconds: float) -> int:
+        keys = [self._lease_key(job_id, part), self._running_key(job_id)]
+        return int(self._lease(keys=keys, args=[owner, mode, int(seconds * 1000), str(part)]))
 
     def finish_part(
         self, job_id: str, part: int, *, done: int, failed: int, truncated: int, error: str = "", unit: str = ""
@@ -385,10 +598,8 @@ class JobStore:
         or the job no longer exists. ``unit`` names what ``failed`` counts, for the job's error text."""
         counted = self._finish(
             keys=[
-                self.job_key(job_id),
-                self._parts_key(job_id),
-                self._failures_key(job_id),
-                self.events_key(job_id),
+                *self._own_keys(job_id),
+                self._lease_key(job_id, part),
                 self._active_key,
                 self._input_key(job_id, part),
             ],
@@ -403,6 +614,7 @@ class JobStore:
                 job_id,
                 self.ttl,
                 unit or "documents",
+                f"{self.prefix}job:{job_id}:",
             ],
         )
         return int(counted) == 1
@@ -425,16 +637,16 @@ class JobStore:
         outputs: dict[str, str] | None = None,
     ) -> None:
         """Progress of a job whose one task runs long (distillation, evaluation): steps done so far,
-        figures such as the loss, and what it produced. Watchers are woken."""
-        pipe = self.r.pipeline(transaction=True)
-        if done is not None:
-            pipe.hset(self.job_key(job_id), "done", done)
-        for key, mapping in ((self._metrics_key(job_id), metrics), (self._outputs_key(job_id), outputs)):
-            if mapping:
-                pipe.hset(key, mapping=mapping)
-                pipe.expire(key, self.ttl)
-        pipe.xadd(self.events_key(job_id), {"e": "progress"}, maxlen=100, approximate=True)
-        pipe.execute()
+        figures such as the loss, and what it produced. Watchers are woken; a gone job stays gone."""
+        self._report(
+            keys=[self.job_key(job_id), self._metrics_key(job_id), self._outputs_key(job_id), self.events_key(job_id)],
+            args=[
+                "" if done is None else str(done),
+                json.dumps({k: repr(float(v)) for k, v in (metrics or {}).items()}),
+                json.dumps(outputs or {}, ensure_ascii=False),
+                self.ttl,
+            ],
+        )
 
     def put_part_output(self, job_id: str, part: int, result: PartVectors) -> None:
         key = self._output_key(job_id, part)
@@ -467,7 +679,7 @@ class JobStore:
         self.get(job_id)  # NotFound with a clear message before touching anything
         self._cancel(
             keys=[self.job_key(job_id), self.events_key(job_id), self._active_key],
-            args=[repr(time.time()), job_id],
+            args=[repr(time.time()), job_id, f"{self.prefix}job:{job_id}:", self.ttl],
         )
         return self.get(job_id)
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from embedfleet.gateway.server import RunningGateway
 
 log = logging.getLogger(__name__)
+
+SUPERVISE_INTERVAL_S = 0.5
 
 
 def free_port() -> int:
@@ -69,7 +72,11 @@ class LocalCluster:
     gateway_metrics_port: int = 0
     worker_metrics_ports: dict[int, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Worker processes started again after they died (SIGKILL, out of memory), by the supervisor.
+    restarts: int = 0
     _gateway: RunningGateway | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _supervisor: threading.Thread | None = None
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -157,6 +164,17 @@ class LocalCluster:
             time.sleep(0.5)
         raise TimeoutError(f"{self.workers} worker(s) did not report ready within {timeout_s:.0f} s")
 
+    def _supervise(self) -> None:
+        """Start again every Celery worker process that died, as a container runtime would: the part
+        it was running is queued again by the gateway once its lease lapses, and needs a worker."""
+        while not self._stopping.wait(SUPERVISE_INTERVAL_S):
+            for i in range(self.workers):
+                process = self.processes.get(f"worker-{i}")
+                if process is not None and process.poll() is not None and not self._stopping.is_set():
+                    log.warning("worker %d exited with code %s; starting it again", i, process.returncode)
+                    self.start_worker(i)
+                    self.restarts += 1
+
     def start(self) -> LocalCluster:
         from embedfleet.gateway.server import start_gateway
         from embedfleet.gateway.settings import GatewaySettings
@@ -194,6 +212,9 @@ class LocalCluster:
         self._gateway = gateway
         self.gateway_port = gateway.port
         self.wait_for_workers(gateway.ctx.store)
+        if self.backend == "celery":  # Ray replaces its actors itself
+            self._supervisor = threading.Thread(target=self._supervise, name="embedfleet-supervisor", daemon=True)
+            self._supervisor.start()
         return self
 
     def clear_redis(self) -> int:
@@ -207,6 +228,10 @@ class LocalCluster:
         return len(keys)
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+            self._supervisor = None
         if self._gateway is not None:
             self._gateway.stop()
             self._gateway = None

@@ -20,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from embedfleet.jobstore import DEFAULT_PART_LEASE_S
 from embedfleet.model_store import ModelStore
 from embedfleet.registry import DEFAULT_MODELS, ModelRegistry, ModelSpec
 
@@ -70,6 +71,10 @@ class CommonSettings(_Base):
     # Celery/Redis: a task unacknowledged for this long is redelivered; keep it well above the
     # longest chunk (a chunk running longer than this would be started twice).
     visibility_timeout_seconds: int = Field(default=3600, gt=0)
+    # A running part is leased to its worker, which refreshes the lease every third of this; a
+    # gateway queues again a part whose lease lapsed (its worker was killed), so recovery takes about
+    # this long whatever the visibility timeout.
+    part_lease_seconds: float = Field(default=DEFAULT_PART_LEASE_S, gt=0)
     # Ray: "" starts a local cluster bound to 127.0.0.1; "auto" or "ray://host:port" joins one.
     ray_address: str = ""
     ray_namespace: str = "embedfleet"

@@ -17,6 +17,7 @@ from embedfleet.gateway import paging
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.kinds import PLANNERS, JobRequest
 from embedfleet.gateway.kinds.base import PartStager, Submission
+from embedfleet.heartbeat import Heartbeat
 from embedfleet.ids import new_job_id, validate_job_id
 from embedfleet.jobstore import PartVectors
 
@@ -36,8 +37,14 @@ class JobsCore:
         """
         job_id = new_job_id()
         stager = PartStager(self.store, job_id)
+        lease_s = self.ctx.settings.staging_lease_seconds
+        self.store.mark_staging(job_id, lease_s)
+        # While the client streams, the marker says this gateway is alive; should it die mid-stream,
+        # the recovery loop deletes what it staged (no job will ever read it).
+        staging = Heartbeat(lambda: self.store.mark_staging(job_id, lease_s), lease_s / 3, f"staging-{job_id}")
         try:
-            plan = PLANNERS[type(request)].plan(request, Submission(self.ctx, stager, iter(documents)))
+            with staging:
+                plan = PLANNERS[type(request)].plan(request, Submission(self.ctx, stager, iter(documents)))
         except BaseException:
             stager.discard()
             raise
@@ -62,20 +69,45 @@ class JobsCore:
             log.exception("job %s: queueing failed; the recovery loop will retry", job_id)
 
     def recover_pending(self) -> int:
-        """Queue parts that an earlier gateway accepted but never handed to the queue."""
+        """Queue parts that an earlier gateway accepted but never handed to the queue, and refresh the
+        TTLs of every live job. A job that cannot be read is logged and passed over, never the pass."""
         recovered = 0
         for job_id in self.store.active_jobs():
             try:
-                pending = self.store.pending_parts(job_id)
-                snap = self.store.get(job_id)
+                recovered += self._recover_job(job_id)
             except errors.NotFound:
                 continue
-            # A job younger than one interval may still be mid-dispatch by the gateway that took it.
-            settled = snap.created_at < time.time() - self.ctx.settings.recovery_interval_seconds
-            if pending and settled and not snap.state.terminal:
-                log.warning("job %s: queueing %d parts that were never dispatched", job_id, len(pending))
-                self.dispatch(job_id, pending)
-                recovered += len(pending)
+            except Exception:
+                log.warning("job %s: recovery skipped it (its record cannot be read)", job_id, exc_info=True)
+        return recovered
+
+    def _recover_job(self, job_id: str) -> int:
+        pending = self.store.pending_parts(job_id)
+        snap = self.store.get(job_id)
+        if snap.state.terminal:
+            return 0
+        self.store.touch(job_id)
+        # A job younger than one interval may still be mid-dispatch by the gateway that took it.
+        settled = snap.created_at < time.time() - self.ctx.settings.recovery_interval_seconds
+        if not (pending and settled):
+            return 0
+        log.warning("job %s: queueing %d parts that were never dispatched", job_id, len(pending))
+        self.dispatch(job_id, pending)
+        return len(pending)
+
+    def recover_orphaned(self) -> int:
+        """Queue again, once, the parts whose worker died while running them (their lease lapsed)."""
+        recovered = 0
+        for job_id in self.store.active_jobs():
+            try:
+                parts = self.store.reclaim_parts(job_id)
+            except Exception:
+                log.warning("job %s: could not look for orphaned parts", job_id, exc_info=True)
+                continue
+            if parts:
+                log.warning("job %s: parts %s lost their worker; queueing them again", job_id, parts)
+                self.dispatch(job_id, parts)
+                recovered += len(parts)
         return recovered
 
     def get(self, job_id: str) -> JobSnapshot:
@@ -122,10 +154,20 @@ class JobsCore:
 
 
 def run_recovery_loop(jobs: JobsCore, stop: threading.Event) -> None:
-    """Dispatch never-queued parts now and then, until ``stop`` is set."""
+    """Until ``stop`` is set: every third of the part lease, queue again the parts whose worker died;
+    every recovery interval, dispatch never-queued parts, refresh live jobs' TTLs and delete the
+    inputs of abandoned submissions."""
+    settings = jobs.ctx.settings
+    tick_s = min(settings.part_lease_seconds / 3, settings.recovery_interval_seconds)
+    next_full = 0.0
     while not stop.is_set():
-        try:
-            jobs.recover_pending()
-        except Exception:
-            log.warning("recovery pass failed", exc_info=True)
-        stop.wait(jobs.ctx.settings.recovery_interval_seconds)
+        passes: list[Callable[[], int]] = [jobs.recover_orphaned]
+        if time.monotonic() >= next_full:
+            passes += [jobs.recover_pending, jobs.store.reap_abandoned_staging]
+            next_full = time.monotonic() + settings.recovery_interval_seconds
+        for recovery_pass in passes:
+            try:
+                recovery_pass()
+            except Exception:
+                log.warning("recovery pass %s failed", recovery_pass.__name__, exc_info=True)
+        stop.wait(tick_s)

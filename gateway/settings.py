@@ -39,5 +39,10 @@ class GatewaySettings(CommonSettings):
     allowed_corpus_dirs: tuple[Path, ...] = ()
     # Queries/pairs sampled from the evaluation data when a job does not say (quality gate, EvaluateModel).
     default_eval_limit: int = Field(default=500, gt=0)
-    # How often chunks never handed to the queue (a crash mid-submission) are dispatched again.
+    # How often chunks never handed to the queue (a crash mid-submission) are dispatched again, live
+    # jobs' TTLs refreshed and abandoned submissions' inputs deleted. (Parts whose worker died are
+    # looked for every third of ``part_lease_seconds``.)
     recovery_interval_seconds: float = Field(default=30.0, gt=0)
+    # A submission still streaming refreshes its staging marker every third of this; inputs staged by
+    # one whose marker lapsed (its gateway died mid-stream) and that never became a job are deleted.
+    staging_lease_seconds: float = Field(default=60.0, gt=0)

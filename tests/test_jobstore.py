@@ -1,5 +1,7 @@
 """The job store's state machine against the real Redis."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -45,10 +47,43 @@ def test_a_chunk_is_counted_once(store: JobStore) -> None:
     assert store.start_part("j1", 0).outcome == StartOutcome.FINISHED  # a duplicate delivery is skipped
 
 
-def test_an_unfinished_chunk_is_a_retry(store: JobStore) -> None:
+def test_an_unfinished_chunk_is_a_retry_once_its_lease_lapsed(store: JobStore) -> None:
     _job(store)
-    assert store.start_part("j1", 1).outcome == StartOutcome.FIRST
-    assert store.start_part("j1", 1).outcome == StartOutcome.RETRY
+    first = store.start_part("j1", 1, owner="w1", lease_s=0.2)
+    assert (first.outcome, first.attempts) == (StartOutcome.FIRST, 1)
+    busy = store.start_part("j1", 1, owner="w2")  # a second delivery while w1 runs it
+    assert busy.outcome == StartOutcome.BUSY and 0 < busy.busy_for_ms <= 200
+    assert store.refresh_part_lease("j1", 1, "w1", 0.2) and not store.refresh_part_lease("j1", 1, "w2", 0.2)
+    time.sleep(0.3)  # w1 died: nothing refreshes its lease
+    again = store.start_part("j1", 1, owner="w2")
+    assert (again.outcome, again.attempts) == (StartOutcome.RETRY, 2)  # the busy refusal was not an attempt
+
+
+def test_a_backoff_lease_waits_for_the_retry(store: JobStore) -> None:
+    _job(store)
+    store.start_part("j1", 0, owner="w1")
+    store.end_part_lease("j1", 0, "w1", backoff_s=0.2)  # a transient error: a retry is scheduled
+    assert store.reclaim_parts("j1") == []  # nobody else queues it meanwhile
+    assert store.start_part("j1", 0, owner="w2").outcome == StartOutcome.RETRY  # the retry takes it over
+    store.end_part_lease("j1", 0, "w2", backoff_s=0.05)  # fails again, and its retry message is lost
+    time.sleep(0.1)
+    assert store.reclaim_parts("j1") == [0]
+
+
+def test_a_part_whose_lease_lapsed_is_reclaimed_once(store: JobStore) -> None:
+    _job(store)
+    store.start_part("j1", 0, owner="dead", lease_s=0.1)
+    store.start_part("j1", 1, owner="alive", lease_s=30)
+    store.start_part("j1", 2, owner="done", lease_s=0.1)
+    store.finish_part("j1", 2, done=1, failed=0, truncated=0)
+    time.sleep(0.2)
+    assert store.reclaim_parts("j1") == [0]
+    assert store.reclaim_parts("j1") == []  # a second gateway gets nothing
+    assert store.pending_parts("j1") == [0]
+    store.cancel("j1")
+    store.r.pexpire(store._lease_key("j1", 1), 1)
+    time.sleep(0.05)
+    assert store.reclaim_parts("j1") == []  # parts of a cancelled job are never queued again
 
 
 def test_failure_names_the_chunk(store: JobStore) -> None:
@@ -149,3 +184,57 @@ def test_request_reply_roundtrip(store: JobStore) -> None:
     store.reply("r1", {"model": "m"}, b"\x00\n\x01", ttl_s=10)
     assert store.wait_reply("r1", 1) == ({"model": "m"}, b"\x00\n\x01")
     assert store.wait_reply("r2", 0.1) is None
+
+
+def test_scripts_never_recreate_a_gone_job(store: JobStore) -> None:
+    _job(store)
+    store.start_part("j1", 0)
+    store.r.delete(store._parts_key("j1"))  # one key of the job expired before the others
+    assert store.start_part("j1", 1).outcome == StartOutcome.MISSING
+    assert not store.finish_part("j1", 0, done=2, failed=0, truncated=0)
+    assert not store.r.exists(store._parts_key("j1"))
+    store.r.delete(store.job_key("j1"))
+    store.report("j1", done=3, metrics={"loss": 0.5}, outputs={"model": "m"})
+    assert not store.r.exists(store.job_key("j1"), store._metrics_key("j1"), store._outputs_key("j1"))
+
+
+def test_list_skips_an_unreadable_job(store: JobStore) -> None:
+    for i in range(3):
+        _job(store, job_id=f"j{i}", total=1)
+    store.r.hdel(store.job_key("j1"), "spec")  # a partial record
+    jobs, _ = store.list(10, None, None)
+    assert [j.id for j in jobs] == ["j2", "j0"]
+
+
+def test_every_key_of_a_live_job_has_its_ttl_refreshed(store: JobStore) -> None:
+    _job(store)
+    store.start_part("j1", 0)
+    vectors = PartVectors(["a"], 3, Precision.FLOAT32, pack_vectors(np.ones((1, 3), np.float32), Precision.FLOAT32))
+    store.put_part_output("j1", 0, vectors)
+    keys = [*store._own_keys("j1"), store._input_key("j1", 1), store._output_key("j1", 0)]
+    for key in keys:
+        store.r.expire(key, 5)
+    assert store.touch("j1")
+    assert all(store.r.ttl(k) > 500 for k in keys if store.r.exists(k))
+    assert store.r.exists(store._attempts_key("j1"), store._running_key("j1"), store._input_key("j1", 1)) == 3
+    store.r.delete(*store._own_keys("j1"))
+    assert not store.touch("j1") and not store.r.exists(store.job_key("j1"))
+
+
+def test_cancel_drops_the_staged_inputs(store: JobStore) -> None:
+    _job(store)
+    store.cancel("j1")
+    assert not any(store.r.exists(store._input_key("j1", c)) for c in range(3))
+
+
+def test_inputs_of_an_abandoned_submission_are_reaped(store: JobStore) -> None:
+    store.put_part_input("gone", 0, [Document(id="a", text="t")])
+    store.mark_staging("gone", lease_s=0.1)  # its gateway died mid-stream: no refresh follows
+    store.put_part_input("streaming", 0, [Document(id="b", text="t")])
+    store.mark_staging("streaming", lease_s=30)
+    _job(store, job_id="created")  # staged, marked and then created: not abandoned
+    store.mark_staging("created", lease_s=0.1)
+    time.sleep(0.2)
+    assert store.reap_abandoned_staging() == 1
+    assert not store.r.exists(store._input_key("gone", 0))
+    assert store.r.exists(store._input_key("streaming", 0), store._input_key("created", 0)) == 2

@@ -58,12 +58,17 @@ def create_app(settings: WorkerSettings) -> Celery:
 
     @app.task(name=RUN_PART_TASK, bind=True, max_retries=None)
     def run_part(self, job_id: object, part: object) -> None:
+        """Attempts are counted by the job store, so retries here are unlimited: the runner fails a
+        part once it used up ``max_chunk_attempts``, and a part that another worker holds (``BUSY``)
+        comes back after that worker's lease would lapse."""
         task = PartTask.from_args(job_id, part)
-        attempt = self.request.retries + 1
         try:
-            _get_runtime().runner.run_part(task.job_id, task.part, attempt=attempt)
+            _get_runtime().runner.run_part(task.job_id, task.part)
         except RetryPart as exc:
-            raise self.retry(countdown=retry_delay(attempt), exc=exc) from exc
+            raise self.retry(countdown=exc.delay_s, exc=exc) from exc
+        except Exception as exc:  # the runtime could not even be built (models, Redis): never a silent ack
+            log.exception("job %s part %d: the worker could not run it", task.job_id, task.part)
+            raise self.retry(countdown=retry_delay(self.request.retries + 1), exc=exc) from exc
 
     @app.task(name=EMBED_REQUEST_TASK)
     def embed_request(request_id: str) -> None:

@@ -50,11 +50,38 @@ def _batches(rows: list[dict[str, Any]], sizes: list[int], max_bytes: int) -> It
         yield batch
 
 
+# Milvus' code for "collection does not exist" (also in the message of servers that do not send it).
+_COLLECTION_NOT_FOUND = 100
+# How long a checked binding is trusted before the collection is checked again: a collection dropped
+# and recreated by another model meanwhile must not receive this model's vectors for long.
+BINDING_CHECK_TTL_S = 30.0
+
+
+def _collection_gone(exc: MilvusException) -> bool:
+    message = (exc.message or "").lower()
+    return exc.code == _COLLECTION_NOT_FOUND or "not exist" in message or "not found" in message
+
+
 class MilvusSink:
-    def __init__(self, client: MilvusClient, max_batch_bytes: int) -> None:
+    def __init__(self, client: MilvusClient, max_batch_bytes: int, binding_ttl_s: float = BINDING_CHECK_TTL_S) -> None:
         self.client = client
         self.max_batch_bytes = max_batch_bytes
-        self._ready: set[tuple[str, milvus.CollectionBinding]] = set()
+        self.binding_ttl_s = binding_ttl_s
+        self._checked_at: dict[tuple[str, milvus.CollectionBinding], float] = {}
+
+    def _ensure(
+        self,
+        collection: str,
+        binding: milvus.CollectionBinding,
+        ranges: Mapping[str, np.ndarray] | None,
+        force: bool = False,
+    ) -> None:
+        """Create or check the collection, unless it was checked less than ``binding_ttl_s`` ago."""
+        key = (collection, binding)
+        checked_at = self._checked_at.get(key)
+        if force or checked_at is None or time.monotonic() - checked_at > self.binding_ttl_s:
+            milvus.ensure_collection(self.client, collection, binding, ranges)
+            self._checked_at[key] = time.monotonic()
 
     def write(
         self,
@@ -70,9 +97,7 @@ class MilvusSink:
         columns = {field.name: _column(field, extra[field.name]) for field in binding.fields}
         started = time.perf_counter()
         try:
-            if (collection, binding) not in self._ready:
-                milvus.ensure_collection(self.client, collection, binding, ranges)
-                self._ready.add((collection, binding))
+            self._ensure(collection, binding, ranges)
             rows: list[dict[str, Any]] = []
             sizes: list[int] = []
             for i, (doc, vector) in enumerate(zip(docs, vectors, strict=True)):
@@ -89,8 +114,14 @@ class MilvusSink:
                 )
                 vector_bytes = vector.nbytes + sum(extra[name][i].nbytes for name in columns)
                 sizes.append(_ROW_OVERHEAD_BYTES + vector_bytes * 3 + len(text) * 4 + len(doc.metadata_json) * 2)
-            for batch in _batches(rows, sizes, self.max_batch_bytes):
-                self.client.upsert(collection, batch)
+            try:
+                self._upsert(collection, rows, sizes)
+            except MilvusException as exc:
+                if not _collection_gone(exc):
+                    raise
+                # Dropped since it was checked: create it again, or refuse it if another model did.
+                self._ensure(collection, binding, ranges, force=True)
+                self._upsert(collection, rows, sizes)
             return len(rows)
         except MilvusException as exc:
             # Connection loss, a busy server: the chunk is retried (and the upsert makes that safe).
@@ -98,3 +129,7 @@ class MilvusSink:
             raise Retryable(f"Milvus upsert into {collection!r} failed: {exc.message}") from exc
         finally:
             metrics.MILVUS_WRITE.observe(time.perf_counter() - started)
+
+    def _upsert(self, collection: str, rows: list[dict[str, Any]], sizes: list[int]) -> None:
+        for batch in _batches(rows, sizes, self.max_batch_bytes):
+            self.client.upsert(collection, batch)

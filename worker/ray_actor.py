@@ -44,12 +44,13 @@ class RayWorker:
         """Answered once the actor is built: the dispatcher's readiness probe, and the pid tests kill."""
         return {"pid": os.getpid(), "worker_id": self.runtime.settings.worker_id}
 
-    def run_chunk(self, job_id: str, chunk: int, attempt: int) -> str:
-        """The part's outcome: a ``PartStatus`` value, or ``RETRY_OUTCOME`` to run it again after a backoff."""
+    def run_chunk(self, job_id: str, chunk: int) -> str:
+        """The part's outcome: a ``PartStatus`` value, or ``RETRY_OUTCOME`` to run it again after a backoff
+        (the job store counts the part's attempts)."""
         from embedfleet.worker.runner import RetryPart
 
         try:
-            return self.runtime.runner.run_part(job_id, chunk, attempt=attempt).status.value
+            return self.runtime.runner.run_part(job_id, chunk).status.value
         except RetryPart:
             return RETRY_OUTCOME
 

@@ -73,5 +73,7 @@ def build_runtime(settings: WorkerSettings) -> WorkerRuntime:
         device=settings.device,
         data_dir=settings.eval_data_dir,
     )
-    runner = PartRunner(ctx, max_attempts=settings.max_chunk_attempts)
+    runner = PartRunner(
+        ctx, max_attempts=settings.max_chunk_attempts, owner=settings.worker_id, lease_s=settings.part_lease_seconds
+    )
     return WorkerRuntime(settings=settings, store=store, host=host, runner=runner, _stop=threading.Event())

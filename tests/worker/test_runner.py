@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import time
 import uuid
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -25,7 +28,8 @@ from embedfleet.domain import (
     VectorField,
 )
 from embedfleet.errors import FailedPrecondition, InvalidArgument, Retryable
-from embedfleet.jobstore import JobStore
+from embedfleet.jobstore import JobStore, PartStart
+from embedfleet.local import free_port
 from embedfleet.logs import make_handler
 from embedfleet.model_store import ModelStore
 from embedfleet.registry import ModelRegistry
@@ -40,19 +44,26 @@ def milvus_client(milvus_uri: str):  # type: ignore[no-untyped-def]
     return milvus.connect(milvus_uri)
 
 
-def _runner(store: JobStore, encoder: HashEncoder, milvus_client, max_attempts: int = 3) -> PartRunner:  # type: ignore[no-untyped-def]
+def _runner(  # type: ignore[no-untyped-def]
+    store: JobStore,
+    encoder: HashEncoder,
+    milvus_client,
+    max_attempts: int = 3,
+    lease_s: float = 6.0,
+    sink: Callable[[], MilvusSink] | None = None,
+) -> PartRunner:
     host = ModelHost()
     host.add(encoder)
-    sink = MilvusSink(milvus_client, max_batch_bytes=4096)
+    shared = MilvusSink(milvus_client, max_batch_bytes=4096)
     ctx = WorkerContext(
         store=store,
         registry=lambda: ModelRegistry([FAKE_SPEC]),
         host=host,
-        sink=lambda: sink,
+        sink=sink or (lambda: shared),
         model_store=ModelStore("/nonexistent/model-store"),
         device="cpu",
     )
-    return PartRunner(ctx, max_attempts=max_attempts)
+    return PartRunner(ctx, max_attempts=max_attempts, owner="test-worker", lease_s=lease_s)
 
 
 def _submit(
@@ -95,7 +106,8 @@ def test_index_chunks_twice_writes_rows_once(store: JobStore, milvus_client) -> 
     job_id = _submit(store, _index(collection), _docs(50), chunk_size=20)
     runner = _runner(store, HashEncoder(), milvus_client)
     # Attempt 1 of chunk 0 starts and "dies" before finishing (as a killed worker would) ...
-    store.start_part(job_id, 0)
+    store.start_part(job_id, 0, lease_s=0.05)
+    time.sleep(0.1)  # its lease lapses: nothing refreshes it
     for c in range(3):
         assert runner.run_part(job_id, c).status == PartStatus.DONE
     # ... and a duplicate delivery of a finished chunk is skipped.
@@ -129,22 +141,22 @@ def test_transient_errors_are_retried_then_reported(store: JobStore, milvus_clie
     flaky = HashEncoder(fail_times=1, error=Retryable("Milvus busy"))
     runner = _runner(store, flaky, milvus_client, max_attempts=2)
     with pytest.raises(RetryPart):
-        runner.run_part(job_id, 0, attempt=1)
+        runner.run_part(job_id, 0)
     assert store.get(job_id).parts_finished == 0  # nothing counted for the failed attempt
-    assert runner.run_part(job_id, 0, attempt=2).status == PartStatus.DONE
+    assert runner.run_part(job_id, 0).status == PartStatus.DONE  # the retry takes over its backoff lease
 
     broken_job = _submit(store, EmbedParams(), _docs(4), chunk_size=4)
     broken = _runner(store, HashEncoder(fail_times=9, error=RuntimeError("CUDA OOM")), milvus_client, max_attempts=2)
     with pytest.raises(RetryPart):
-        broken.run_part(broken_job, 0, attempt=1)
-    outcome = broken.run_part(broken_job, 0, attempt=2)
+        broken.run_part(broken_job, 0)
+    outcome = broken.run_part(broken_job, 0)
     assert outcome.status == PartStatus.FAILED and "CUDA OOM" in outcome.reason
 
 
 def test_permanent_errors_are_not_retried(store: JobStore, milvus_client) -> None:  # type: ignore[no-untyped-def]
     job_id = _submit(store, EmbedParams(), _docs(3), chunk_size=3)
     runner = _runner(store, HashEncoder(fail_times=1, error=FailedPrecondition("bad weights")), milvus_client)
-    assert runner.run_part(job_id, 0, attempt=1).status == PartStatus.FAILED
+    assert runner.run_part(job_id, 0).status == PartStatus.FAILED
 
 
 def test_embed_chunk_output_with_options(store: JobStore, milvus_client) -> None:  # type: ignore[no-untyped-def]
@@ -298,8 +310,8 @@ def test_every_log_line_of_a_part_names_its_job_and_part(store: JobStore) -> Non
     root.setLevel(logging.INFO)
     try:
         with pytest.raises(RetryPart):
-            runner.run_part(job_id, 0, attempt=1)
-        assert runner.run_part(job_id, 0, attempt=2).status == PartStatus.DONE
+            runner.run_part(job_id, 0)
+        assert runner.run_part(job_id, 0).status == PartStatus.DONE
         logging.getLogger("embedfleet.test").warning("not part of any part")
     finally:
         root.removeHandler(handler)
@@ -307,7 +319,119 @@ def test_every_log_line_of_a_part_names_its_job_and_part(store: JobStore) -> Non
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     part_lines = [line for line in lines if line["logger"] == "embedfleet.worker.runner"]
     messages = " | ".join(line["message"] for line in part_lines)
-    assert "attempt 1 failed" in messages and "running again" in messages and "part done: 3 documents" in messages
+    assert "attempt 1 failed" in messages and "attempt 2 after an unfinished one" in messages
+    assert "part done: 3 documents" in messages
     assert all(line["job_id"] == job_id and line["part"] == 0 for line in part_lines)
     assert "CUDA OOM" in part_lines[0]["exception"]
     assert "job_id" not in lines[-1] and lines[-1]["message"] == "not part of any part"
+
+
+class _BlockingEncoder(HashEncoder):
+    """Encodes once ``release`` is set: a part that runs longer than its lease would last unrefreshed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def encode(self, texts, input_type):  # type: ignore[no-untyped-def]
+        self.started.set()
+        self.release.wait(10)
+        return super().encode(texts, input_type)
+
+
+def test_a_second_delivery_never_runs_while_the_first_is_alive(store: JobStore, milvus_client) -> None:  # type: ignore[no-untyped-def]
+    job_id = _submit(store, EmbedParams(), _docs(4), chunk_size=4)
+    slow = _BlockingEncoder()
+    first = _runner(store, slow, milvus_client, lease_s=0.3)
+    outcomes: list[PartStatus] = []
+    thread = threading.Thread(target=lambda: outcomes.append(first.run_part(job_id, 0).status))
+    thread.start()
+    assert slow.started.wait(5)
+    time.sleep(1.0)  # three lease lengths: only the refreshing keeps it
+    second = HashEncoder()
+    with pytest.raises(RetryPart, match="another worker holds") as busy:
+        _runner(store, second, milvus_client, lease_s=0.3).run_part(job_id, 0)
+    assert 0 < busy.value.delay_s <= 1.0  # tried again once the holder's lease would have lapsed
+    slow.release.set()
+    thread.join(10)
+    assert outcomes == [PartStatus.DONE] and second.calls == 0
+    assert _runner(store, second, milvus_client).run_part(job_id, 0).status == PartStatus.SKIPPED  # then dropped
+    assert store.get(job_id).done == 4
+
+
+def test_a_part_whose_worker_dies_every_time_is_failed(store: JobStore, milvus_client) -> None:  # type: ignore[no-untyped-def]
+    job_id = _submit(store, EmbedParams(), _docs(4), chunk_size=4)
+    for _ in range(3):  # three deliveries whose worker was killed mid-part (nothing refreshes the lease)
+        store.start_part(job_id, 0, lease_s=0.05)
+        time.sleep(0.1)
+    encoder = HashEncoder()
+    outcome = _runner(store, encoder, milvus_client, max_attempts=3).run_part(job_id, 0)
+    assert outcome.status == PartStatus.FAILED and encoder.calls == 0
+    assert "gave up after 3 attempts: each time its worker died" in outcome.reason
+    snap = store.get(job_id)
+    assert snap.state == JobState.FAILED and snap.failed == 4
+
+
+class _FlakyStore(JobStore):
+    """The real store, whose named steps raise a Redis error once each (Redis at maxmemory)."""
+
+    def __init__(self, store: JobStore, failing: set[str]) -> None:
+        super().__init__(store.r, store.prefix, store.ttl)
+        self.failing = failing
+
+    def _maybe_fail(self, step: str) -> None:
+        if step in self.failing:
+            self.failing.discard(step)
+            raise redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'")
+
+    def start_part(self, job_id: str, part: int, owner: str = "", lease_s: float = 6.0) -> PartStart:
+        self._maybe_fail("start")
+        return super().start_part(job_id, part, owner, lease_s)
+
+    def get_part_input(self, job_id: str, part: int) -> list[Document]:
+        self._maybe_fail("input")
+        return super().get_part_input(job_id, part)
+
+    def finish_part(self, job_id: str, part: int, **counts) -> bool:  # type: ignore[no-untyped-def]
+        self._maybe_fail("finish")
+        return super().finish_part(job_id, part, **counts)
+
+
+def test_job_store_errors_become_retries(store: JobStore, milvus_client) -> None:  # type: ignore[no-untyped-def]
+    flaky = _FlakyStore(store, {"start", "input", "finish"})
+    job_id = _submit(store, EmbedParams(), _docs(4), chunk_size=4)
+    runner = _runner(flaky, HashEncoder(), milvus_client, max_attempts=5)
+    for step in ("start", "input", "finish"):
+        with pytest.raises(RetryPart):
+            runner.run_part(job_id, 0)
+        assert step not in flaky.failing and store.get(job_id).parts_finished == 0
+    assert runner.run_part(job_id, 0).status == PartStatus.DONE
+    assert store.get(job_id).done == 4  # counted once
+
+
+def test_milvus_down_at_first_connect_is_retried(store: JobStore, milvus_client) -> None:  # type: ignore[no-untyped-def]
+    job_id = _submit(store, _index(f"t_{uuid.uuid4().hex[:10]}"), _docs(3), chunk_size=3)
+    dead_uri = f"http://127.0.0.1:{free_port()}"
+    runner = _runner(store, HashEncoder(), milvus_client, sink=lambda: MilvusSink(milvus.connect(dead_uri), 4096))
+    with pytest.raises(RetryPart, match="cannot reach Milvus"):
+        runner.run_part(job_id, 0)
+    assert store.get(job_id).parts_finished == 0
+
+
+def test_a_dropped_collection_is_checked_again(milvus_client) -> None:  # type: ignore[no-untyped-def]
+    collection = f"t_{uuid.uuid4().hex[:10]}"
+    binding = milvus.CollectionBinding(FAKE_SPEC.name, "sha256:fake", FAKE_SPEC.dimensions)
+    docs = _docs(3)
+    vectors = np.random.default_rng(0).standard_normal((3, FAKE_SPEC.dimensions)).astype(np.float32)
+    sink = MilvusSink(milvus_client, max_batch_bytes=4096, binding_ttl_s=0.5)
+    assert sink.write(collection, binding, docs, vectors) == 3
+    milvus_client.drop_collection(collection)  # dropped under a worker that checked it
+    assert sink.write(collection, binding, docs, vectors) == 3  # "not found": created again, not a failure
+    assert _count(milvus_client, collection) == 3
+    milvus_client.drop_collection(collection)
+    milvus.ensure_collection(milvus_client, collection, milvus.CollectionBinding("other-model", "v1", 16))
+    time.sleep(0.6)  # past the binding's check TTL
+    with pytest.raises(FailedPrecondition, match="other-model"):
+        sink.write(collection, binding, docs, vectors)  # another model's collection now: refused
+    milvus_client.drop_collection(collection)

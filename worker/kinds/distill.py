@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Callable
 
 from embedfleet.domain import DistillParams, JobState
@@ -41,8 +40,9 @@ class DistillPart:
             learning_rate=params.learning_rate,
             device=ctx.device,
         )
-        staging = ctx.model_store.root / ".staging" / part.job_id
-        shutil.rmtree(staging, ignore_errors=True)  # a previous attempt of this job (worker crash)
+        # One directory per attempt (the store numbers every start): no run ever deletes another's, even
+        # one that outlived its lease (the lease already refuses a second run while the first is alive).
+        staging = ctx.model_store.root / ".staging" / f"{part.job_id}.{part.attempt}"
         staging.parent.mkdir(parents=True, exist_ok=True)
         result = distill(config, teacher, texts, staging, _progress(ctx, part.job_id))
         ctx.store.report(

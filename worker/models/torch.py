@@ -40,9 +40,13 @@ class SentenceTransformerEncoder:
     def encode(self, texts: list[str], input_type: InputType) -> Encoded:
         prompt = prompt_for(self.spec, input_type)
         with self._lock:  # one forward pass at a time per model: threads would only contend for cores
-            lengths = self.model.tokenizer([prompt + t for t in texts], add_special_tokens=True)["input_ids"]
-            truncated = sum(1 for ids in lengths if len(ids) > self.spec.max_seq_length)
-            tokens = sum(min(len(ids), self.spec.max_seq_length) for ids in lengths)
+            # One token past the window is enough to know a text overflows it: ids beyond are never built.
+            window = self.spec.max_seq_length
+            lengths = self.model.tokenizer(
+                [prompt + t for t in texts], add_special_tokens=True, truncation=True, max_length=window + 1
+            )["input_ids"]
+            truncated = sum(1 for ids in lengths if len(ids) > window)
+            tokens = sum(min(len(ids), window) for ids in lengths)
             vectors = self.model.encode(
                 texts,
                 prompt=prompt or None,

@@ -265,7 +265,7 @@ class RayDispatcher:
         if slot is None:
             self._delay(part, _Step.RUN, self.pool.next_respawn_in())
             return
-        self._track(self.pool.send_part(slot, task, part.attempt), _Call("part", slot.index, slot.generation, part))
+        self._track(self.pool.send_part(slot, task), _Call("part", slot.index, slot.generation, part))
         self._stats.submitted += 1
 
     def _fail_part(self, part: _Part) -> None:

@@ -3,7 +3,7 @@
 A slot's actor is spawned, probed until its models are loaded (``info``), and replaced when it
 dies; one that dies in ``__init__`` (its models cannot load) is respawned after a growing delay, so
 a broken deployment does not spin. Ray's own ``max_restarts``/``max_task_retries`` are off: Ray
-would re-run calls without telling the runner the attempt (see the package docstring).
+would re-run calls behind the dispatcher's back (see the package docstring).
 
 The worker's actor class and settings are imported only when a pool is built: importing this
 module loads neither worker code nor Ray.
@@ -141,9 +141,9 @@ class ActorPool:
         return max(0.1, min(waits, default=1.0))
 
     # -- calls ----------------------------------------------------------------------------------
-    def send_part(self, slot: Slot, task: PartTask, attempt: int) -> Any:
+    def send_part(self, slot: Slot, task: PartTask) -> Any:
         with self._lock:
-            ref = slot.actor.run_chunk.options(concurrency_group=BULK_GROUP).remote(task.job_id, task.part, attempt)
+            ref = slot.actor.run_chunk.options(concurrency_group=BULK_GROUP).remote(task.job_id, task.part)
             slot.load += 1
             return ref
 
