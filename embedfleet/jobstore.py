@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from embedfleet.domain import Document, JobSnapshot, JobSpec, JobState, PartFailure, Precision
+from embedfleet.domain import Document, DocumentFailure, JobSnapshot, JobSpec, JobState, PartFailure, Precision
 from embedfleet.errors import InvalidArgument, NotFound
 
 # Returns {outcome, spec, total, parts_total}: the job's fixed facts ride along with the decision, so a
@@ -63,15 +63,30 @@ redis.call('HINCRBY', KEYS[1], 'failed', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'truncated', ARGV[5])
 local finished = redis.call('HINCRBY', KEYS[1], 'parts_finished', 1)
 if ARGV[2] == 'failed' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[6]) end
+-- Documents that failed on their own: ARGV[12..] are (id, reason) pairs; at most ARGV[11] are kept.
+if #ARGV > 11 then
+  redis.call('HINCRBY', KEYS[1], 'documents_failed', (#ARGV - 11) / 2)
+  for i = 12, #ARGV, 2 do
+    if redis.call('HLEN', KEYS[7]) < tonumber(ARGV[11]) then redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]) end
+  end
+  redis.call('EXPIRE', KEYS[7], ARGV[9])
+end
 local state = redis.call('HGET', KEYS[1], 'state')
 local total = tonumber(redis.call('HGET', KEYS[1], 'parts_total'))
 if finished >= total and (state == 'RUNNING' or state == 'QUEUED') then
   local nfailed = redis.call('HLEN', KEYS[3])
-  if nfailed > 0 then
-    local units = redis.call('HGET', KEYS[1], 'failed')
-    redis.call('HSET', KEYS[1], 'state', 'FAILED', 'finished_at', ARGV[7], 'error',
-      nfailed .. ' of ' .. total .. ' chunks failed (' .. units .. ' ' .. ARGV[10] ..
-      ' not processed); see failed_chunks')
+  local ndocs = tonumber(redis.call('HGET', KEYS[1], 'documents_failed') or '0')
+  if nfailed > 0 or ndocs > 0 then
+    local parts = {}
+    if nfailed > 0 then
+      local units = redis.call('HGET', KEYS[1], 'failed') - ndocs
+      table.insert(parts, nfailed .. ' of ' .. total .. ' chunks failed (' .. units .. ' ' .. ARGV[10] ..
+        ' not processed); see failed_chunks')
+    end
+    if ndocs > 0 then
+      table.insert(parts, ndocs .. ' documents failed on their own; see failed_documents')
+    end
+    redis.call('HSET', KEYS[1], 'state', 'FAILED', 'finished_at', ARGV[7], 'error', table.concat(parts, '; '))
   else
     redis.call('HSET', KEYS[1], 'state', 'SUCCEEDED', 'finished_at', ARGV[7])
   end
@@ -100,6 +115,10 @@ if state == 'QUEUED' or state == 'RUNNING' then
 end
 return state
 """
+
+# A job lists at most this many documents that failed on their own (``Job.failed_documents``); the
+# job's ``failed`` counter counts them all.
+MAX_DOCUMENT_FAILURES_KEPT = 1000
 
 
 class StartOutcome(StrEnum):
@@ -163,6 +182,9 @@ class JobStore:
 
     def _failures_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:failures"
+
+    def _document_failures_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:docfailures"
 
     def _metrics_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:metrics"
@@ -258,7 +280,8 @@ class JobStore:
         pipe.hgetall(self._failures_key(job_id))
         pipe.hgetall(self._metrics_key(job_id))
         pipe.hgetall(self._outputs_key(job_id))
-        raw, failures, metrics, outputs = pipe.execute()
+        pipe.hgetall(self._document_failures_key(job_id))
+        raw, failures, metrics, outputs, document_failures = pipe.execute()
         if not raw:
             raise NotFound(f"job {job_id!r} does not exist (or expired)")
         fields = {k.decode(): v.decode() for k, v in raw.items()}
@@ -278,6 +301,9 @@ class JobStore:
             error=fields.get("error", ""),
             metrics={k.decode(): float(v) for k, v in metrics.items()},
             outputs={k.decode(): v.decode() for k, v in outputs.items()},
+            failed_documents=[
+                DocumentFailure(id=k.decode(), message=v.decode()) for k, v in sorted(document_failures.items())
+            ],
         )
         for idx_raw, message in sorted(failures.items(), key=lambda kv: int(kv[0])):
             idx = int(idx_raw)
@@ -354,10 +380,21 @@ class JobStore:
         )
 
     def finish_part(
-        self, job_id: str, part: int, *, done: int, failed: int, truncated: int, error: str = "", unit: str = ""
+        self,
+        job_id: str,
+        part: int,
+        *,
+        done: int,
+        failed: int,
+        truncated: int,
+        error: str = "",
+        unit: str = "",
+        document_failures: Sequence[DocumentFailure] = (),
     ) -> bool:
         """Count a part's outcome once and drop its staged input; False if it had already been counted
-        or the job no longer exists. ``unit`` names what ``failed`` counts, for the job's error text."""
+        or the job no longer exists. ``unit`` names what ``failed`` counts, for the job's error text;
+        ``document_failures`` are documents of a done part that failed on their own (also in ``failed``),
+        listed on the job (the first ``MAX_DOCUMENT_FAILURES_KEPT``) and making it end FAILED."""
         counted = self._finish(
             keys=[
                 self.job_key(job_id),
@@ -366,6 +403,7 @@ class JobStore:
                 self.events_key(job_id),
                 self._active_key,
                 self._input_key(job_id, part),
+                self._document_failures_key(job_id),
             ],
             args=[
                 str(part),
@@ -378,6 +416,8 @@ class JobStore:
                 job_id,
                 self.ttl,
                 unit or "documents",
+                MAX_DOCUMENT_FAILURES_KEPT,
+                *(value for f in document_failures for value in (f.id, f.message)),
             ],
         )
         return int(counted) == 1

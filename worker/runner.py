@@ -61,7 +61,9 @@ class PartRunner:
             return PartOutcome(PartStatus.SKIPPED, reason=start.outcome.value)
         if start.outcome == StartOutcome.RETRY:
             log.warning("job %s part %d: running again after an unfinished attempt", job_id, part_index)
-        part = Part(job_id, part_index, start.spec, start.total, start.parts_total, attempt)
+        part = Part(
+            job_id, part_index, start.spec, start.total, start.parts_total, attempt, attempt >= self.max_attempts
+        )
         try:
             result = HANDLERS[part.spec.kind].run(part, self.ctx)
         except PartCancelled as exc:
@@ -77,7 +79,14 @@ class PartRunner:
             if attempt < self.max_attempts:
                 raise RetryPart(repr(exc)) from exc
             return self._fail(part, f"{type(exc).__name__}: {exc}")
-        self.store.finish_part(job_id, part_index, done=result.done, failed=0, truncated=result.truncated)
+        self.store.finish_part(
+            job_id,
+            part_index,
+            done=result.done,
+            failed=len(result.failures),
+            truncated=result.truncated,
+            document_failures=result.failures,
+        )
         return PartOutcome(PartStatus.DONE, units=result.done)
 
     def _fail(self, part: Part, message: str) -> PartOutcome:
