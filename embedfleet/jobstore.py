@@ -21,7 +21,7 @@ from __future__ import annotations
 import builtins
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -348,8 +348,12 @@ class JobStore:
         entries = self.r.xrevrange(self.events_key(job_id), count=1)
         return entries[0][0].decode() if entries else "0-0"
 
-    def watch(self, job_id: str, poll_s: float = 1.0) -> Iterator[JobSnapshot]:
-        """Yield the job now and after every change, until it is finished."""
+    def watch(
+        self, job_id: str, poll_s: float = 1.0, keep_going: Callable[[], bool] = lambda: True
+    ) -> Iterator[JobSnapshot]:
+        """Yield the job now and after every change, until it is finished or ``keep_going()`` is
+        false (asked after every wait of at most ``poll_s``, so a watcher that went away is noticed
+        within a poll even while the job does not change)."""
         last_event = "0-0"
         last_seen: tuple[object, ...] | None = None
         while True:
@@ -358,7 +362,7 @@ class JobStore:
             if key != last_seen:
                 last_seen = key
                 yield snap
-            if snap.state.terminal:
+            if snap.state.terminal or not keep_going():
                 return
             last_event = self.wait_for_event(job_id, last_event, poll_s)
 

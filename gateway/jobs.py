@@ -16,6 +16,7 @@ from embedfleet.domain import Document, JobKind, JobSnapshot, JobState
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.kinds import PLANNERS, JobRequest
 from embedfleet.gateway.kinds.base import PartStager, Submission
+from embedfleet.gateway.streams import StreamSlots
 from embedfleet.ids import new_job_id
 from embedfleet.jobstore import PartVectors
 
@@ -26,6 +27,7 @@ class JobsCore:
     def __init__(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
         self.store = ctx.store
+        self.streams = StreamSlots(ctx.settings.max_streams)
 
     def submit(self, request: JobRequest, documents: Iterable[Document] = ()) -> JobSnapshot:
         """Validate and plan the job with its kind's planner, then create and queue it.
@@ -97,14 +99,17 @@ class JobsCore:
         return self.store.cancel(job_id)
 
     def watch(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[JobSnapshot]:
-        """The job now, then after each change, until it is finished or the caller goes away."""
-        for snapshot in self.store.watch(job_id):
-            yield snapshot
-            if not keep_going():
-                return
+        """The job now, then after each change, until it is finished or the caller goes away (noticed
+        within a second, so an abandoned watch gives back its thread and its stream slot)."""
+        with self.streams.slot(f"cannot watch job {job_id}"):
+            yield from self.store.watch(job_id, keep_going=keep_going)
 
     def results(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[tuple[int, int, PartVectors]]:
         """An embed job's vectors in part order, each as soon as its part is done."""
+        with self.streams.slot(f"cannot stream the results of job {job_id}"):
+            yield from self._results(job_id, keep_going)
+
+    def _results(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[tuple[int, int, PartVectors]]:
         snap = self.store.get(job_id)
         if snap.spec.kind != JobKind.EMBED:
             raise errors.FailedPrecondition(

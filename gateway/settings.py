@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from embedfleet.settings import CommonSettings
+
+# Threads always left for unary calls and health checks, whatever the open streams hold.
+MIN_UNARY_THREADS = 4
 
 
 class GatewaySettings(CommonSettings):
@@ -14,6 +18,9 @@ class GatewaySettings(CommonSettings):
     port: int = Field(default=50051, ge=0, le=65535)
     # Threads serving RPCs; each open WatchJob/StreamJobResults holds one.
     max_workers: int = Field(default=32, gt=0)
+    # Open WatchJob/StreamJobResults calls at once; more get RESOURCE_EXHAUSTED. Kept below
+    # max_workers so health checks and unary calls always find a thread.
+    max_streams: int = Field(default=16, gt=0)
     # Largest gRPC message accepted (a DocumentBatch or EmbedRequest); larger ones get RESOURCE_EXHAUSTED.
     max_message_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_documents_per_job: int = Field(default=1_000_000, gt=0)
@@ -31,3 +38,12 @@ class GatewaySettings(CommonSettings):
     default_eval_limit: int = Field(default=500, gt=0)
     # How often chunks never handed to the queue (a crash mid-submission) are dispatched again.
     recovery_interval_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _threads_left_for_unary_calls(self) -> Self:
+        if self.max_workers < self.max_streams + MIN_UNARY_THREADS:
+            raise ValueError(
+                f"max_workers ({self.max_workers}) must be at least max_streams ({self.max_streams}) + "
+                f"{MIN_UNARY_THREADS}: open streams would leave no thread for health checks and unary calls"
+            )
+        return self
