@@ -104,6 +104,21 @@ end
 return 1
 """
 
+# Claim a job's next parts for dispatch, at most ARGV[1] of them queued or running at once (0: all):
+# returns {first, end}, empty when end == first. Parts are claimed in order, so the job's
+# ``dispatch_cursor`` is the next part to claim; a job without one (older) was dispatched whole.
+_CLAIM_PARTS = """
+local job = redis.call('HMGET', KEYS[1], 'state', 'parts_total', 'parts_finished', 'dispatch_cursor')
+if job[1] ~= 'QUEUED' and job[1] ~= 'RUNNING' then return {0, 0} end
+local cursor = tonumber(job[4] or job[2])
+local n = tonumber(job[2]) - cursor
+local window = tonumber(ARGV[1])
+if window > 0 then n = math.min(n, window - (cursor - tonumber(job[3]))) end
+if n <= 0 then return {cursor, cursor} end
+redis.call('HSET', KEYS[1], 'dispatch_cursor', cursor + n)
+return {cursor, cursor + n}
+"""
+
 _CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return nil end
@@ -168,6 +183,7 @@ class JobStore:
         self._finish = client.register_script(_FINISH_PART)
         self._cancel = client.register_script(_CANCEL)
         self._mark_dispatched = client.register_script(_MARK_DISPATCHED)
+        self._claim = client.register_script(_CLAIM_PARTS)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, ttl_seconds: int) -> JobStore:
@@ -241,10 +257,11 @@ class JobStore:
                 "truncated": 0,
                 "parts_total": parts,
                 "parts_finished": 0,
+                "dispatch_cursor": 0,
                 "created_at": repr(now),
             },
         )
-        # Part states start "pending" (not yet handed to the queue); see pending_parts().
+        # Part states start "pending" (not yet handed to the queue); ``claim_parts`` hands them out.
         for start in range(0, parts, 5000):
             pipe.hset(
                 self._parts_key(job_id),
@@ -263,10 +280,22 @@ class JobStore:
         for start in range(0, len(parts), 5000):
             self._mark_dispatched(keys=[self._parts_key(job_id)], args=[str(c) for c in parts[start : start + 5000]])
 
+    def claim_parts(self, job_id: str, window: int) -> range:
+        """The job's next parts to dispatch, so that at most ``window`` are queued or running at once
+        (0: every part left); empty for a finished, cancelled or gone job. Atomic, so gateways feeding
+        the same job never claim a part twice."""
+        first, end = self._claim(keys=[self.job_key(job_id)], args=[window])
+        return range(int(first), int(end))
+
     def pending_parts(self, job_id: str) -> list[int]:
-        """Parts of an active job never handed to the queue (the gateway died mid-dispatch)."""
-        states = self.r.hgetall(self._parts_key(job_id))
-        return sorted(int(k) for k, v in states.items() if v == b"pending")
+        """Parts claimed for dispatch but never handed to the queue (the gateway died between the two,
+        or the queue refused them); parts not yet claimed wait their turn and are not listed."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hmget(self.job_key(job_id), "dispatch_cursor", "parts_total")
+        pipe.hgetall(self._parts_key(job_id))
+        (cursor, parts_total), states = pipe.execute()
+        claimed = int(cursor if cursor is not None else parts_total or 0)
+        return sorted(int(k) for k, v in states.items() if v == b"pending" and int(k) < claimed)
 
     def active_jobs(self) -> list[str]:
         return sorted(m.decode() for m in self.r.smembers(self._active_key))

@@ -7,13 +7,12 @@ restarted one continues where the last stopped.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 
 from embedfleet import errors
 from embedfleet.domain import Document, JobKind, JobSnapshot, JobState
 from embedfleet.gateway.context import GatewayContext
+from embedfleet.gateway.feeding import PartFeeder
 from embedfleet.gateway.kinds import PLANNERS, JobRequest
 from embedfleet.gateway.kinds.base import PartStager, Submission
 from embedfleet.gateway.streams import StreamSlots
@@ -28,6 +27,7 @@ class JobsCore:
         self.ctx = ctx
         self.store = ctx.store
         self.streams = StreamSlots(ctx.settings.max_streams)
+        self.feeder = PartFeeder(ctx)
 
     def submit(self, request: JobRequest, documents: Iterable[Document] = ()) -> JobSnapshot:
         """Validate and plan the job with its kind's planner, then create and queue it.
@@ -43,7 +43,7 @@ class JobsCore:
             stager.discard()
             raise
         snapshot = self.store.create_job(job_id, plan.spec, total=plan.total, parts=plan.parts)
-        self.dispatch(job_id, list(range(plan.parts)))
+        self.feeder.feed(job_id)
         log.info(
             "job %s accepted: %s, %d %s in %d parts",
             job_id,
@@ -53,31 +53,6 @@ class JobsCore:
             plan.parts,
         )
         return snapshot
-
-    def dispatch(self, job_id: str, parts: list[int]) -> None:
-        """Hand parts to the queue and record it; on failure they stay "pending" for the recovery loop."""
-        try:
-            self.ctx.dispatcher.dispatch_parts(job_id, parts)
-            self.store.mark_dispatched(job_id, parts)
-        except Exception:
-            log.exception("job %s: queueing failed; the recovery loop will retry", job_id)
-
-    def recover_pending(self) -> int:
-        """Queue parts that an earlier gateway accepted but never handed to the queue."""
-        recovered = 0
-        for job_id in self.store.active_jobs():
-            try:
-                pending = self.store.pending_parts(job_id)
-                snap = self.store.get(job_id)
-            except errors.NotFound:
-                continue
-            # A job younger than one interval may still be mid-dispatch by the gateway that took it.
-            settled = snap.created_at < time.time() - self.ctx.settings.recovery_interval_seconds
-            if pending and settled and not snap.state.terminal:
-                log.warning("job %s: queueing %d parts that were never dispatched", job_id, len(pending))
-                self.dispatch(job_id, pending)
-                recovered += len(pending)
-        return recovered
 
     def get(self, job_id: str) -> JobSnapshot:
         return self.store.get(job_id)
@@ -132,13 +107,3 @@ class JobsCore:
                     return
                 last_event = self.store.wait_for_event(job_id, last_event, 1.0)
             yield part, snap.part_range(part)[0], self.store.get_part_output(job_id, part)
-
-
-def run_recovery_loop(jobs: JobsCore, stop: threading.Event) -> None:
-    """Dispatch never-queued parts now and then, until ``stop`` is set."""
-    while not stop.is_set():
-        try:
-            jobs.recover_pending()
-        except Exception:
-            log.warning("recovery pass failed", exc_info=True)
-        stop.wait(jobs.ctx.settings.recovery_interval_seconds)

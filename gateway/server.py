@@ -14,7 +14,8 @@ from grpc_reflection.v1alpha import reflection
 from embedfleet import milvus
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.embedding import EmbedCore
-from embedfleet.gateway.jobs import JobsCore, run_recovery_loop
+from embedfleet.gateway.feeding import run_dispatch_loop
+from embedfleet.gateway.jobs import JobsCore
 from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.queue import make_dispatcher
 from embedfleet.gateway.search import SearchCore
@@ -71,6 +72,8 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
         raise OSError(f"cannot bind the gateway to {settings.host}:{settings.port}")
     server.start()
     stop = threading.Event()
-    threading.Thread(target=run_recovery_loop, args=(jobs, stop), name="embedfleet-recovery", daemon=True).start()
+    threading.Thread(
+        target=run_dispatch_loop, args=(jobs.feeder, stop), name="embedfleet-dispatch", daemon=True
+    ).start()
     log.info("gateway serving on %s:%d (backend %s)", settings.host, port, settings.backend)
     return RunningGateway(server=server, ctx=ctx, jobs=jobs, port=port, _stop=stop)

@@ -38,6 +38,12 @@ class GatewaySettings(CommonSettings):
     default_eval_limit: int = Field(default=500, gt=0)
     # How often chunks never handed to the queue (a crash mid-submission) are dispatched again.
     recovery_interval_seconds: float = Field(default=30.0, gt=0)
+    # Most chunks of one job queued or running at once (0: every chunk at submission, first come first
+    # served). A job behind a large one waits for at most this many of its chunks. Keep it above the
+    # number of worker processes (Celery) or actors (Ray) one job should be able to use at once.
+    dispatch_window: int = Field(default=8, ge=0)
+    # How often active jobs are topped up to their window as their chunks finish.
+    dispatch_interval_seconds: float = Field(default=0.25, gt=0)
 
     @model_validator(mode="after")
     def _threads_left_for_unary_calls(self) -> Self:
