@@ -161,8 +161,7 @@ def main() -> None:
     print("\n| call | n | p50 ms | p99 ms | max ms |")
     print("|---|---:|---:|---:|---:|")
     for op, values in sorted(tally.latencies.items()):
-        label = "small job, submit → SUCCEEDED" if op.startswith("small_job") else op
-        label += op.removeprefix("small_job") if op.startswith("small_job") else ""
+        label = op.replace("small_job", "small job, submit → SUCCEEDED")
         print(
             f"| {label} | {len(values)} | {percentile(values, 50):.0f} | {percentile(values, 99):.0f} | "
             f"{max(values):.0f} |"
