@@ -20,6 +20,12 @@ class FailedChunk:
 
 
 @dataclass(frozen=True)
+class FailedDocument:
+    id: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     kind: str
@@ -37,6 +43,7 @@ class Job:
     eta_seconds: float
     error: str
     failed_chunks: list[FailedChunk] = field(default_factory=list)
+    failed_documents: list[FailedDocument] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
 
@@ -65,6 +72,7 @@ class Job:
             failed_chunks=[
                 FailedChunk(f.chunk_index, f.first_document, f.document_count, f.message) for f in pb.failed_chunks
             ],
+            failed_documents=[FailedDocument(f.id, f.message) for f in pb.failed_documents],
             metrics=dict(pb.metrics),
             outputs=dict(pb.outputs),
         )

@@ -204,6 +204,13 @@ class PartFailure(BaseModel):
     message: str
 
 
+class DocumentFailure(BaseModel):
+    """One document that failed on its own (the rest of its part was processed): its id and why."""
+
+    id: str
+    message: str
+
+
 class JobSnapshot(BaseModel):
     """A job as read from the store at one moment; rates are derived, never stored."""
 
@@ -221,6 +228,7 @@ class JobSnapshot(BaseModel):
     finished_at: float | None = None
     error: str = ""
     failed_parts: list[PartFailure] = Field(default_factory=list)
+    failed_documents: list[DocumentFailure] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
 

@@ -31,22 +31,20 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypedDict
 
 import redis
 
-from embedfleet.domain import Document, JobSnapshot, JobSpec, JobState, PartFailure, Precision
+from embedfleet.domain import Document, DocumentFailure, JobSnapshot, JobSpec, JobState, PartFailure, Precision
 from embedfleet.errors import InvalidArgument, NotFound
 from embedfleet.redis_errors import count_errors
+from embedfleet.tasks import DEFAULT_PART_LEASE_S
 
 log = logging.getLogger(__name__)
 
-# How long a running part's lease lasts unless its owner refreshes it (a third of this apart): a part
-# whose worker died is queued again this long after its last refresh, whatever the broker does.
-DEFAULT_PART_LEASE_S = 6.0
 
 # Sets a TTL on every key of a live job whose name does not depend on a part, and on the staged
 # input and output of each of its parts: a long job's records never expire under it.
@@ -132,12 +130,13 @@ return reclaimed
 
 # A part is counted once; the job record is never recreated once it is gone (expired or deleted),
 # and every key of a live job gets its TTL refreshed, so a long job's records do not expire under it.
-# KEYS: job, parts, failures, events, metrics, outputs, attempts, running, lease, active, input.
+# KEYS: job, parts, failures, events, metrics, outputs, attempts, running, document failures, lease, active,
+# input. ARGV[13..] are (id, reason) pairs of documents that failed on their own; at most ARGV[12] are kept.
 _FINISH_PART = (
     _TOUCH_JOB_FUNCTION
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-redis.call('DEL', KEYS[11], KEYS[9])
+redis.call('DEL', KEYS[12], KEYS[10])
 redis.call('SREM', KEYS[8], ARGV[1])
 local ps = redis.call('HGET', KEYS[2], ARGV[1])
 if ps == 'done' or ps == 'failed' then return 0 end
@@ -147,23 +146,36 @@ redis.call('HINCRBY', KEYS[1], 'failed', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'truncated', ARGV[5])
 local finished = redis.call('HINCRBY', KEYS[1], 'parts_finished', 1)
 if ARGV[2] == 'failed' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[6]) end
+if #ARGV > 12 then
+  redis.call('HINCRBY', KEYS[1], 'documents_failed', (#ARGV - 12) / 2)
+  for i = 13, #ARGV, 2 do
+    if redis.call('HLEN', KEYS[9]) < tonumber(ARGV[12]) then redis.call('HSET', KEYS[9], ARGV[i], ARGV[i + 1]) end
+  end
+end
 local state = redis.call('HGET', KEYS[1], 'state')
 local total = tonumber(redis.call('HGET', KEYS[1], 'parts_total'))
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100', '*', 'e', 'part')
 if finished >= total and (state == 'RUNNING' or state == 'QUEUED') then
   local nfailed = redis.call('HLEN', KEYS[3])
-  if nfailed > 0 then
-    local units = redis.call('HGET', KEYS[1], 'failed')
-    redis.call('HSET', KEYS[1], 'state', 'FAILED', 'finished_at', ARGV[7], 'error',
-      nfailed .. ' of ' .. total .. ' chunks failed (' .. units .. ' ' .. ARGV[10] ..
-      ' not processed); see failed_chunks')
+  local ndocs = tonumber(redis.call('HGET', KEYS[1], 'documents_failed') or '0')
+  if nfailed > 0 or ndocs > 0 then
+    local parts = {}
+    if nfailed > 0 then
+      local units = redis.call('HGET', KEYS[1], 'failed') - ndocs
+      table.insert(parts, nfailed .. ' of ' .. total .. ' chunks failed (' .. units .. ' ' .. ARGV[10] ..
+        ' not processed); see failed_chunks')
+    end
+    if ndocs > 0 then
+      table.insert(parts, ndocs .. ' documents failed on their own; see failed_documents')
+    end
+    redis.call('HSET', KEYS[1], 'state', 'FAILED', 'finished_at', ARGV[7], 'error', table.concat(parts, '; '))
   else
     redis.call('HSET', KEYS[1], 'state', 'SUCCEEDED', 'finished_at', ARGV[7])
   end
-  redis.call('SREM', KEYS[10], ARGV[8])
-  touch_job(8, ARGV[9], ARGV[11])  -- the results are kept one TTL from the job's end
+  redis.call('SREM', KEYS[11], ARGV[8])
+  touch_job(9, ARGV[9], ARGV[11])  -- the results are kept one TTL from the job's end
 else
-  for i = 1, 8 do redis.call('EXPIRE', KEYS[i], ARGV[9]) end
+  for i = 1, 9 do redis.call('EXPIRE', KEYS[i], ARGV[9]) end
 end
 return 1
 """
@@ -191,6 +203,25 @@ touch_job(#KEYS, ARGV[1], ARGV[2])
 return 1
 """
 )
+
+# Claim a job's next parts for dispatch, at most ARGV[1] of them queued or running at once (0: all):
+# returns {first, end}, empty when end == first. Parts are claimed in order, so the job's
+# ``dispatch_cursor`` is the next part to claim; a job without one (older) was dispatched whole.
+_CLAIM_PARTS = """
+local job = redis.call('HMGET', KEYS[1], 'state', 'parts_total', 'parts_finished', 'dispatch_cursor')
+if job[1] ~= 'QUEUED' and job[1] ~= 'RUNNING' then return {0, 0} end
+local cursor = tonumber(job[4] or job[2])
+local n = tonumber(job[2]) - cursor
+local window = tonumber(ARGV[1])
+if window > 0 then n = math.min(n, window - (cursor - tonumber(job[3]))) end
+if n <= 0 then return {cursor, cursor} end
+redis.call('HSET', KEYS[1], 'dispatch_cursor', cursor + n)
+return {cursor, cursor + n}
+"""
+
+# A job lists at most this many documents that failed on their own (``Job.failed_documents``); the
+# job's ``failed`` counter counts them all.
+MAX_DOCUMENT_FAILURES_KEPT = 1000
 
 _MARK_DISPATCHED = """
 for i = 1, #ARGV do
@@ -296,6 +327,7 @@ class JobStore:
         self._reclaim_parts = client.register_script(_RECLAIM_PARTS)
         self._report = client.register_script(_REPORT)
         self._touch = client.register_script(_TOUCH_JOB)
+        self._claim = client.register_script(_CLAIM_PARTS)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, ttl_seconds: int) -> JobStore:
@@ -341,7 +373,11 @@ class JobStore:
             self._outputs_key(job_id),
             self._attempts_key(job_id),
             self._running_key(job_id),
+            self._document_failures_key(job_id),
         ]
+
+    def _document_failures_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:docfailures"
 
     def _input_key(self, job_id: str, part: int) -> str:
         return f"{self.prefix}job:{job_id}:in:{part}"
@@ -415,10 +451,11 @@ class JobStore:
                 "truncated": 0,
                 "parts_total": parts,
                 "parts_finished": 0,
+                "dispatch_cursor": 0,
                 "created_at": repr(now),
             },
         )
-        # Part states start "pending" (not yet handed to the queue); see pending_parts().
+        # Part states start "pending" (not yet handed to the queue); ``claim_parts`` hands them out.
         for start in range(0, parts, 5000):
             pipe.hset(
                 self._parts_key(job_id),
@@ -438,10 +475,22 @@ class JobStore:
         for start in range(0, len(parts), 5000):
             self._mark_dispatched(keys=[self._parts_key(job_id)], args=[str(c) for c in parts[start : start + 5000]])
 
+    def claim_parts(self, job_id: str, window: int) -> range:
+        """The job's next parts to dispatch, so that at most ``window`` are queued or running at once
+        (0: every part left); empty for a finished, cancelled or gone job. Atomic, so gateways feeding
+        the same job never claim a part twice."""
+        first, end = self._claim(keys=[self.job_key(job_id)], args=[window])
+        return range(int(first), int(end))
+
     def pending_parts(self, job_id: str) -> list[int]:
-        """Parts of an active job never handed to the queue (the gateway died mid-dispatch)."""
-        states = self.r.hgetall(self._parts_key(job_id))
-        return sorted(int(k) for k, v in states.items() if v == b"pending")
+        """Parts claimed for dispatch but never handed to the queue (the gateway died between the two,
+        or the queue refused them); parts not yet claimed wait their turn and are not listed."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hmget(self.job_key(job_id), "dispatch_cursor", "parts_total")
+        pipe.hgetall(self._parts_key(job_id))
+        (cursor, parts_total), states = pipe.execute()
+        claimed = int(cursor if cursor is not None else parts_total or 0)
+        return sorted(int(k) for k, v in states.items() if v == b"pending" and int(k) < claimed)
 
     def active_jobs(self) -> list[str]:
         return sorted(m.decode() for m in self.r.smembers(self._active_key))
@@ -468,7 +517,8 @@ class JobStore:
         pipe.hgetall(self._failures_key(job_id))
         pipe.hgetall(self._metrics_key(job_id))
         pipe.hgetall(self._outputs_key(job_id))
-        raw, failures, metrics, outputs = pipe.execute()
+        pipe.hgetall(self._document_failures_key(job_id))
+        raw, failures, metrics, outputs, document_failures = pipe.execute()
         if not raw:
             raise NotFound(f"job {job_id!r} does not exist (or expired)")
         fields = {k.decode(): v.decode() for k, v in raw.items()}
@@ -488,6 +538,9 @@ class JobStore:
             error=fields.get("error", ""),
             metrics={k.decode(): float(v) for k, v in metrics.items()},
             outputs={k.decode(): v.decode() for k, v in outputs.items()},
+            failed_documents=[
+                DocumentFailure(id=k.decode(), message=v.decode()) for k, v in sorted(document_failures.items())
+            ],
         )
         for idx_raw, message in sorted(failures.items(), key=lambda kv: int(kv[0])):
             idx = int(idx_raw)
@@ -535,8 +588,12 @@ class JobStore:
         entries = self.r.xrevrange(self.events_key(job_id), count=1)
         return entries[0][0].decode() if entries else "0-0"
 
-    def watch(self, job_id: str, poll_s: float = 1.0) -> Iterator[JobSnapshot]:
-        """Yield the job now and after every change, until it is finished."""
+    def watch(
+        self, job_id: str, poll_s: float = 1.0, keep_going: Callable[[], bool] = lambda: True
+    ) -> Iterator[JobSnapshot]:
+        """Yield the job now and after every change, until it is finished or ``keep_going()`` is
+        false (asked after every wait of at most ``poll_s``, so a watcher that went away is noticed
+        within a poll even while the job does not change)."""
         last_event = "0-0"
         last_seen: tuple[object, ...] | None = None
         while True:
@@ -545,7 +602,7 @@ class JobStore:
             if key != last_seen:
                 last_seen = key
                 yield snap
-            if snap.state.terminal:
+            if snap.state.terminal or not keep_going():
                 return
             last_event = self.wait_for_event(job_id, last_event, poll_s)
 
@@ -592,10 +649,21 @@ class JobStore:
         return int(self._lease(keys=keys, args=[owner, mode, int(seconds * 1000), str(part)]))
 
     def finish_part(
-        self, job_id: str, part: int, *, done: int, failed: int, truncated: int, error: str = "", unit: str = ""
+        self,
+        job_id: str,
+        part: int,
+        *,
+        done: int,
+        failed: int,
+        truncated: int,
+        error: str = "",
+        unit: str = "",
+        document_failures: Sequence[DocumentFailure] = (),
     ) -> bool:
         """Count a part's outcome once and drop its staged input; False if it had already been counted
-        or the job no longer exists. ``unit`` names what ``failed`` counts, for the job's error text."""
+        or the job no longer exists. ``unit`` names what ``failed`` counts, for the job's error text;
+        ``document_failures`` are documents of a done part that failed on their own (also in ``failed``),
+        listed on the job (the first ``MAX_DOCUMENT_FAILURES_KEPT``) and making it end FAILED."""
         counted = self._finish(
             keys=[
                 *self._own_keys(job_id),
@@ -615,6 +683,8 @@ class JobStore:
                 self.ttl,
                 unit or "documents",
                 f"{self.prefix}job:{job_id}:",
+                MAX_DOCUMENT_FAILURES_KEPT,
+                *(value for f in document_failures for value in (f.id, f.message)),
             ],
         )
         return int(counted) == 1

@@ -20,9 +20,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from embedfleet.jobstore import DEFAULT_PART_LEASE_S
 from embedfleet.model_store import ModelStore
 from embedfleet.registry import DEFAULT_MODELS, ModelRegistry, ModelSpec
+from embedfleet.tasks import DEFAULT_PART_LEASE_S
 
 CONFIG_ENV = "EMBEDFLEET_CONFIG"
 

@@ -29,6 +29,9 @@ EMBED_REQUEST_TASK = "embedfleet.embed_request"
 RETRY_OUTCOME = "retry"
 
 MAX_RETRY_DELAY_S = 30.0
+# How long a running part's lease lasts unless its owner refreshes it (a third of this apart): a part
+# whose worker died is queued again this long after its last refresh, whatever the broker does.
+DEFAULT_PART_LEASE_S = 6.0
 
 
 @dataclass(frozen=True)

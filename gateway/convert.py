@@ -140,6 +140,7 @@ def job_to_pb(snap: JobSnapshot) -> jobs_pb2.Job:
             )
             for f in snap.failed_parts
         ],
+        failed_documents=[jobs_pb2.DocumentFailure(id=f.id, message=f.message) for f in snap.failed_documents],
         metrics=snap.metrics,
         outputs=snap.outputs,
     )

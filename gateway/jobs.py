@@ -7,16 +7,16 @@ restarted one continues where the last stopped.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 
 from embedfleet import errors
 from embedfleet.domain import Document, JobKind, JobSnapshot, JobState
 from embedfleet.gateway import paging
 from embedfleet.gateway.context import GatewayContext
+from embedfleet.gateway.feeding import PartFeeder
 from embedfleet.gateway.kinds import PLANNERS, JobRequest
 from embedfleet.gateway.kinds.base import PartStager, Submission
+from embedfleet.gateway.streams import StreamSlots
 from embedfleet.heartbeat import Heartbeat
 from embedfleet.ids import new_job_id, validate_job_id
 from embedfleet.jobstore import PartVectors
@@ -28,6 +28,8 @@ class JobsCore:
     def __init__(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
         self.store = ctx.store
+        self.streams = StreamSlots(ctx.settings.max_streams)
+        self.feeder = PartFeeder(ctx)
 
     def submit(self, request: JobRequest, documents: Iterable[Document] = ()) -> JobSnapshot:
         """Validate and plan the job with its kind's planner, then create and queue it.
@@ -49,7 +51,7 @@ class JobsCore:
             stager.discard()
             raise
         snapshot = self.store.create_job(job_id, plan.spec, total=plan.total, parts=plan.parts)
-        self.dispatch(job_id, list(range(plan.parts)))
+        self.feeder.feed(job_id)
         log.info(
             "job %s accepted: %s, %d %s in %d parts",
             job_id,
@@ -59,56 +61,6 @@ class JobsCore:
             plan.parts,
         )
         return snapshot
-
-    def dispatch(self, job_id: str, parts: list[int]) -> None:
-        """Hand parts to the queue and record it; on failure they stay "pending" for the recovery loop."""
-        try:
-            self.ctx.dispatcher.dispatch_parts(job_id, parts)
-            self.store.mark_dispatched(job_id, parts)
-        except Exception:
-            log.exception("job %s: queueing failed; the recovery loop will retry", job_id)
-
-    def recover_pending(self) -> int:
-        """Queue parts that an earlier gateway accepted but never handed to the queue, and refresh the
-        TTLs of every live job. A job that cannot be read is logged and passed over, never the pass."""
-        recovered = 0
-        for job_id in self.store.active_jobs():
-            try:
-                recovered += self._recover_job(job_id)
-            except errors.NotFound:
-                continue
-            except Exception:
-                log.warning("job %s: recovery skipped it (its record cannot be read)", job_id, exc_info=True)
-        return recovered
-
-    def _recover_job(self, job_id: str) -> int:
-        pending = self.store.pending_parts(job_id)
-        snap = self.store.get(job_id)
-        if snap.state.terminal:
-            return 0
-        self.store.touch(job_id)
-        # A job younger than one interval may still be mid-dispatch by the gateway that took it.
-        settled = snap.created_at < time.time() - self.ctx.settings.recovery_interval_seconds
-        if not (pending and settled):
-            return 0
-        log.warning("job %s: queueing %d parts that were never dispatched", job_id, len(pending))
-        self.dispatch(job_id, pending)
-        return len(pending)
-
-    def recover_orphaned(self) -> int:
-        """Queue again, once, the parts whose worker died while running them (their lease lapsed)."""
-        recovered = 0
-        for job_id in self.store.active_jobs():
-            try:
-                parts = self.store.reclaim_parts(job_id)
-            except Exception:
-                log.warning("job %s: could not look for orphaned parts", job_id, exc_info=True)
-                continue
-            if parts:
-                log.warning("job %s: parts %s lost their worker; queueing them again", job_id, parts)
-                self.dispatch(job_id, parts)
-                recovered += len(parts)
-        return recovered
 
     def get(self, job_id: str) -> JobSnapshot:
         return self.store.get(validate_job_id(job_id))
@@ -121,15 +73,20 @@ class JobsCore:
         return self.store.cancel(validate_job_id(job_id))
 
     def watch(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[JobSnapshot]:
-        """The job now, then after each change, until it is finished or the caller goes away."""
-        for snapshot in self.store.watch(validate_job_id(job_id)):
-            yield snapshot
-            if not keep_going():
-                return
+        """The job now, then after each change, until it is finished or the caller goes away (noticed
+        within a second, so an abandoned watch gives back its thread and its stream slot)."""
+        validate_job_id(job_id)
+        with self.streams.slot(f"cannot watch job {job_id}"):
+            yield from self.store.watch(job_id, keep_going=keep_going)
 
     def results(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[tuple[int, int, PartVectors]]:
         """An embed job's vectors in part order, each as soon as its part is done."""
-        snap = self.store.get(validate_job_id(job_id))
+        validate_job_id(job_id)
+        with self.streams.slot(f"cannot stream the results of job {job_id}"):
+            yield from self._results(job_id, keep_going)
+
+    def _results(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[tuple[int, int, PartVectors]]:
+        snap = self.store.get(job_id)
         if snap.spec.kind != JobKind.EMBED:
             raise errors.FailedPrecondition(
                 f"job {job_id} is an {snap.spec.kind.value} job; only embed jobs have results"
@@ -151,23 +108,3 @@ class JobsCore:
                     return
                 last_event = self.store.wait_for_event(job_id, last_event, 1.0)
             yield part, snap.part_range(part)[0], self.store.get_part_output(job_id, part)
-
-
-def run_recovery_loop(jobs: JobsCore, stop: threading.Event) -> None:
-    """Until ``stop`` is set: every third of the part lease, queue again the parts whose worker died;
-    every recovery interval, dispatch never-queued parts, refresh live jobs' TTLs and delete the
-    inputs of abandoned submissions."""
-    settings = jobs.ctx.settings
-    tick_s = min(settings.part_lease_seconds / 3, settings.recovery_interval_seconds)
-    next_full = 0.0
-    while not stop.is_set():
-        passes: list[Callable[[], int]] = [jobs.recover_orphaned]
-        if time.monotonic() >= next_full:
-            passes += [jobs.recover_pending, jobs.store.reap_abandoned_staging]
-            next_full = time.monotonic() + settings.recovery_interval_seconds
-        for recovery_pass in passes:
-            try:
-                recovery_pass()
-            except Exception:
-                log.warning("recovery pass %s failed", recovery_pass.__name__, exc_info=True)
-        stop.wait(tick_s)

@@ -14,8 +14,9 @@ from grpc_reflection.v1alpha import reflection
 from embedfleet import milvus
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.embedding import EmbedCore
+from embedfleet.gateway.feeding import run_dispatch_loop
 from embedfleet.gateway.interceptors import RpcMetricsInterceptor
-from embedfleet.gateway.jobs import JobsCore, run_recovery_loop
+from embedfleet.gateway.jobs import JobsCore
 from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.openai_http import OpenAIEndpoint
 from embedfleet.gateway.queue import make_dispatcher
@@ -107,7 +108,9 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
         openai.start()
         log.info("OpenAI-compatible endpoint on http://%s:%d/v1/embeddings", settings.host, openai.port)
     stop = threading.Event()
-    threading.Thread(target=run_recovery_loop, args=(jobs, stop), name="embedfleet-recovery", daemon=True).start()
+    threading.Thread(
+        target=run_dispatch_loop, args=(jobs.feeder, stop), name="embedfleet-dispatch", daemon=True
+    ).start()
     metrics = serve_metrics(settings.metrics_host, settings.metrics_port, gateway_registry(store))
     log.info("gateway serving on %s:%d (backend %s)", settings.host, port, settings.backend)
     return RunningGateway(server=server, ctx=ctx, jobs=jobs, port=port, _stop=stop, openai=openai, metrics=metrics)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from embedfleet.settings import CommonSettings
 from embedfleet.storable import MILVUS_MAX_JSON_BYTES
+
+# Threads always left for unary calls and health checks, whatever the open streams hold.
+MIN_UNARY_THREADS = 4
 
 
 class GatewaySettings(CommonSettings):
@@ -22,6 +26,9 @@ class GatewaySettings(CommonSettings):
     openai_port: int | None = Field(default=None, ge=0, le=65535)
     # Threads serving RPCs; each open WatchJob/StreamJobResults holds one.
     max_workers: int = Field(default=32, gt=0)
+    # Open WatchJob/StreamJobResults calls at once; more get RESOURCE_EXHAUSTED. Kept below
+    # max_workers so health checks and unary calls always find a thread.
+    max_streams: int = Field(default=16, gt=0)
     # Largest gRPC message accepted (a DocumentBatch or EmbedRequest); larger ones get RESOURCE_EXHAUSTED.
     max_message_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_documents_per_job: int = Field(default=1_000_000, gt=0)
@@ -46,3 +53,18 @@ class GatewaySettings(CommonSettings):
     # A submission still streaming refreshes its staging marker every third of this; inputs staged by
     # one whose marker lapsed (its gateway died mid-stream) and that never became a job are deleted.
     staging_lease_seconds: float = Field(default=60.0, gt=0)
+    # Most chunks of one job queued or running at once (0: every chunk at submission, first come first
+    # served). A job behind a large one waits for at most this many of its chunks. Keep it above the
+    # number of worker processes (Celery) or actors (Ray) one job should be able to use at once.
+    dispatch_window: int = Field(default=8, ge=0)
+    # How often active jobs are topped up to their window as their chunks finish.
+    dispatch_interval_seconds: float = Field(default=0.25, gt=0)
+
+    @model_validator(mode="after")
+    def _threads_left_for_unary_calls(self) -> Self:
+        if self.max_workers < self.max_streams + MIN_UNARY_THREADS:
+            raise ValueError(
+                f"max_workers ({self.max_workers}) must be at least max_streams ({self.max_streams}) + "
+                f"{MIN_UNARY_THREADS}: open streams would leave no thread for health checks and unary calls"
+            )
+        return self

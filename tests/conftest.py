@@ -42,6 +42,12 @@ def redis_client() -> redis.Redis:
     return client
 
 
+@pytest.fixture(scope="session")
+def redis_url(redis_client: redis.Redis) -> str:
+    """The URL of the real Redis the tests use (for processes and servers a test starts itself)."""
+    return REDIS_URL
+
+
 @pytest.fixture
 def key_prefix(redis_client: redis.Redis) -> Iterator[str]:
     """A fresh prefix for one test; its keys are deleted afterwards (and only those)."""

@@ -27,3 +27,9 @@ def test_queue_backends_import_no_worker_code_torch_or_ray() -> None:
 
 def test_ray_actor_module_imports_neither_torch_nor_ray() -> None:
     _imported("embedfleet.worker.ray_actor", "m.split('.')[0] in ('torch', 'sentence_transformers', 'ray')")
+
+
+def test_settings_do_not_import_prometheus_client() -> None:
+    """`embedfleet worker` reads its settings, then sets PROMETHEUS_MULTIPROC_DIR, then imports the
+    worker: settings must not pull prometheus_client in first (the children would not report)."""
+    _imported("embedfleet.worker.settings, embedfleet.gateway.settings", "m == 'prometheus_client'")

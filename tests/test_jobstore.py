@@ -72,6 +72,7 @@ def test_a_backoff_lease_waits_for_the_retry(store: JobStore) -> None:
 
 def test_a_part_whose_lease_lapsed_is_reclaimed_once(store: JobStore) -> None:
     _job(store)
+    store.claim_parts("j1", 0)  # handed to the queue, as a gateway does before any worker runs them
     store.start_part("j1", 0, owner="dead", lease_s=0.1)
     store.start_part("j1", 1, owner="alive", lease_s=30)
     store.start_part("j1", 2, owner="done", lease_s=0.1)
@@ -120,8 +121,22 @@ def test_cancel_does_not_touch_a_finished_job(store: JobStore) -> None:
     assert store.cancel("j1").state == JobState.SUCCEEDED
 
 
+def test_parts_are_claimed_a_window_at_a_time(store: JobStore) -> None:
+    _job(store)
+    assert store.claim_parts("j1", 2) == range(0, 2)
+    assert not store.claim_parts("j1", 2)  # two are out: nothing more until one finishes
+    store.start_part("j1", 0)
+    store.finish_part("j1", 0, done=1, failed=0, truncated=0)
+    assert store.claim_parts("j1", 2) == range(2, 3)
+    assert not store.claim_parts("j1", 0)  # every part is claimed
+    store.cancel("j1")
+    assert not store.claim_parts("j1", 2) and not store.claim_parts("gone", 2)
+
+
 def test_pending_parts_until_dispatched(store: JobStore) -> None:
     _job(store)
+    assert store.pending_parts("j1") == []  # nothing claimed yet: nothing lost
+    assert store.claim_parts("j1", 0) == range(3)
     assert store.pending_parts("j1") == [0, 1, 2]
     store.start_part("j1", 2)  # a worker got it before the gateway marked it
     store.mark_dispatched("j1", [0, 2])

@@ -21,9 +21,9 @@ import redis
 from embedfleet.domain import EmbeddingOptions
 from embedfleet.errors import EmbedfleetError, Retryable, Unavailable
 from embedfleet.heartbeat import Heartbeat
-from embedfleet.jobstore import DEFAULT_PART_LEASE_S, StartOutcome
+from embedfleet.jobstore import StartOutcome
 from embedfleet.logs import in_part_context
-from embedfleet.tasks import error_kind, retry_delay
+from embedfleet.tasks import DEFAULT_PART_LEASE_S, error_kind, retry_delay
 from embedfleet.wire import pack_vectors
 from embedfleet.worker.embedding import embed_texts
 from embedfleet.worker.kinds import HANDLERS
@@ -93,7 +93,15 @@ class PartRunner:
         if start.spec is None:
             log.info("job %s part %d skipped: %s", job_id, part_index, start.outcome.value)
             return PartOutcome(PartStatus.SKIPPED, reason=start.outcome.value)
-        part = Part(job_id, part_index, start.spec, start.total, start.parts_total, start.attempts)
+        part = Part(
+            job_id,
+            part_index,
+            start.spec,
+            start.total,
+            start.parts_total,
+            start.attempts,
+            last_attempt=start.attempts >= self.max_attempts,
+        )
         if start.attempts > self.max_attempts:
             return self._record_failure(
                 part,
@@ -114,7 +122,14 @@ class PartRunner:
     def _run(self, part: Part, owner: str) -> PartOutcome:
         try:
             result = HANDLERS[part.spec.kind].run(part, self.ctx)
-            self.store.finish_part(part.job_id, part.index, done=result.done, failed=0, truncated=result.truncated)
+            self.store.finish_part(
+                part.job_id,
+                part.index,
+                done=result.done,
+                failed=len(result.failures),
+                truncated=result.truncated,
+                document_failures=result.failures,
+            )
         except PartCancelled as exc:
             log.info("%s", exc)
             self._quietly(lambda: self.store.end_part_lease(part.job_id, part.index, owner))

@@ -429,6 +429,34 @@ class ChunkFailure(_message.Message):
 Global___ChunkFailure: _TypeAlias = ChunkFailure  # noqa: Y015
 
 @_typing.final
+class DocumentFailure(_message.Message):
+    """A document that failed on its own (e.g. a text the model or Milvus refused) while the rest of its
+    chunk was processed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The document's id, as submitted."""
+    message: _builtins.str
+    """What went wrong, for a person."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DocumentFailure: _TypeAlias = DocumentFailure  # noqa: Y015
+
+@_typing.final
 class Job(_message.Message):
     """A job as stored."""
 
@@ -491,6 +519,7 @@ class Job(_message.Message):
     FAILED_CHUNKS_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
     OUTPUTS_FIELD_NUMBER: _builtins.int
+    FAILED_DOCUMENTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier."""
     kind: Global___JobKind.ValueType
@@ -541,6 +570,12 @@ class Job(_message.Message):
     def outputs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """What a job produced, by name: e.g. the registered model name, its version, whether promoted."""
 
+    @_builtins.property
+    def failed_documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___DocumentFailure]:
+        """Documents that failed on their own, the rest of their chunks done (FAILED jobs; the first 1000,
+        by id; progress.failed counts them all).
+        """
+
     def __init__(
         self,
         *,
@@ -561,10 +596,11 @@ class Job(_message.Message):
         failed_chunks: _abc.Iterable[Global___ChunkFailure] | None = ...,
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         outputs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        failed_documents: _abc.Iterable[Global___DocumentFailure] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "embedding", b"embedding", "finished_at", b"finished_at", "progress", b"progress", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "created_at", b"created_at", "display_name", b"display_name", "docs_per_second", b"docs_per_second", "embedding", b"embedding", "error", b"error", "eta_seconds", b"eta_seconds", "failed_chunks", b"failed_chunks", "finished_at", b"finished_at", "id", b"id", "kind", b"kind", "metrics", b"metrics", "model", b"model", "outputs", b"outputs", "progress", b"progress", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "created_at", b"created_at", "display_name", b"display_name", "docs_per_second", b"docs_per_second", "embedding", b"embedding", "error", b"error", "eta_seconds", b"eta_seconds", "failed_chunks", b"failed_chunks", "failed_documents", b"failed_documents", "finished_at", b"finished_at", "id", b"id", "kind", b"kind", "metrics", b"metrics", "model", b"model", "outputs", b"outputs", "progress", b"progress", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,7 +66,8 @@ def test_a_restarted_gateway_serves_every_job(client: EmbedfleetClient, cluster:
 
 
 def test_accepted_chunks_never_dispatched_are_recovered(client: EmbedfleetClient, cluster: LocalCluster) -> None:
-    """A gateway that died between accepting a job and queueing it: another gateway queues the chunks."""
+    """A gateway that died between claiming a job's chunks and queueing them: another gateway queues them
+    once two of its recovery passes have seen them unsent (and the chunks are counted once)."""
     other = start_gateway(_gateway_settings(cluster))
     try:
         store = other.ctx.store
@@ -75,9 +76,11 @@ def test_accepted_chunks_never_dispatched_are_recovered(client: EmbedfleetClient
         model = other.ctx.resolve(EmbeddingOptions(model="all-MiniLM-L6-v2"))
         spec = JobSpec(params=EmbedParams(), embedding=model.options, output_dimensions=model.output_dimensions)
         store.create_job(job_id, spec, total=1, parts=1)
-        store.r.hset(store.job_key(job_id), "created_at", repr(time.time() - 60))  # accepted a minute ago
-        assert other.jobs.recover_pending() == 1
-        assert client.wait(job_id).state == JobState.SUCCEEDED
+        assert store.claim_parts(job_id, 0) == range(1)  # ... and the claiming gateway dies here
+        other.jobs.feeder.recover_pending()  # the first pass only notes the unsent chunk
+        other.jobs.feeder.recover_pending()
+        final = client.wait(job_id)
+        assert (final.state, final.done, final.chunks_finished) == (JobState.SUCCEEDED, 1, 1)
     finally:
         other.stop()
 

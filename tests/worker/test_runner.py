@@ -21,6 +21,7 @@ from embedfleet.domain import (
     EmbeddingOptions,
     EmbedParams,
     IndexParams,
+    InputType,
     JobParams,
     JobSpec,
     JobState,
@@ -35,6 +36,7 @@ from embedfleet.model_store import ModelStore
 from embedfleet.registry import ModelRegistry
 from embedfleet.worker.kinds.base import WorkerContext
 from embedfleet.worker.milvus_sink import MilvusSink
+from embedfleet.worker.models.base import Encoded
 from embedfleet.worker.models.host import ModelHost
 from embedfleet.worker.runner import PartRunner, PartStatus, RetryPart
 
@@ -435,3 +437,51 @@ def test_a_dropped_collection_is_checked_again(milvus_client) -> None:  # type: 
     with pytest.raises(FailedPrecondition, match="other-model"):
         sink.write(collection, binding, docs, vectors)  # another model's collection now: refused
     milvus_client.drop_collection(collection)
+
+
+class PoisonEncoder(HashEncoder):
+    """Refuses any batch holding a text with "poison" in it, as a model or tokenizer would a bad input."""
+
+    def __init__(self, error: type[Exception]) -> None:
+        super().__init__()
+        self.poison_error = error
+
+    def encode(self, texts: list[str], input_type: InputType) -> Encoded:
+        if any("poison" in t for t in texts):
+            raise self.poison_error("cannot encode a poisoned text")
+        return super().encode(texts, input_type)
+
+
+def _poisoned(n: int, bad: int) -> list[Document]:
+    docs = _docs(n)
+    docs[bad] = Document(id=docs[bad].id, text="a poison pill")
+    return docs
+
+
+def test_a_poison_document_fails_alone(store: JobStore, milvus_client) -> None:  # type: ignore[no-untyped-def]
+    """A refused input is isolated at once: the other 31 documents of its part are written."""
+    collection = f"t_{uuid.uuid4().hex[:10]}"
+    job_id = _submit(store, _index(collection), _poisoned(40, 7), chunk_size=32)
+    runner = _runner(store, PoisonEncoder(InvalidArgument), milvus_client)
+    assert [runner.run_part(job_id, c).status for c in range(2)] == [PartStatus.DONE, PartStatus.DONE]
+    snap = store.get(job_id)
+    assert (snap.state, snap.done, snap.failed, snap.failed_parts) == (JobState.FAILED, 39, 1, [])
+    assert [(f.id, f.message) for f in snap.failed_documents] == [("d7", "cannot encode a poisoned text")]
+    assert "1 documents failed on their own" in snap.error
+    assert _count(milvus_client, collection) == 39
+    milvus_client.drop_collection(collection)
+
+
+def test_an_unexpected_error_isolates_once_retries_are_spent(store: JobStore, milvus_client) -> None:  # type: ignore[no-untyped-def]
+    docs = _poisoned(9, 4)
+    job_id = _submit(store, EmbedParams(), docs, chunk_size=9)
+    runner = _runner(store, PoisonEncoder(RuntimeError), milvus_client, max_attempts=2)
+    with pytest.raises(RetryPart):  # the whole part is retried first: the error may be transient
+        runner.run_part(job_id, 0)
+    assert runner.run_part(job_id, 0).status == PartStatus.DONE
+    snap = store.get(job_id)
+    assert (snap.done, snap.failed) == (8, 1)
+    assert snap.failed_documents[0].id == "d4" and "RuntimeError" in snap.failed_documents[0].message
+    out = store.get_part_output(job_id, 0)
+    assert out.ids == [d.id for i, d in enumerate(docs) if i != 4]
+    assert len(out.data) == 8 * FAKE_SPEC.dimensions * 4

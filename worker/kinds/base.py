@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from embedfleet.domain import JobSpec, part_range
+from embedfleet.domain import DocumentFailure, JobSpec, part_range
 from embedfleet.errors import EmbedfleetError, FailedPrecondition
 from embedfleet.jobstore import JobStore
 from embedfleet.model_store import ModelStore
@@ -36,6 +36,7 @@ class Part:
     total: int
     parts_total: int
     attempt: int
+    last_attempt: bool = False  # a failure now fails the part: time to isolate a poison document
 
     @property
     def units(self) -> tuple[int, int]:
@@ -49,6 +50,8 @@ class PartResult:
 
     done: int
     truncated: int = 0
+    # Documents that failed on their own (``worker/isolation.py``); counted as failed, not done.
+    failures: tuple[DocumentFailure, ...] = ()
 
 
 @dataclass

@@ -6,16 +6,24 @@ from __future__ import annotations
 import numpy as np
 
 from embedfleet import milvus
-from embedfleet.domain import IndexParams, Precision
+from embedfleet.domain import Document, IndexParams, Precision
 from embedfleet.worker.embedding import int8_ranges, represent
+from embedfleet.worker.isolation import isolate
 from embedfleet.worker.kinds.base import Part, PartResult, WorkerContext
 
 
 class IndexPart:
     def run(self, part: Part, ctx: WorkerContext) -> PartResult:
+        docs = ctx.store.get_part_input(part.job_id, part.index)
+        isolated = isolate(docs, lambda batch: self._write(part, ctx, batch), retries_spent=part.last_attempt)
+        truncated = sum(count for _, count in isolated.done)
+        return PartResult(done=len(isolated.documents), truncated=truncated, failures=tuple(isolated.failures))
+
+    @staticmethod
+    def _write(part: Part, ctx: WorkerContext, docs: list[Document]) -> int:
+        """Embed and upsert ``docs``; returns how many were truncated."""
         params = part.spec.params
         assert isinstance(params, IndexParams)
-        docs = ctx.store.get_part_input(part.job_id, part.index)
         encoder, out = ctx.embed(part.spec, [d.text for d in docs])
         normalize = part.spec.embedding.normalize
         extra: dict[str, np.ndarray] = {}
@@ -26,4 +34,4 @@ class IndexPart:
                 ranges[field.name] = int8_ranges(encoder, field.dimensions, normalize)
         binding = milvus.CollectionBinding(out.model, out.version, part.spec.output_dimensions, params.stored_fields)
         ctx.sink().write(params.collection, binding, docs, out.vectors, extra, ranges)
-        return PartResult(done=len(docs), truncated=out.truncated)
+        return out.truncated
