@@ -57,6 +57,7 @@ class AsyncEmbedfleetClient:
         display_name: str = "",
         server_path: str = "",
         extra_fields: Iterable[Mapping[str, Any]] = (),
+        index: Mapping[str, Any] | None = None,
     ) -> Job:
         options = rq.embedding_options(model, dimensions)
         stream = rq.index_stream(
@@ -67,6 +68,7 @@ class AsyncEmbedfleetClient:
             chunk_size=chunk_size,
             display_name=display_name,
             extra_fields=extra_fields,
+            index=index,
         )
         return await self._submit(self.jobs.SubmitIndexJob, stream)
 
