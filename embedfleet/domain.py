@@ -100,6 +100,9 @@ class IndexSpec(BaseModel):
     type: str = ""
     params: dict[str, int] = Field(default_factory=dict)
 
+    def __hash__(self) -> int:  # a binding holding it is cached by value (the sink's set of checked ones)
+        return hash((self.type, tuple(sorted(self.params.items()))))
+
 
 # What a collection is indexed with unless a job asks otherwise (and what older collections have).
 DEFAULT_INDEX = IndexSpec(type="AUTOINDEX")

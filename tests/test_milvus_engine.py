@@ -8,6 +8,7 @@ import pytest
 
 from embedfleet.domain import IndexSpec, Precision, StoredField
 from embedfleet.errors import FailedPrecondition, InvalidArgument
+from embedfleet.milvus import CollectionBinding
 from embedfleet.milvus_engine import MilvusEngine, check_vector_fields, resolve_index
 
 LITE = MilvusEngine.from_version("milvus_lite-3.2.2")
@@ -38,6 +39,9 @@ def test_index_specs_get_their_defaults_and_a_normalized_type() -> None:
         type="HNSW", params={"M": 8, "efConstruction": 200}
     )
     assert resolve_index(IndexSpec(type="IVF_FLAT"), SERVER_23).params == {"nlist": 128}
+    # A binding holding the spec is cached by value (the worker's sink keeps the ones it checked).
+    hnsw = resolve_index(IndexSpec(type="HNSW"), LITE)
+    assert len({CollectionBinding("m", "v", 8, index=hnsw), CollectionBinding("m", "v", 8, index=hnsw)}) == 1
 
 
 @pytest.mark.parametrize(

@@ -35,13 +35,16 @@ def test_index_and_search_on_the_real_engine(
     docs = wordnet_docs[:200]
     collection = f"srv_{uuid.uuid4().hex[:8]}"
     fields = [{"name": "bits", "precision": "binary"}, {"name": "codes", "precision": "int8"}]
-    job = server_client.index(docs, collection, chunk_size=64, extra_fields=fields)
-    assert job.state == JobState.SUCCEEDED, job.error
+    index = {"type": "IVF_FLAT", "params": {"nlist": 16}}
+    job = server_client.index(docs, collection, chunk_size=64, extra_fields=fields, index=index)
+    assert job.state == JobState.SUCCEEDED, [c.message for c in job.failed_chunks]
     assert server_client.index(docs, collection, extra_fields=fields).state == JobState.SUCCEEDED  # upserts
     assert _count(milvus_server_system, collection) == len(docs)
+    built = milvus.connect(milvus_server_system.milvus_uri).describe_index(collection, index_name=milvus.VECTOR_FIELD)
+    assert (built["index_type"], str(built["nlist"])) == ("IVF_FLAT", "16")
 
     queries = [str(docs[i]["text"]) for i in (5, 88, 190)]
-    full = server_client.search_many(collection, queries, top_k=5)
+    full = server_client.search_many(collection, queries, top_k=5, nprobe=16)  # every list: exact
     binary = server_client.search_many(collection, queries, top_k=5, mode="binary", candidates=len(docs))
     assert [[h.id for h in hits] for hits in binary] == [[h.id for h in hits] for hits in full]
     assert [hits[0].id for hits in full] == [docs[i]["id"] for i in (5, 88, 190)]
