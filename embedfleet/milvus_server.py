@@ -16,7 +16,6 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import milvus as milvus_pkg
 
@@ -47,7 +46,7 @@ def etcd_config(client_port: int, peer_port: int) -> str:
 
 @dataclass
 class MilvusServerProcess:
-    """Start with ``with MilvusServerProcess(data_dir) as server:``; ``server.uri`` is where to connect.
+    """``start()`` returns once the server answers its health check; ``uri`` is where to connect.
 
     ``stop_grace_s`` bounds the wait for a clean SIGTERM shutdown (it takes more than 15 s) before
     the process is killed; a test's throwaway server can use a short one.
@@ -100,15 +99,3 @@ class MilvusServerProcess:
             process.kill()
             process.wait()
         server.stop()  # closes its log files; the process is gone already
-
-    def __enter__(self) -> MilvusServerProcess:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
