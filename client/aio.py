@@ -58,6 +58,7 @@ class AsyncEmbedfleetClient(ClientBase):
         display_name: str = "",
         server_path: str = "",
         extra_fields: Iterable[Mapping[str, Any]] = (),
+        index: Mapping[str, Any] | None = None,
     ) -> Job:
         options = rq.embedding_options(model, dimensions)
         stream = rq.index_stream(
@@ -68,6 +69,7 @@ class AsyncEmbedfleetClient(ClientBase):
             chunk_size=chunk_size,
             display_name=display_name,
             extra_fields=extra_fields,
+            index=index,
         )
         return await self._submit(self.jobs.SubmitIndexJob, stream)
 

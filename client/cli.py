@@ -272,6 +272,17 @@ def _exit_for(job: Any) -> None:
         sys.exit(EXIT_JOB_NOT_SUCCEEDED)
 
 
+def _int_pairs(pairs: tuple[str, ...], option: str) -> dict[str, int]:
+    """KEY=INT pairs of a repeatable option."""
+    parsed: dict[str, int] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value.lstrip("-").isdigit():
+            raise click.BadParameter(f"{pair!r}: use KEY=INT", param_hint=option)
+        parsed[key] = int(value)
+    return parsed
+
+
 _model_options = [
     click.option("--model", default="", help="Model name or role (default: the registry's default)."),
     click.option("--dimensions", type=int, default=0, help="Matryoshka prefix length (0 = full)."),
@@ -291,6 +302,8 @@ def _with_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("corpus")
 @click.option("--collection", required=True, help="Milvus collection to upsert into.")
 @_with_model_options
+@click.option("--index-type", default="", help="FLAT, IVF_FLAT, IVF_SQ8, HNSW or AUTOINDEX (a new collection's).")
+@click.option("--index-param", "index_params", multiple=True, metavar="KEY=INT", help="e.g. M=16, nlist=128.")
 @click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
 @click.pass_context
 @_fail_cleanly
@@ -303,6 +316,8 @@ def index(
     chunk_size: int,
     display_name: str,
     server_path: bool,
+    index_type: str,
+    index_params: tuple[str, ...],
     no_wait: bool,
 ) -> None:
     """Embed CORPUS (JSONL or Parquet of {id, text, metadata}) into a Milvus collection."""
@@ -315,6 +330,7 @@ def index(
             chunk_size=chunk_size,
             display_name=display_name,
             server_path=corpus if server_path else "",
+            index={"type": index_type, "params": _int_pairs(index_params, "--index-param")},
         )
         if no_wait:
             _print_json(job) if _json_mode() else console.print(job.id)

@@ -111,6 +111,14 @@ def vector_field(name: str, dimensions: int = 0, precision: str = "float32") -> 
     return jobs_pb2.VectorField(name=name, dimensions=dimensions, precision=code)  # type: ignore[arg-type]
 
 
+def index_spec(index: Mapping[str, Any] | None) -> jobs_pb2.IndexSpec:
+    """A collection's index, e.g. ``{"type": "HNSW", "params": {"M": 16, "efConstruction": 200}}``
+    (None or {}: the existing collection's, or AUTOINDEX)."""
+    index = index or {}
+    params = {str(k): int(v) for k, v in dict(index.get("params") or {}).items()}
+    return jobs_pb2.IndexSpec(type=str(index.get("type", "")), params=params)
+
+
 def index_stream(
     corpus: Corpus | None,
     collection: str,
@@ -120,6 +128,7 @@ def index_stream(
     chunk_size: int = 0,
     display_name: str = "",
     extra_fields: Iterable[Mapping[str, Any]] = (),
+    index: Mapping[str, Any] | None = None,
 ) -> RequestStream:
     config = jobs_pb2.IndexJobConfig(
         collection=collection,
@@ -128,6 +137,7 @@ def index_stream(
         chunk_size=chunk_size,
         display_name=display_name,
         extra_fields=[vector_field(**dict(f)) for f in extra_fields],
+        index=index_spec(index),
     )
     documents = iter_documents(corpus) if corpus is not None else iter(())
     return RequestStream(jobs_pb2.SubmitIndexJobRequest(config=config), documents, jobs_pb2.SubmitIndexJobRequest)

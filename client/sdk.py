@@ -64,11 +64,14 @@ class EmbedfleetClient(ClientBase):
         display_name: str = "",
         server_path: str = "",
         extra_fields: Iterable[Mapping[str, Any]] = (),
+        index: Mapping[str, Any] | None = None,
     ) -> Job:
         """Queue an index job; returns at once with the job QUEUED (see ``wait``).
 
         ``extra_fields`` adds representations of the same vectors to each row, e.g.
-        ``[{"name": "v128", "dimensions": 128}, {"name": "bits", "precision": "binary"}]``.
+        ``[{"name": "v128", "dimensions": 128}, {"name": "bits", "precision": "binary"}]``. ``index`` fixes
+        how a new collection is indexed, e.g. ``{"type": "HNSW", "params": {"M": 16}}`` (see
+        ``requests.index_spec``).
         """
         options = rq.embedding_options(model, dimensions)
         stream = rq.index_stream(
@@ -79,6 +82,7 @@ class EmbedfleetClient(ClientBase):
             chunk_size=chunk_size,
             display_name=display_name,
             extra_fields=extra_fields,
+            index=index,
         )
         return self._submit(self.jobs.SubmitIndexJob, stream)
 

@@ -88,6 +88,26 @@ class StoredField(BaseModel):
     precision: Precision
 
 
+class IndexSpec(BaseModel):
+    """How a collection's float vector fields are indexed (metric COSINE), fixed at its creation.
+
+    ``type`` "" means "the collection's index" (AUTOINDEX for a new collection); the gateway fills in
+    the type's default parameters, so two specs that build the same index compare equal.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str = ""
+    params: dict[str, int] = Field(default_factory=dict)
+
+    def __hash__(self) -> int:  # a binding holding it is cached by value (the sink's set of checked ones)
+        return hash((self.type, tuple(sorted(self.params.items()))))
+
+
+# What a collection is indexed with unless a job asks otherwise (and what older collections have).
+DEFAULT_INDEX = IndexSpec(type="AUTOINDEX")
+
+
 class Document(BaseModel):
     """One corpus record. ``metadata`` is kept as JSON text end to end so numbers survive intact."""
 
@@ -113,6 +133,8 @@ class IndexParams(BaseModel):
     collection: str
     # Extra representations of the same forward pass, dimensions resolved by the gateway.
     stored_fields: tuple[StoredField, ...] = ()
+    # The collection's index, resolved by the gateway (type and every parameter set).
+    index: IndexSpec = DEFAULT_INDEX
 
 
 class EmbedParams(BaseModel):

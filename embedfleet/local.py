@@ -20,12 +20,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from embedfleet.jobstore import JobStore
 
 if TYPE_CHECKING:
     from embedfleet.gateway.server import RunningGateway
+    from embedfleet.milvus_server import MilvusServerProcess
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class LocalCluster:
     workers: int = 1
     gateway_port: int = 50051
     milvus_port: int = 19530
+    # "lite": a Milvus Lite server; "server": the real Milvus 2.3 engine (embedfleet.milvus_server).
+    milvus: Literal["lite", "server"] = "lite"
     extra_env: dict[str, str] = field(default_factory=dict)
     # Directories whose corpus files the gateway may read by path; none given leaves the gateway's
     # setting (EMBEDFLEET_ALLOWED_CORPUS_DIRS, empty by default: no server-side paths).
@@ -77,6 +80,7 @@ class LocalCluster:
     _gateway: RunningGateway | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _supervisor: threading.Thread | None = None
+    _milvus_server: MilvusServerProcess | None = None
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -120,6 +124,12 @@ class LocalCluster:
         return process
 
     def start_milvus(self) -> None:
+        if self.milvus == "server":
+            from embedfleet.milvus_server import MilvusServerProcess
+
+            self._milvus_server = MilvusServerProcess(self.data_dir / "milvus-server", port=self.milvus_port)
+            self.milvus_port = self._milvus_server.start().port
+            return
         if self.milvus_port == 0:
             self.milvus_port = free_port()
         # The milvus-lite installed with this interpreter, not whichever one is first on PATH.
@@ -245,6 +255,9 @@ class LocalCluster:
                 process.kill()
                 process.wait()
         self.processes.clear()
+        if self._milvus_server is not None:
+            self._milvus_server.stop()
+            self._milvus_server = None
 
     def __enter__(self) -> LocalCluster:
         try:

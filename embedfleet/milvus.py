@@ -18,7 +18,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from embedfleet.domain import Precision, StoredField, VectorField
+from embedfleet.domain import DEFAULT_INDEX, IndexSpec, Precision, StoredField, VectorField
 from embedfleet.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, echo
 from embedfleet.registry import ModelSpec
 from embedfleet.wire import packed_width
@@ -83,6 +83,8 @@ class CollectionBinding:
     model_version: str
     dimensions: int
     fields: tuple[StoredField, ...] = ()
+    # How the float vector fields are indexed; collections made before this was recorded have AUTOINDEX.
+    index: IndexSpec = DEFAULT_INDEX
 
     def properties(self) -> dict[str, str]:
         return {
@@ -92,6 +94,7 @@ class CollectionBinding:
             f"{_PROP}fields": json.dumps(
                 [{"name": f.name, "dimensions": f.dimensions, "precision": f.precision.value} for f in self.fields]
             ),
+            f"{_PROP}index": self.index.model_dump_json(),
         }
 
     @classmethod
@@ -104,6 +107,7 @@ class CollectionBinding:
             model_version=props.get(f"{_PROP}model_version", ""),
             dimensions=int(props.get(f"{_PROP}dimensions", "0")),
             fields=tuple(StoredField.model_validate(f) for f in fields),
+            index=IndexSpec.model_validate_json(props.get(f"{_PROP}index", DEFAULT_INDEX.model_dump_json())),
         )
 
     def check_compatible(
@@ -114,8 +118,16 @@ class CollectionBinding:
         dimensions: int,
         version: str | None,
         fields: tuple[StoredField, ...] | None = None,
+        index: IndexSpec | None = None,
     ) -> None:
-        """Refuse a writer whose vectors would not be comparable with the ones stored."""
+        """Refuse a writer whose vectors would not be comparable with the ones stored, or that asks
+        for another index than the collection was built with."""
+        if index is not None and index != self.index:
+            raise FailedPrecondition(
+                f"collection {collection!r} is indexed with {describe_index(self.index)}; this job asks for "
+                f"{describe_index(index)}. Leave the index unset to use the collection's, or index into a new "
+                "collection."
+            )
         if fields is not None and set(fields) != set(self.fields):
             have = ", ".join(f"{f.name}({f.dimensions}, {f.precision.value})" for f in self.fields) or "none"
             raise FailedPrecondition(
@@ -169,10 +181,19 @@ def int8_ranges(client: MilvusClient, collection: str, field: str) -> np.ndarray
     return np.asarray(json.loads(props[f"{_PROP}int8_ranges.{field}"]), dtype=np.float32)
 
 
-def _add_stored_field(schema: object, index: object, field: StoredField) -> None:
+def describe_index(spec: IndexSpec) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(spec.params.items()))
+    return f"{spec.type}({params})" if params else spec.type
+
+
+def _add_float_index(index: object, field: str, spec: IndexSpec) -> None:
+    index.add_index(field_name=field, index_type=spec.type, metric_type="COSINE", params=dict(spec.params))  # type: ignore[attr-defined]
+
+
+def _add_stored_field(schema: object, index: object, field: StoredField, spec: IndexSpec) -> None:
     if field.precision == Precision.FLOAT32:
         schema.add_field(field.name, DataType.FLOAT_VECTOR, dim=field.dimensions)  # type: ignore[attr-defined]
-        index.add_index(field_name=field.name, index_type="AUTOINDEX", metric_type="COSINE")  # type: ignore[attr-defined]
+        _add_float_index(index, field.name, spec)
     elif field.precision == Precision.BINARY:
         words = binary_words(field.dimensions)
         schema.add_field(field.name, DataType.ARRAY, element_type=DataType.INT64, max_capacity=words)  # type: ignore[attr-defined]
@@ -201,9 +222,9 @@ def ensure_collection(
         schema.add_field(METADATA_FIELD, DataType.JSON)
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=binding.dimensions)
         index = client.prepare_index_params()
-        index.add_index(field_name=VECTOR_FIELD, index_type="AUTOINDEX", metric_type="COSINE")
+        _add_float_index(index, VECTOR_FIELD, binding.index)
         for field in binding.fields:
-            _add_stored_field(schema, index, field)
+            _add_stored_field(schema, index, field, binding.index)
         properties = binding.properties()
         for name, value in (ranges or {}).items():
             properties[f"{_PROP}int8_ranges.{name}"] = json.dumps(np.round(value, 6).tolist())
@@ -220,4 +241,5 @@ def ensure_collection(
         dimensions=binding.dimensions,
         version=binding.model_version,
         fields=binding.fields,
+        index=binding.index,
     )

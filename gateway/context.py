@@ -16,12 +16,13 @@ from pathlib import Path
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from embedfleet import errors, milvus
+from embedfleet import errors, milvus, milvus_engine
 from embedfleet.corpus import read_corpus
 from embedfleet.domain import Document, EmbeddingOptions
 from embedfleet.gateway.queue import Dispatcher
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.jobstore import JobStore
+from embedfleet.milvus_engine import MilvusEngine
 from embedfleet.registry import ModelRegistry, ModelSpec
 
 
@@ -64,6 +65,13 @@ class GatewayContext:
         milvus.validate_collection_name(collection)
         try:
             return milvus.read_binding(self.milvus_client(), collection)
+        except MilvusException as exc:
+            raise errors.Unavailable(f"cannot reach Milvus at {self.settings.milvus_uri}: {exc.message}") from None
+
+    def engine(self) -> MilvusEngine:
+        """What the Milvus behind ``milvus_uri`` supports (asked per call: a server may be upgraded)."""
+        try:
+            return milvus_engine.detect(self.milvus_client())
         except MilvusException as exc:
             raise errors.Unavailable(f"cannot reach Milvus at {self.settings.milvus_uri}: {exc.message}") from None
 

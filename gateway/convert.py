@@ -8,7 +8,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from embedfleet import wire
-from embedfleet.domain import Document, EmbeddingOptions, JobSnapshot, JobState, SearchHit, VectorField
+from embedfleet.domain import Document, EmbeddingOptions, IndexSpec, JobSnapshot, JobState, SearchHit, VectorField
 from embedfleet.gateway.embedding import EmbedResult
 from embedfleet.gateway.kinds.distill import DistillRequest
 from embedfleet.gateway.kinds.embed import EmbedJobRequest
@@ -55,6 +55,7 @@ def index_from_pb(config: jobs_pb2.IndexJobConfig) -> IndexRequest:
         chunk_size=config.chunk_size,
         display_name=config.display_name,
         extra_fields=tuple(field_from_pb(f, f"config.extra_fields[{i}]") for i, f in enumerate(config.extra_fields)),
+        index=IndexSpec(type=config.index.type, params=dict(config.index.params)),
     )
 
 

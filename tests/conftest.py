@@ -7,9 +7,11 @@ Missing services are failures, not skips: CI has every one of them.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import redis
@@ -61,8 +63,9 @@ def store(redis_client: redis.Redis, key_prefix: str) -> JobStore:
     return JobStore(redis_client, key_prefix, ttl_seconds=600)
 
 
-def _local_cluster(data_dir: Path, backend: str) -> LocalCluster:
+def _local_cluster(data_dir: Path, backend: str, milvus: Literal["lite", "server"] = "lite") -> LocalCluster:
     return LocalCluster(
+        milvus=milvus,
         data_dir=data_dir,
         redis_url=REDIS_URL,
         key_prefix=f"eftest-{uuid.uuid4().hex[:10]}:",
@@ -103,6 +106,20 @@ def ray_system(tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Red
             yield local
     finally:
         local.clear_redis()  # after stop: closing the dispatcher hands unfinished chunks back to Redis
+
+
+@pytest.fixture(scope="session")
+def milvus_server_system(tmp_path_factory: pytest.TempPathFactory, redis_client: redis.Redis) -> Iterator[LocalCluster]:
+    """The Celery system on the real Milvus 2.3 engine instead of Milvus Lite (its data dir, with
+    ~450 MB of unpacked binaries and preallocated logs, is deleted afterwards)."""
+    data_dir = tmp_path_factory.mktemp("milvus-server-system")
+    local = _local_cluster(data_dir, "celery", milvus="server")
+    try:
+        with local:
+            yield local
+    finally:
+        local.clear_redis()
+        shutil.rmtree(data_dir / "milvus-server", ignore_errors=True)
 
 
 @pytest.fixture(scope="session", params=["celery", "ray"])

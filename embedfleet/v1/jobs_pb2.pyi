@@ -150,6 +150,61 @@ class VectorField(_message.Message):
 Global___VectorField: _TypeAlias = VectorField  # noqa: Y015
 
 @_typing.final
+class IndexSpec(_message.Message):
+    """How a collection's float vector fields (the main `vector` and any prefix fields) are indexed,
+    with metric COSINE. Fixed when the collection is created and recorded in its properties.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """AUTOINDEX, FLAT, IVF_FLAT, IVF_SQ8 or HNSW (case-insensitive). Empty: the existing collection's
+    index, or AUTOINDEX for a new collection. IVF_PQ, DISKANN, SCANN and the binary types are refused.
+    """
+    @_builtins.property
+    def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Build parameters of the type; those left out take defaults: IVF_FLAT and IVF_SQ8 take nlist
+        (default 128, 1..65536); HNSW takes M (default 16, 2..2048) and efConstruction (default 200).
+        Search-time ef (HNSW) and nprobe (IVF) are per request: SearchRequest.ef / nprobe.
+        """
+
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        params: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["params", b"params", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IndexSpec: _TypeAlias = IndexSpec  # noqa: Y015
+
+@_typing.final
 class IndexJobConfig(_message.Message):
     """Settings of an index job; the first message of SubmitIndexJob."""
 
@@ -161,6 +216,7 @@ class IndexJobConfig(_message.Message):
     CHUNK_SIZE_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     EXTRA_FIELDS_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     """Target Milvus collection: letters, digits and underscores, starting with a
     letter or underscore, at most 255 characters. Created on first use; an
@@ -184,6 +240,12 @@ class IndexJobConfig(_message.Message):
         must have exactly these fields.
         """
 
+    @_builtins.property
+    def index(self) -> Global___IndexSpec:
+        """The collection's index. Unset: the existing collection's, or AUTOINDEX for a new one; a job that
+        asks for another index than an existing collection has is FAILED_PRECONDITION.
+        """
+
     def __init__(
         self,
         *,
@@ -193,10 +255,11 @@ class IndexJobConfig(_message.Message):
         chunk_size: _builtins.int = ...,
         display_name: _builtins.str = ...,
         extra_fields: _abc.Iterable[Global___VectorField] | None = ...,
+        index: Global___IndexSpec | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "source", b"source"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "index", b"index", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "collection", b"collection", "display_name", b"display_name", "embedding", b"embedding", "extra_fields", b"extra_fields", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "collection", b"collection", "display_name", b"display_name", "embedding", b"embedding", "extra_fields", b"extra_fields", "index", b"index", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

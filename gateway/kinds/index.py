@@ -1,11 +1,12 @@
-"""Index jobs, gateway side: the collection must be free or bound to the same model and fields."""
+"""Index jobs, gateway side: the collection must be free or bound to the same model, fields and index,
+and the Milvus in use must be able to store the fields and build the index."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from embedfleet import errors, milvus
-from embedfleet.domain import EmbeddingOptions, IndexParams, Precision, ProgressUnit, VectorField
+from embedfleet import errors, milvus, milvus_engine
+from embedfleet.domain import EmbeddingOptions, IndexParams, IndexSpec, Precision, ProgressUnit, VectorField
 from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
 from embedfleet.gateway.kinds.documents import part_size, stage_documents
 
@@ -18,6 +19,7 @@ class IndexRequest:
     chunk_size: int = 0
     display_name: str = ""
     extra_fields: tuple[VectorField, ...] = ()
+    index: IndexSpec = field(default_factory=IndexSpec)
 
 
 class IndexPlanner:
@@ -31,7 +33,11 @@ class IndexPlanner:
                 "config.embedding.precision",
             )
         fields = milvus.stored_fields(model.spec, request.extra_fields)
+        engine = ctx.engine()
+        milvus_engine.check_vector_fields(engine, fields)
         binding = ctx.binding(request.collection)
+        unset = not request.index.type and not request.index.params
+        index = binding.index if binding is not None and unset else milvus_engine.resolve_index(request.index, engine)
         if binding is not None:
             binding.check_compatible(
                 request.collection,
@@ -39,9 +45,10 @@ class IndexPlanner:
                 dimensions=model.output_dimensions,
                 version=None,
                 fields=fields,
+                index=index,
             )
         size = part_size(request.chunk_size, ctx)
         total, parts = stage_documents(sub, request.source_path, size)
-        params = IndexParams(collection=request.collection, stored_fields=fields)
+        params = IndexParams(collection=request.collection, stored_fields=fields, index=index)
         spec = job_spec(params, model, unit=ProgressUnit.DOCUMENTS, part_size=size, display_name=request.display_name)
         return JobPlan(spec, total=total, parts=parts)

@@ -74,11 +74,13 @@ def test_index_config_to_request() -> None:
         display_name="n",
         source=jobs_pb2.CorpusSource(path="/data/x.jsonl"),
         extra_fields=[jobs_pb2.VectorField(name="v", dimensions=8, precision=common_pb2.PRECISION_INT8)],
+        index=jobs_pb2.IndexSpec(type="hnsw", params={"M": 8}),
     )
     request = convert.index_from_pb(config)
     assert isinstance(request, IndexRequest)
     assert (request.collection, request.chunk_size, request.source_path) == ("docs", 64, "/data/x.jsonl")
     assert request.extra_fields[0].precision == Precision.INT8
+    assert (request.index.type, request.index.params) == ("hnsw", {"M": 8})
 
 
 def test_job_snapshot_to_pb() -> None:

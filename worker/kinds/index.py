@@ -32,6 +32,8 @@ class IndexPart:
             extra[field.name] = represent(encoder, out.raw, field.dimensions, field.precision, normalize)
             if field.precision == Precision.INT8:
                 ranges[field.name] = int8_ranges(encoder, field.dimensions, normalize)
-        binding = milvus.CollectionBinding(out.model, out.version, part.spec.output_dimensions, params.stored_fields)
+        binding = milvus.CollectionBinding(
+            out.model, out.version, part.spec.output_dimensions, params.stored_fields, params.index
+        )
         ctx.sink().write(params.collection, binding, docs, out.vectors, extra, ranges)
         return out.truncated
