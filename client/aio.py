@@ -56,6 +56,8 @@ class AsyncEmbedfleetClient:
         chunk_size: int = 0,
         display_name: str = "",
         server_path: str = "",
+        source_uri: str = "",
+        columns: Mapping[str, str] | None = None,
         extra_fields: Iterable[Mapping[str, Any]] = (),
     ) -> Job:
         options = rq.embedding_options(model, dimensions)
@@ -64,6 +66,8 @@ class AsyncEmbedfleetClient:
             collection,
             options,
             server_path=server_path,
+            source_uri=source_uri,
+            columns=columns,
             chunk_size=chunk_size,
             display_name=display_name,
             extra_fields=extra_fields,
@@ -82,10 +86,18 @@ class AsyncEmbedfleetClient:
         chunk_size: int = 0,
         display_name: str = "",
         server_path: str = "",
+        source_uri: str = "",
+        columns: Mapping[str, str] | None = None,
     ) -> Job:
         options = rq.embedding_options(model, dimensions, precision, input_type, normalize)
         stream = rq.embed_stream(
-            corpus, options, server_path=server_path, chunk_size=chunk_size, display_name=display_name
+            corpus,
+            options,
+            server_path=server_path,
+            source_uri=source_uri,
+            columns=columns,
+            chunk_size=chunk_size,
+            display_name=display_name,
         )
         return await self._submit(self.jobs.SubmitEmbedJob, stream)
 

@@ -70,6 +70,8 @@ class EmbedfleetClient:
         chunk_size: int = 0,
         display_name: str = "",
         server_path: str = "",
+        source_uri: str = "",
+        columns: Mapping[str, str] | None = None,
         extra_fields: Iterable[Mapping[str, Any]] = (),
     ) -> Job:
         """Queue an index job; returns at once with the job QUEUED (see ``wait``).
@@ -83,6 +85,8 @@ class EmbedfleetClient:
             collection,
             options,
             server_path=server_path,
+            source_uri=source_uri,
+            columns=columns,
             chunk_size=chunk_size,
             display_name=display_name,
             extra_fields=extra_fields,
@@ -101,10 +105,18 @@ class EmbedfleetClient:
         chunk_size: int = 0,
         display_name: str = "",
         server_path: str = "",
+        source_uri: str = "",
+        columns: Mapping[str, str] | None = None,
     ) -> Job:
         options = rq.embedding_options(model, dimensions, precision, input_type, normalize)
         stream = rq.embed_stream(
-            corpus, options, server_path=server_path, chunk_size=chunk_size, display_name=display_name
+            corpus,
+            options,
+            server_path=server_path,
+            source_uri=source_uri,
+            columns=columns,
+            chunk_size=chunk_size,
+            display_name=display_name,
         )
         return self._submit(self.jobs.SubmitEmbedJob, stream)
 

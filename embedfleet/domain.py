@@ -93,6 +93,41 @@ class Document(BaseModel):
         return json.loads(self.metadata_json) if self.metadata_json else {}
 
 
+class CorpusFormat(StrEnum):
+    PARQUET = "parquet"
+    JSONL = "jsonl"
+
+
+class CorpusFile(BaseModel):
+    """One file of a corpus by reference: its path on the reference's filesystem and its row count
+    (Parquet rows, or non-blank JSONL lines), counted once by the gateway so parts are row ranges."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    rows: int
+
+
+class CorpusRef(BaseModel):
+    """A corpus the workers read themselves, resolved at submission: the filesystem (a URI that
+    ``embedfleet.datastore.open_filesystem`` opens), the files in corpus order and how to read a record.
+    ``max_text_bytes`` is the gateway's limit then, so workers validate by the rule the job was accepted under."""
+
+    model_config = ConfigDict(frozen=True)
+
+    filesystem: str
+    format: CorpusFormat
+    files: tuple[CorpusFile, ...]
+    id_column: str = "id"
+    text_column: str = "text"
+    metadata_column: str = "metadata"
+    max_text_bytes: int
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+
 # -- what each job kind carries, resolved at submission -------------------------------------------
 # One class per kind, tagged by ``kind``: a job spec carries exactly one of them (``JobParams``), so a
 # kind's settings never leak into another's and adding a kind adds one class here.
@@ -105,12 +140,16 @@ class IndexParams(BaseModel):
     collection: str
     # Extra representations of the same forward pass, dimensions resolved by the gateway.
     stored_fields: tuple[StoredField, ...] = ()
+    # Set when the corpus is read by reference; None when its parts were staged by the gateway.
+    corpus: CorpusRef | None = None
 
 
 class EmbedParams(BaseModel):
     """Embed documents and keep the vectors for the client to stream back."""
 
     kind: Literal[JobKind.EMBED] = JobKind.EMBED
+    # Set when the corpus is read by reference; None when its parts were staged by the gateway.
+    corpus: CorpusRef | None = None
 
 
 class DistillParams(BaseModel):

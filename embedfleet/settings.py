@@ -81,6 +81,9 @@ class CommonSettings(_Base):
     # Where distilled models are stored and promoted (a shared volume in a cluster). Promoted
     # versions join the configured models in the registry.
     model_store_dir: Path = Path(".embedfleet/models")
+    # The dataset store: corpora by reference, and the job data the system writes. A directory, or a
+    # URI that pyarrow.fs or fsspec opens (s3://bucket/prefix, gs://...); every process must reach it.
+    data_uri: str = ".embedfleet/data"
 
     def model_store(self) -> ModelStore:
         return ModelStore(self.model_store_dir)

@@ -13,7 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from embedfleet.domain import InputType, JobKind, JobState, Precision
+from embedfleet.domain import CorpusFormat, InputType, JobKind, JobState, Precision
 from embedfleet.errors import InvalidArgument
 from embedfleet.registry import ModelRole
 from embedfleet.v1 import common_pb2, jobs_pb2, models_pb2
@@ -67,6 +67,7 @@ INPUT_TYPE = EnumCodec(InputType, common_pb2.InputType, "INPUT_TYPE", InputType.
 JOB_STATE = EnumCodec(JobState, jobs_pb2.JobState, "JOB_STATE", None)
 JOB_KIND = EnumCodec(JobKind, jobs_pb2.JobKind, "JOB_KIND", None)
 MODEL_ROLE = EnumCodec(ModelRole, models_pb2.ModelRole, "MODEL_ROLE", None)
+CORPUS_FORMAT = EnumCodec(CorpusFormat, jobs_pb2.CorpusFormat, "CORPUS_FORMAT", None)  # 0: from the file names
 
 # ``EmbeddingBatch.data`` element type per precision (little-endian; binary is packed bits).
 DTYPES: dict[Precision, np.dtype] = {

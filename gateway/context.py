@@ -7,6 +7,7 @@ Nothing here knows gRPC.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pymilvus.exceptions import MilvusException
 
 from embedfleet import errors, milvus
 from embedfleet.corpus import read_corpus
+from embedfleet.datastore import DataStore
 from embedfleet.domain import Document, EmbeddingOptions
 from embedfleet.gateway.queue import Dispatcher
 from embedfleet.gateway.settings import GatewaySettings
@@ -72,8 +74,13 @@ class GatewayContext:
         dims = spec.output_dimensions(options.dimensions)
         return ResolvedModel(spec, options.model_copy(update={"model": spec.name}), dims)
 
-    def server_corpus(self, path: str) -> Iterator[Document]:
-        """A corpus file on the gateway's side, only under the allowed directories."""
+    @functools.cached_property
+    def datastore(self) -> DataStore:
+        """The dataset store (EMBEDFLEET_DATA_URI), opened on first use."""
+        return DataStore(self.settings.data_uri)
+
+    def allowed_path(self, path: str) -> Path:
+        """A gateway-side path, resolved, if it lies under the allowed corpus directories."""
         if not self.settings.allowed_corpus_dirs:
             raise errors.FailedPrecondition(
                 "this gateway does not read server-side corpus files (EMBEDFLEET_ALLOWED_CORPUS_DIRS is "
@@ -82,4 +89,8 @@ class GatewayContext:
         resolved = Path(path).resolve()
         if not any(resolved.is_relative_to(Path(d).resolve()) for d in self.settings.allowed_corpus_dirs):
             raise errors.FailedPrecondition(f"corpus path {path!r} is outside the gateway's allowed corpus dirs")
-        return read_corpus(resolved)
+        return resolved
+
+    def server_corpus(self, path: str) -> Iterator[Document]:
+        """A corpus file on the gateway's side, only under the allowed directories."""
+        return read_corpus(self.allowed_path(path))

@@ -14,6 +14,7 @@ from embedfleet.gateway.kinds.distill import DistillRequest
 from embedfleet.gateway.kinds.embed import EmbedJobRequest
 from embedfleet.gateway.kinds.evaluate import EvaluateRequest
 from embedfleet.gateway.kinds.index import IndexRequest
+from embedfleet.gateway.kinds.references import CorpusReference
 from embedfleet.gateway.models import ModelStatus
 from embedfleet.jobstore import PartVectors
 from embedfleet.v1 import common_pb2, embed_pb2, jobs_pb2, models_pb2, search_pb2
@@ -45,11 +46,25 @@ def field_from_pb(pb: jobs_pb2.VectorField, where: str) -> VectorField:
     )
 
 
+def reference_from_pb(source: jobs_pb2.CorpusSource) -> CorpusReference | None:
+    """The corpus reference a source names; None when it names none (``uri`` empty)."""
+    if not source.uri:
+        return None
+    return CorpusReference(
+        uri=source.uri,
+        format=wire.CORPUS_FORMAT.optional_from_pb(source.format, "config.source.format"),
+        id_column=source.id_column,
+        text_column=source.text_column,
+        metadata_column=source.metadata_column,
+    )
+
+
 def index_from_pb(config: jobs_pb2.IndexJobConfig) -> IndexRequest:
     return IndexRequest(
         embedding=options_from_pb(config.embedding, "config.embedding"),
         collection=config.collection,
         source_path=config.source.path,
+        reference=reference_from_pb(config.source),
         chunk_size=config.chunk_size,
         display_name=config.display_name,
         extra_fields=tuple(field_from_pb(f, f"config.extra_fields[{i}]") for i, f in enumerate(config.extra_fields)),
@@ -60,6 +75,7 @@ def embed_job_from_pb(config: jobs_pb2.EmbedJobConfig) -> EmbedJobRequest:
     return EmbedJobRequest(
         embedding=options_from_pb(config.embedding, "config.embedding"),
         source_path=config.source.path,
+        reference=reference_from_pb(config.source),
         chunk_size=config.chunk_size,
         display_name=config.display_name,
     )

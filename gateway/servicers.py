@@ -45,8 +45,8 @@ def _split_submission(
         for message in requests:
             if message.WhichOneof("item") != "documents":
                 raise InvalidArgument("config may only be sent once, as the first message", "config")
-            if getattr(request, "source_path", ""):
-                raise InvalidArgument("a job with a source path cannot also stream documents", "documents")
+            if getattr(request, "source_path", "") or getattr(request, "reference", None):
+                raise InvalidArgument("a job with a source path or uri cannot also stream documents", "documents")
             yield from convert.documents_from_pb(message.documents)
 
     return request, documents()

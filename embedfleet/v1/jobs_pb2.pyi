@@ -87,6 +87,28 @@ JOB_KIND_EVALUATE: JobKind.ValueType  # 4
 """Measure a model's quality on the labelled evaluation data."""
 Global___JobKind: _TypeAlias = JobKind  # noqa: Y015
 
+class _CorpusFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CorpusFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CorpusFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CORPUS_FORMAT_UNSPECIFIED: _CorpusFormat.ValueType  # 0
+    CORPUS_FORMAT_PARQUET: _CorpusFormat.ValueType  # 1
+    """Apache Parquet files; parts are planned from the files' row counts."""
+    CORPUS_FORMAT_JSONL: _CorpusFormat.ValueType  # 2
+    """One JSON object per line; .gz and .zst files are decompressed while read."""
+
+class CorpusFormat(_CorpusFormat, metaclass=_CorpusFormatEnumTypeWrapper):
+    """The file format of a corpus given by reference (CorpusSource.uri)."""
+
+CORPUS_FORMAT_UNSPECIFIED: CorpusFormat.ValueType  # 0
+CORPUS_FORMAT_PARQUET: CorpusFormat.ValueType  # 1
+"""Apache Parquet files; parts are planned from the files' row counts."""
+CORPUS_FORMAT_JSONL: CorpusFormat.ValueType  # 2
+"""One JSON object per line; .gz and .zst files are decompressed while read."""
+Global___CorpusFormat: _TypeAlias = CorpusFormat  # noqa: Y015
+
 @_typing.final
 class CorpusSource(_message.Message):
     """Where a job's corpus comes from, besides documents streamed in the request."""
@@ -94,19 +116,48 @@ class CorpusSource(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PATH_FIELD_NUMBER: _builtins.int
+    URI_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    ID_COLUMN_FIELD_NUMBER: _builtins.int
+    TEXT_COLUMN_FIELD_NUMBER: _builtins.int
+    METADATA_COLUMN_FIELD_NUMBER: _builtins.int
     path: _builtins.str
     """A JSONL or Parquet file on the gateway's filesystem (shared storage in a cluster).
     Each record has `id` (string), `text` (string) and optional `metadata` (object).
     Empty means the documents are streamed in the request.
     """
+    uri: _builtins.str
+    """A corpus by reference, read by the workers part by part (the gateway reads only Parquet footers
+    and counts JSONL lines). A path relative to the gateway's dataset store (EMBEDFLEET_DATA_URI),
+    an absolute path under the gateway's allowed corpus dirs, or a URI inside the dataset store.
+    It names one file, a directory (every corpus file in it, recursively) or a glob (`corpora/*.parquet`).
+    Set `path` or `uri`, not both; no DocumentBatch may follow.
+    """
+    format: Global___CorpusFormat.ValueType
+    """The files' format; CORPUS_FORMAT_UNSPECIFIED infers it from the file names
+    (.parquet; .jsonl/.ndjson, optionally .gz or .zst).
+    """
+    id_column: _builtins.str
+    """Column (Parquet) or key (JSONL) holding each document's id; empty means "id"."""
+    text_column: _builtins.str
+    """Column or key holding each document's text; empty means "text"."""
+    metadata_column: _builtins.str
+    """Column or key holding each document's metadata object (or JSON text); empty means "metadata".
+    The column may be absent from the files.
+    """
     def __init__(
         self,
         *,
         path: _builtins.str = ...,
+        uri: _builtins.str = ...,
+        format: Global___CorpusFormat.ValueType = ...,
+        id_column: _builtins.str = ...,
+        text_column: _builtins.str = ...,
+        metadata_column: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "id_column", b"id_column", "metadata_column", b"metadata_column", "path", b"path", "text_column", b"text_column", "uri", b"uri"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 
 from embedfleet import errors
 from embedfleet.corpus import validate_document
-from embedfleet.domain import Document
+from embedfleet.domain import CorpusRef, Document
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.kinds.base import Submission
+from embedfleet.gateway.kinds.references import CorpusReference, resolve_reference
 
 
 def part_size(requested: int, ctx: GatewayContext) -> int:
@@ -19,6 +20,24 @@ def part_size(requested: int, ctx: GatewayContext) -> int:
             f"chunk_size {size} exceeds the limit {ctx.settings.max_chunk_size}", "config.chunk_size"
         )
     return size
+
+
+def plan_documents(
+    sub: Submission, source_path: str, reference: CorpusReference | None, size: int
+) -> tuple[int, int, CorpusRef | None]:
+    """(documents, parts, the corpus reference for the spec): a corpus by reference is planned from
+    its files' row counts and nothing is staged; otherwise the documents are staged part by part.
+
+    A referenced corpus is not bound by ``max_documents_per_job``: that limit caps what staging puts
+    into Redis and the gateway's memory, and a reference costs neither per document."""
+    if reference is None:
+        return (*stage_documents(sub, source_path, size), None)
+    if source_path:
+        raise errors.InvalidArgument("set source.path or source.uri, not both", "config.source.uri")
+    corpus = resolve_reference(sub.ctx, reference)
+    if corpus.rows == 0:
+        raise errors.InvalidArgument(f"the corpus {reference.uri!r} has no rows", "config.source.uri")
+    return corpus.rows, -(-corpus.rows // size), corpus
 
 
 def stage_documents(sub: Submission, source_path: str, size: int) -> tuple[int, int]:

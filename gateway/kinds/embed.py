@@ -6,13 +6,15 @@ from dataclasses import dataclass
 
 from embedfleet.domain import EmbeddingOptions, EmbedParams, ProgressUnit
 from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
-from embedfleet.gateway.kinds.documents import part_size, stage_documents
+from embedfleet.gateway.kinds.documents import part_size, plan_documents
+from embedfleet.gateway.kinds.references import CorpusReference
 
 
 @dataclass(frozen=True)
 class EmbedJobRequest:
     embedding: EmbeddingOptions
     source_path: str = ""
+    reference: CorpusReference | None = None
     chunk_size: int = 0
     display_name: str = ""
 
@@ -22,8 +24,12 @@ class EmbedPlanner:
         ctx = sub.ctx
         model = ctx.resolve(request.embedding)
         size = part_size(request.chunk_size, ctx)
-        total, parts = stage_documents(sub, request.source_path, size)
+        total, parts, corpus = plan_documents(sub, request.source_path, request.reference, size)
         spec = job_spec(
-            EmbedParams(), model, unit=ProgressUnit.DOCUMENTS, part_size=size, display_name=request.display_name
+            EmbedParams(corpus=corpus),
+            model,
+            unit=ProgressUnit.DOCUMENTS,
+            part_size=size,
+            display_name=request.display_name,
         )
         return JobPlan(spec, total=total, parts=parts)

@@ -1,4 +1,4 @@
-"""Embed parts: embed the part's staged documents and keep the packed vectors for
+"""Embed parts: embed the part's documents (staged or by reference) and keep the packed vectors for
 ``StreamJobResults``."""
 
 from __future__ import annotations
@@ -6,11 +6,12 @@ from __future__ import annotations
 from embedfleet.jobstore import PartVectors
 from embedfleet.wire import pack_vectors
 from embedfleet.worker.kinds.base import Part, PartResult, WorkerContext
+from embedfleet.worker.kinds.inputs import part_documents
 
 
 class EmbedPart:
     def run(self, part: Part, ctx: WorkerContext) -> PartResult:
-        docs = ctx.store.get_part_input(part.job_id, part.index)
+        docs = part_documents(part, ctx)
         _, out = ctx.embed(part.spec, [d.text for d in docs])
         precision = part.spec.embedding.precision
         ctx.store.put_part_output(

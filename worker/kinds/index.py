@@ -1,4 +1,4 @@
-"""Index parts: embed the part's staged documents and upsert them, with every extra representation
+"""Index parts: embed the part's documents (staged or by reference) and upsert them, with every extra representation
 of the same forward pass, into the job's model-bound Milvus collection."""
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from embedfleet import milvus
 from embedfleet.domain import IndexParams, Precision
 from embedfleet.worker.embedding import int8_ranges, represent
 from embedfleet.worker.kinds.base import Part, PartResult, WorkerContext
+from embedfleet.worker.kinds.inputs import part_documents
 
 
 class IndexPart:
     def run(self, part: Part, ctx: WorkerContext) -> PartResult:
         params = part.spec.params
         assert isinstance(params, IndexParams)
-        docs = ctx.store.get_part_input(part.job_id, part.index)
+        docs = part_documents(part, ctx)
         encoder, out = ctx.embed(part.spec, [d.text for d in docs])
         normalize = part.spec.embedding.normalize
         extra: dict[str, np.ndarray] = {}

@@ -1,0 +1,90 @@
+"""Corpora by reference end to end (Celery worker, real model, Milvus Lite): the gateway plans parts
+from the files, the worker reads them; Milvus row counts are exact and a bad record fails only its
+part, named by file and line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+
+import grpc
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from embedfleet import milvus
+from embedfleet.client.sdk import EmbedfleetClient
+from embedfleet.domain import JobState
+from embedfleet.local import LocalCluster
+
+
+def _count(cluster: LocalCluster, collection: str) -> int:
+    client = milvus.connect(cluster.milvus_uri)
+    return int(client.query(collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
+
+
+@pytest.fixture(scope="module")
+def celery_client(celery_system: LocalCluster) -> EmbedfleetClient:
+    with EmbedfleetClient(celery_system.gateway_address, timeout=120) as c:
+        yield c  # type: ignore[misc]
+
+
+def test_a_multi_file_parquet_corpus_in_the_store_with_renamed_columns(
+    celery_client: EmbedfleetClient, celery_system: LocalCluster, wordnet_docs: list[dict]
+) -> None:
+    folder = celery_system.data_dir / "data" / "corpora" / uuid.uuid4().hex[:8]
+    folder.mkdir(parents=True)
+    docs = wordnet_docs[:230]
+    for i, start in enumerate(range(0, 230, 60)):
+        shard = docs[start : start + 60]
+        rows = [{"key": d["id"], "body": d["text"], "meta": json.dumps(d["metadata"])} for d in shard]
+        pq.write_table(pa.Table.from_pylist(rows), folder / f"shard-{i}.parquet", row_group_size=25)
+    collection = f"e2e_{uuid.uuid4().hex[:8]}"
+    job = celery_client.submit_index(
+        None,
+        collection,
+        source_uri=f"corpora/{folder.name}/*.parquet",
+        columns={"id": "key", "text": "body", "metadata": "meta"},
+        chunk_size=64,
+    )
+    assert (job.total, job.chunks_total) == (230, 4)
+    final = celery_client.wait(job.id)
+    assert (final.state, final.done, final.failed) == (JobState.SUCCEEDED, 230, 0), final.error
+    assert _count(celery_system, collection) == 230
+    hit = celery_client.search(collection, str(docs[100]["text"]), top_k=1)[0]
+    assert hit.id == docs[100]["id"] and json.loads(hit.metadata_json) == docs[100]["metadata"]
+
+
+def test_gzip_jsonl_files_by_path_and_a_bad_line_in_file_three(
+    celery_client: EmbedfleetClient, celery_system: LocalCluster, wordnet_docs: list[dict]
+) -> None:
+    folder = celery_system.corpus_dirs[0] / uuid.uuid4().hex[:8]
+    folder.mkdir(parents=True)
+    docs = wordnet_docs[300:420]
+    for i, name in enumerate("abc"):
+        lines = [json.dumps(d) for d in docs[i * 40 : (i + 1) * 40]]
+        if name == "c":
+            lines[9] = '{"id": "broken", "text": '  # line 10 of file 3: row 89, in part 4 (rows 80-99)
+        (folder / f"{name}.jsonl.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    collection = f"e2e_{uuid.uuid4().hex[:8]}"
+    job = celery_client.submit_index(None, collection, source_uri=str(folder), chunk_size=20)
+    assert (job.total, job.chunks_total) == (120, 6)
+    final = celery_client.wait(job.id)
+    assert (final.state, final.done, final.failed) == (JobState.FAILED, 100, 20)
+    [failure] = final.failed_chunks
+    assert failure.chunk_index == 4 and "c.jsonl.gz:10: not valid JSON" in failure.message
+    assert _count(celery_system, collection) == 100
+
+
+def test_references_outside_the_store_and_allowed_dirs_are_refused(celery_client: EmbedfleetClient) -> None:
+    cases = [
+        ("/etc/passwd", grpc.StatusCode.FAILED_PRECONDITION, "outside the gateway's allowed corpus dirs"),
+        ("../../etc", grpc.StatusCode.INVALID_ARGUMENT, "inside the dataset store"),
+        ("s3://elsewhere/x.parquet", grpc.StatusCode.FAILED_PRECONDITION, "not in this gateway's dataset store"),
+        ("nothing-here/*.parquet", grpc.StatusCode.NOT_FOUND, "matches no corpus files"),
+    ]
+    for uri, code, message in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            celery_client.submit_embed(None, source_uri=uri)
+        assert (err.value.code(), message in err.value.details()) == (code, True), err.value.details()
