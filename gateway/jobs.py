@@ -34,7 +34,7 @@ class JobsCore:
         leaves nothing behind, and an accepted one is durable before this returns.
         """
         job_id = new_job_id()
-        stager = PartStager(self.store, job_id)
+        stager = PartStager(self.store, job_id, self.ctx.datastore, self.ctx.settings.spill_shard_documents)
         try:
             plan = PLANNERS[type(request)].plan(request, Submission(self.ctx, stager, iter(documents)))
         except BaseException:

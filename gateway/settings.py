@@ -19,6 +19,9 @@ class GatewaySettings(CommonSettings):
     max_documents_per_job: int = Field(default=1_000_000, gt=0)
     max_text_bytes: int = Field(default=1024 * 1024, gt=0)
     default_chunk_size: int = Field(default=256, gt=0)
+    # Streamed documents are spilled to the dataset store in Parquet shards of about this many
+    # documents (whole parts; one part's documents are what the gateway holds at a time).
+    spill_shard_documents: int = Field(default=65536, gt=0)
     max_chunk_size: int = Field(default=4096, gt=0)
     max_embed_texts: int = Field(default=256, gt=0)
     # Longest search filter expression accepted (a huge expression ties Milvus up long after the client gave up).

@@ -17,8 +17,9 @@ import pytest
 
 from embedfleet.corpus_refs import expand, plan_reference, read_rows
 from embedfleet.datastore import DataStore, relative_path
-from embedfleet.domain import CorpusFormat, CorpusRef
+from embedfleet.domain import CorpusFormat, CorpusRef, Document
 from embedfleet.errors import InvalidArgument, NotFound
+from embedfleet.gateway.kinds.spill import ShardWriter
 
 COLUMNS = ("id", "text", "metadata")
 
@@ -103,3 +104,20 @@ def test_the_same_paths_on_an_fsspec_filesystem() -> None:
     ref = _plan(uri, "corpus")
     assert ref.filesystem == uri and ref.rows == 13
     assert [d.id for d in read_rows(ref, 7, 4)] == ["d7", "d8", "d9", "d10"]
+
+
+def test_spilled_shards_roll_at_part_boundaries_and_read_back(tmp_path: Path) -> None:
+    store = DataStore(str(tmp_path))
+    job_id = uuid.uuid4().hex
+    writer = ShardWriter(store, job_id, shard_rows=25)
+    docs = [
+        Document(id=f"s{i}", text=f"streamed {i}", metadata_json=json.dumps({"i": i}) if i % 2 else "")
+        for i in range(50)
+    ]
+    for start in range(0, 50, 10):
+        writer.write(docs[start : start + 10])
+    ref = writer.close(max_text_bytes=1 << 20)
+    assert [f.rows for f in ref.files] == [30, 20]
+    assert read_rows(ref, 0, 50) == docs
+    store.remove_job(job_id)
+    assert not (tmp_path / "jobs" / job_id).exists()

@@ -24,14 +24,15 @@ def part_size(requested: int, ctx: GatewayContext) -> int:
 
 def plan_documents(
     sub: Submission, source_path: str, reference: CorpusReference | None, size: int
-) -> tuple[int, int, CorpusRef | None]:
-    """(documents, parts, the corpus reference for the spec): a corpus by reference is planned from
-    its files' row counts and nothing is staged; otherwise the documents are staged part by part.
+) -> tuple[int, int, CorpusRef]:
+    """(documents, parts, the corpus for the spec). Either way the workers read the corpus by
+    reference: a referenced corpus is planned from its files' row counts, streamed documents (or a
+    server-side file named by ``source.path``) are validated and spilled to the dataset store.
 
-    A referenced corpus is not bound by ``max_documents_per_job``: that limit caps what staging puts
-    into Redis and the gateway's memory, and a reference costs neither per document."""
+    A referenced corpus is not bound by ``max_documents_per_job``: nothing of it passes through the
+    gateway, while a streamed one is validated here document by document."""
     if reference is None:
-        return (*stage_documents(sub, source_path, size), None)
+        return spill_documents(sub, source_path, size)
     if source_path:
         raise errors.InvalidArgument("set source.path or source.uri, not both", "config.source.uri")
     corpus = resolve_reference(sub.ctx, reference)
@@ -40,12 +41,13 @@ def plan_documents(
     return corpus.rows, -(-corpus.rows // size), corpus
 
 
-def stage_documents(sub: Submission, source_path: str, size: int) -> tuple[int, int]:
+def spill_documents(sub: Submission, source_path: str, size: int) -> tuple[int, int, CorpusRef]:
     """Validate every document of the corpus (the server-side file when the request names one, else the
-    streamed documents) and stage them in parts of ``size``; returns (documents, parts)."""
+    streamed documents) and spill them in parts of ``size`` to the job's shards; returns (documents,
+    parts, the shards as the job's corpus)."""
     documents: Iterator[Document] = sub.ctx.server_corpus(source_path) if source_path else sub.documents
     limits = sub.ctx.settings
-    stager = sub.stager
+    shards = sub.stager.shards()
     parts = 0
     total = 0
     seen: dict[str, int] = {}
@@ -65,12 +67,12 @@ def stage_documents(sub: Submission, source_path: str, size: int) -> tuple[int, 
             )
         buffer.append(doc)
         if len(buffer) == size:
-            stager.stage(parts, buffer)
+            shards.write(buffer)
             parts += 1
             buffer = []
     if buffer:
-        stager.stage(parts, buffer)
+        shards.write(buffer)
         parts += 1
     if total == 0:
         raise errors.InvalidArgument("the corpus is empty: send at least one document")
-    return total, parts
+    return total, parts, shards.close(limits.max_text_bytes)

@@ -12,6 +12,7 @@ import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import redis
 
 from embedfleet import milvus
 from embedfleet.client.sdk import EmbedfleetClient
@@ -88,3 +89,25 @@ def test_references_outside_the_store_and_allowed_dirs_are_refused(celery_client
         with pytest.raises(grpc.RpcError) as err:
             celery_client.submit_embed(None, source_uri=uri)
         assert (err.value.code(), message in err.value.details()) == (code, True), err.value.details()
+
+
+def test_a_streamed_submission_lands_as_shards_and_a_refused_one_leaves_none(
+    celery_client: EmbedfleetClient, celery_system: LocalCluster, wordnet_docs: list[dict], redis_client: redis.Redis
+) -> None:
+    jobs_dir = celery_system.data_dir / "data" / "jobs"
+    before = set(jobs_dir.iterdir()) if jobs_dir.is_dir() else set()
+    docs = [dict(d) for d in wordnet_docs[500:800]]
+    docs[250] = {"id": "blank", "text": "   "}
+    with pytest.raises(grpc.RpcError) as err:
+        celery_client.submit_embed(docs, chunk_size=64)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "document 250" in err.value.details()
+    assert (set(jobs_dir.iterdir()) if jobs_dir.is_dir() else set()) == before
+
+    job = celery_client.submit_embed(docs[:250], chunk_size=64)
+    shard = jobs_dir / job.id / "input" / "shard-00000.parquet"
+    table = pq.read_table(shard)
+    assert table.num_rows == 250 and pq.ParquetFile(shard).num_row_groups == 4  # one row group per part
+    assert table.column("id").to_pylist() == [d["id"] for d in docs[:250]]
+    keys = {k.decode() for k in redis_client.scan_iter(match=f"{celery_system.key_prefix}job:{job.id}*")}
+    assert not [k for k in keys if ":in:" in k]  # no document text in Redis
+    assert celery_client.wait(job.id).state == JobState.SUCCEEDED
