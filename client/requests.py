@@ -135,6 +135,7 @@ def embed_stream(
     server_path: str = "",
     source_uri: str = "",
     columns: Mapping[str, str] | None = None,
+    output_uri: str = "",
     chunk_size: int = 0,
     display_name: str = "",
 ) -> RequestStream:
@@ -143,6 +144,7 @@ def embed_stream(
         source=corpus_source(server_path, source_uri, columns),
         chunk_size=chunk_size,
         display_name=display_name,
+        output_uri=output_uri,
     )
     documents = iter_documents(corpus) if corpus is not None else iter(())
     return RequestStream(jobs_pb2.SubmitEmbedJobRequest(config=config), documents, jobs_pb2.SubmitEmbedJobRequest)

@@ -107,6 +107,7 @@ class EmbedfleetClient:
         server_path: str = "",
         source_uri: str = "",
         columns: Mapping[str, str] | None = None,
+        output_uri: str = "",
     ) -> Job:
         options = rq.embedding_options(model, dimensions, precision, input_type, normalize)
         stream = rq.embed_stream(
@@ -115,6 +116,7 @@ class EmbedfleetClient:
             server_path=server_path,
             source_uri=source_uri,
             columns=columns,
+            output_uri=output_uri,
             chunk_size=chunk_size,
             display_name=display_name,
         )

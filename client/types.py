@@ -39,6 +39,8 @@ class Job:
     failed_chunks: list[FailedChunk] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    # Embed jobs: the directory of the vectors' Parquet files (one per chunk) in the dataset store.
+    results_uri: str = ""
 
     @property
     def finished(self) -> bool:
@@ -67,6 +69,7 @@ class Job:
             ],
             metrics=dict(pb.metrics),
             outputs=dict(pb.outputs),
+            results_uri=pb.results_uri,
         )
 
 

@@ -41,6 +41,14 @@ def open_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
+def location_uri(filesystem: str, path: str) -> str:
+    """A URI a person (or pyarrow) can open for ``path`` on the filesystem ``filesystem`` names."""
+    if not has_scheme(filesystem) or filesystem.startswith("file://"):
+        return path
+    scheme = filesystem.split("://", 1)[0]
+    return f"{scheme}://{path.lstrip('/')}"
+
+
 def relative_path(path: str, field: str) -> str:
     """A relative path that stays inside its root (no ``..`` escape, no absolute part)."""
     cleaned = posixpath.normpath(path.replace("\\", "/"))

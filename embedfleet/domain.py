@@ -128,6 +128,16 @@ class CorpusRef(BaseModel):
         return sum(f.rows for f in self.files)
 
 
+class ResultsRef(BaseModel):
+    """Where an embed job writes its vectors: one Parquet file per part under ``directory`` on the
+    filesystem ``filesystem`` names (a retried part rewrites its own file, never a second one)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    filesystem: str
+    directory: str
+
+
 # -- what each job kind carries, resolved at submission -------------------------------------------
 # One class per kind, tagged by ``kind``: a job spec carries exactly one of them (``JobParams``), so a
 # kind's settings never leak into another's and adding a kind adds one class here.
@@ -150,6 +160,8 @@ class EmbedParams(BaseModel):
     kind: Literal[JobKind.EMBED] = JobKind.EMBED
     # Set when the corpus is read by reference; None when its parts were staged by the gateway.
     corpus: CorpusRef | None = None
+    # Where the vectors go; None for jobs accepted before results moved out of Redis.
+    results: ResultsRef | None = None
 
 
 class DistillParams(BaseModel):

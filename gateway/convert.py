@@ -8,7 +8,8 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from embedfleet import wire
-from embedfleet.domain import Document, EmbeddingOptions, JobSnapshot, JobState, SearchHit, VectorField
+from embedfleet.datastore import location_uri
+from embedfleet.domain import Document, EmbeddingOptions, EmbedParams, JobSnapshot, JobState, SearchHit, VectorField
 from embedfleet.gateway.embedding import EmbedResult
 from embedfleet.gateway.kinds.distill import DistillRequest
 from embedfleet.gateway.kinds.embed import EmbedJobRequest
@@ -76,6 +77,7 @@ def embed_job_from_pb(config: jobs_pb2.EmbedJobConfig) -> EmbedJobRequest:
         embedding=options_from_pb(config.embedding, "config.embedding"),
         source_path=config.source.path,
         reference=reference_from_pb(config.source),
+        output_uri=config.output_uri,
         chunk_size=config.chunk_size,
         display_name=config.display_name,
     )
@@ -156,7 +158,14 @@ def job_to_pb(snap: JobSnapshot) -> jobs_pb2.Job:
         ],
         metrics=snap.metrics,
         outputs=snap.outputs,
+        results_uri=_results_uri(snap),
     )
+
+
+def _results_uri(snap: JobSnapshot) -> str:
+    params = snap.spec.params
+    results = params.results if isinstance(params, EmbedParams) else None
+    return location_uri(results.filesystem, results.directory) if results is not None else ""
 
 
 def part_result_to_pb(part: int, first: int, result: PartVectors) -> jobs_pb2.StreamJobResultsResponse:

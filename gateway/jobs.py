@@ -18,6 +18,7 @@ from embedfleet.gateway.kinds import PLANNERS, JobRequest
 from embedfleet.gateway.kinds.base import PartStager, Submission
 from embedfleet.ids import new_job_id
 from embedfleet.jobstore import PartVectors
+from embedfleet.results import read_job_part
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class JobsCore:
                 if not keep_going():
                     return
                 last_event = self.store.wait_for_event(job_id, last_event, 1.0)
-            yield part, snap.part_range(part)[0], self.store.get_part_output(job_id, part)
+            yield part, snap.part_range(part)[0], read_job_part(self.store, snap.spec, job_id, part)
 
 
 def run_recovery_loop(jobs: JobsCore, stop: threading.Event) -> None:

@@ -319,10 +319,17 @@ class EmbedJobConfig(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     CHUNK_SIZE_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    OUTPUT_URI_FIELD_NUMBER: _builtins.int
     chunk_size: _builtins.int
     """Documents per chunk; 0 uses the gateway's default."""
     display_name: _builtins.str
     """A free-form label shown by ListJobs and the CLI."""
+    output_uri: _builtins.str
+    """Where the vectors are written, as Parquet files (`part-NNNNN.parquet`: `id`, `vector`), one per
+    chunk: a new or empty directory inside the gateway's dataset store (a relative path, or a URI
+    under the store's). Empty means the job's own directory in the store, removed with the job's
+    record; files under a named output_uri are the user's to remove.
+    """
     @_builtins.property
     def embedding(self) -> _common_pb2.EmbeddingOptions:
         """Model and output options."""
@@ -338,10 +345,11 @@ class EmbedJobConfig(_message.Message):
         source: Global___CorpusSource | None = ...,
         chunk_size: _builtins.int = ...,
         display_name: _builtins.str = ...,
+        output_uri: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "display_name", b"display_name", "embedding", b"embedding", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "display_name", b"display_name", "embedding", b"embedding", "output_uri", b"output_uri", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -542,6 +550,7 @@ class Job(_message.Message):
     FAILED_CHUNKS_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
     OUTPUTS_FIELD_NUMBER: _builtins.int
+    RESULTS_URI_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier."""
     kind: Global___JobKind.ValueType
@@ -560,6 +569,10 @@ class Job(_message.Message):
     """Estimated seconds to completion at the current rate; 0 when unknown or finished."""
     error: _builtins.str
     """Summary of what failed, for a person; empty unless FAILED."""
+    results_uri: _builtins.str
+    """Embed jobs: the directory (a URI of the dataset store's filesystem) holding the vectors as one
+    Parquet file per chunk; StreamJobResults reads them from there.
+    """
     @_builtins.property
     def embedding(self) -> _common_pb2.EmbeddingOptions:
         """Options as resolved at submission."""
@@ -612,10 +625,11 @@ class Job(_message.Message):
         failed_chunks: _abc.Iterable[Global___ChunkFailure] | None = ...,
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         outputs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        results_uri: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "embedding", b"embedding", "finished_at", b"finished_at", "progress", b"progress", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "created_at", b"created_at", "display_name", b"display_name", "docs_per_second", b"docs_per_second", "embedding", b"embedding", "error", b"error", "eta_seconds", b"eta_seconds", "failed_chunks", b"failed_chunks", "finished_at", b"finished_at", "id", b"id", "kind", b"kind", "metrics", b"metrics", "model", b"model", "outputs", b"outputs", "progress", b"progress", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "created_at", b"created_at", "display_name", b"display_name", "docs_per_second", b"docs_per_second", "embedding", b"embedding", "error", b"error", "eta_seconds", b"eta_seconds", "failed_chunks", b"failed_chunks", "finished_at", b"finished_at", "id", b"id", "kind", b"kind", "metrics", b"metrics", "model", b"model", "outputs", b"outputs", "progress", b"progress", "results_uri", b"results_uri", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -32,10 +32,23 @@ class CorpusReference:
     metadata_column: str = ""
 
 
+def store_path(ctx: GatewayContext, uri: str, field: str) -> str:
+    """The path inside the dataset store that a relative path, or a URI under the store's, names."""
+    store = ctx.datastore
+    if has_scheme(uri):
+        base = store.uri.split("?")[0].rstrip("/") + "/"
+        if not uri.startswith(base):
+            raise errors.FailedPrecondition(
+                f"{uri!r} is not in this gateway's dataset store ({base}); copy the corpus there, use a "
+                "path relative to the store, or (for corpora) a path under the allowed corpus dirs"
+            )
+        uri = uri.removeprefix(base)
+    return store.path(uri, field)
+
+
 def resolve_reference(ctx: GatewayContext, reference: CorpusReference) -> CorpusRef:
     """The reference's files, counted, as the spec carries them for the workers."""
     uri = reference.uri
-    store = ctx.datastore
     if uri.startswith("/"):
         ctx.allowed_path(glob_base(uri))  # before listing anything: a glob may not walk outside
         filesystem = LOCAL_FILESYSTEM
@@ -43,15 +56,7 @@ def resolve_reference(ctx: GatewayContext, reference: CorpusReference) -> Corpus
         for path in paths:
             ctx.allowed_path(path)  # a match that links out of the allowed dirs is refused too
     else:
-        if has_scheme(uri):
-            base = store.uri.split("?")[0].rstrip("/") + "/"
-            if not uri.startswith(base):
-                raise errors.FailedPrecondition(
-                    f"corpus {uri!r} is not in this gateway's dataset store ({base}); copy it there or "
-                    "use a path under the allowed corpus dirs"
-                )
-            uri = uri.removeprefix(base)
-        filesystem, fs = store.uri, store.fs
-        paths = expand(fs, store.path(uri, _FIELD), reference.uri)
+        filesystem = ctx.datastore.uri
+        paths = expand(ctx.datastore.fs, store_path(ctx, uri, _FIELD), uri)
     columns = (reference.id_column or "id", reference.text_column or "text", reference.metadata_column or "metadata")
     return plan_reference(filesystem, paths, reference.format, columns, ctx.settings.max_text_bytes)

@@ -9,6 +9,7 @@ import json
 import uuid
 
 import grpc
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -111,3 +112,33 @@ def test_a_streamed_submission_lands_as_shards_and_a_refused_one_leaves_none(
     keys = {k.decode() for k in redis_client.scan_iter(match=f"{celery_system.key_prefix}job:{job.id}*")}
     assert not [k for k in keys if ":in:" in k]  # no document text in Redis
     assert celery_client.wait(job.id).state == JobState.SUCCEEDED
+
+
+def test_embed_results_are_parquet_files_in_the_store_equal_to_the_model(
+    celery_client: EmbedfleetClient, celery_system: LocalCluster, wordnet_docs: list[dict], redis_client: redis.Redis
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from embedfleet.registry import DEFAULT_MODELS
+
+    docs = wordnet_docs[900:1000]
+    output = f"results/{uuid.uuid4().hex[:8]}"
+    job = celery_client.submit_embed(docs, chunk_size=32, output_uri=output)
+    final = celery_client.wait(job.id)
+    assert final.state == JobState.SUCCEEDED, final.error
+    directory = celery_system.data_dir / "data" / output
+    assert final.results_uri == str(directory)
+    files = sorted(directory.glob("part-*.parquet"))
+    assert [f.name for f in files] == [f"part-{i:05d}.parquet" for i in range(4)]
+    table = pa.concat_tables(pq.read_table(f) for f in files)
+    vectors = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
+    model = SentenceTransformer(str(DEFAULT_MODELS[0].local_path()), device="cpu")
+    expected = model.encode([d["text"] for d in docs], normalize_embeddings=True)
+    assert table.column("id").to_pylist() == [d["id"] for d in docs]
+    assert np.min(np.sum(vectors * expected, axis=1)) >= 0.999
+    streamed = np.concatenate([v for _, _, _, v in celery_client.results(job.id)])
+    assert np.array_equal(streamed, vectors)
+    assert not list(redis_client.scan_iter(match=f"{celery_system.key_prefix}job:{job.id}:out:*"))
+    with pytest.raises(grpc.RpcError) as err:
+        celery_client.submit_embed(docs[:5], output_uri=output)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "already holds files" in err.value.details()
