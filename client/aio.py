@@ -129,6 +129,10 @@ class AsyncEmbedfleetClient:
         response = await self.jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout)
         return Job.from_pb(response.job)
 
+    async def resume_job(self, job_id: str) -> Job:
+        response = await self.jobs.ResumeJob(jobs_pb2.ResumeJobRequest(job_id=job_id), timeout=self.timeout)
+        return Job.from_pb(response.job)
+
     async def watch(self, job_id: str) -> AsyncIterator[Job]:
         async for update in self.jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id)):
             yield Job.from_pb(update.job)

@@ -265,7 +265,7 @@ def embed(
 
 @main.group()
 def jobs() -> None:
-    """List, inspect, follow and cancel jobs."""
+    """List, inspect, follow, cancel and resume jobs."""
 
 
 @jobs.command("list")
@@ -316,6 +316,16 @@ def jobs_watch(ctx: click.Context, job_id: str) -> None:
 def jobs_cancel(ctx: click.Context, job_id: str) -> None:
     with _client(ctx) as client:
         _show_job(client.cancel_job(job_id))
+
+
+@jobs.command("resume")
+@click.argument("job_id")
+@click.pass_context
+@_fail_cleanly
+def jobs_resume(ctx: click.Context, job_id: str) -> None:
+    """Run a FAILED or CANCELLED job's chunks that are not done."""
+    with _client(ctx) as client:
+        _show_job(client.resume_job(job_id))
 
 
 @main.command()

@@ -173,6 +173,10 @@ class EmbedfleetClient:
     def cancel_job(self, job_id: str) -> Job:
         return Job.from_pb(self.jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout).job)
 
+    def resume_job(self, job_id: str) -> Job:
+        """Queue a FAILED or CANCELLED job's chunks that are not done (see ``wait``)."""
+        return Job.from_pb(self.jobs.ResumeJob(jobs_pb2.ResumeJobRequest(job_id=job_id), timeout=self.timeout).job)
+
     def watch(self, job_id: str) -> Iterator[Job]:
         for update in self.jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id)):
             yield Job.from_pb(update.job)

@@ -97,6 +97,17 @@ class JobsCore:
     def cancel(self, job_id: str) -> JobSnapshot:
         return self.store.cancel(job_id)
 
+    def resume(self, job_id: str) -> JobSnapshot:
+        """Queue again the parts of a FAILED or CANCELLED job that are not done; only jobs whose corpus
+        is by reference qualify (staged inputs go with their parts)."""
+        snap = self.store.get(job_id)
+        if getattr(snap.spec.params, "corpus", None) is None:
+            raise errors.FailedPrecondition(
+                f"job {job_id} is a {snap.spec.kind.value} job whose inputs do not outlive its chunks; submit it again"
+            )
+        self.dispatch(job_id, self.store.resume(job_id))
+        return self.store.get(job_id)
+
     def watch(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[JobSnapshot]:
         """The job now, then after each change, until it is finished or the caller goes away."""
         for snapshot in self.store.watch(job_id):

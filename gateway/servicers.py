@@ -88,6 +88,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return jobs_pb2.SubmitEvaluateJobResponse(job=self._submit_one(request.config, convert.evaluate_from_pb))
 
     @translate_errors
+    def ResumeJob(
+        self, request: jobs_pb2.ResumeJobRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.ResumeJobResponse:
+        return jobs_pb2.ResumeJobResponse(job=convert.job_to_pb(self.jobs.resume(request.job_id)))
+
+    @translate_errors
     def GetJob(self, request: jobs_pb2.GetJobRequest, context: grpc.ServicerContext) -> jobs_pb2.GetJobResponse:
         return jobs_pb2.GetJobResponse(job=convert.job_to_pb(self.jobs.get(request.job_id)))
 

@@ -142,3 +142,36 @@ def test_embed_results_are_parquet_files_in_the_store_equal_to_the_model(
     with pytest.raises(grpc.RpcError) as err:
         celery_client.submit_embed(docs[:5], output_uri=output)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "already holds files" in err.value.details()
+
+
+def test_resume_after_cancel_writes_only_the_rest(
+    celery_client: EmbedfleetClient, celery_system: LocalCluster, wordnet_docs: list[dict]
+) -> None:
+    import time
+
+    store = celery_system.gateway.ctx.store
+    docs = wordnet_docs[1000:1640]
+    job = celery_client.submit_embed(docs, chunk_size=8)  # 80 parts
+    while celery_client.get_job(job.id).done < 24:
+        time.sleep(0.05)
+    assert celery_client.cancel_job(job.id).state == JobState.CANCELLED
+    while any(store.part_state(job.id, p) == "running" for p in range(80)):
+        time.sleep(0.2)  # a part running at the cancel finishes and is counted
+    directory = celery_system.data_dir / "data" / "jobs" / job.id / "results"
+    written = {f.name: f.stat().st_mtime_ns for f in directory.glob("part-*.parquet")}
+    assert 3 <= len(written) < 80
+    with pytest.raises(grpc.RpcError) as err:
+        celery_client.resume_job(uuid.uuid4().hex)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+    resumed = celery_client.resume_job(job.id)
+    assert resumed.state in (JobState.QUEUED, JobState.RUNNING) and resumed.done == 8 * len(written)
+    final = celery_client.wait(job.id)
+    assert (final.state, final.done, final.chunks_finished) == (JobState.SUCCEEDED, 640, 80)
+    after = {f.name: f.stat().st_mtime_ns for f in directory.glob("part-*.parquet")}
+    assert len(after) == 80 and all(after[name] == mtime for name, mtime in written.items())  # not rewritten
+    ids = [i for _, _, chunk_ids, _ in celery_client.results(job.id) for i in chunk_ids]
+    assert ids == [d["id"] for d in docs]
+    with pytest.raises(grpc.RpcError) as err:
+        celery_client.resume_job(job.id)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "is SUCCEEDED" in err.value.details()
