@@ -175,3 +175,20 @@ def test_resume_after_cancel_writes_only_the_rest(
     with pytest.raises(grpc.RpcError) as err:
         celery_client.resume_job(job.id)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "is SUCCEEDED" in err.value.details()
+
+
+def test_redis_holds_only_control_state_for_a_100k_document_job(
+    celery_client: EmbedfleetClient, celery_system: LocalCluster, redis_client: redis.Redis
+) -> None:
+    folder = celery_system.data_dir / "data" / "big"
+    folder.mkdir(parents=True, exist_ok=True)
+    n = 100_000
+    texts = [f"document {i} about the weather, markets and {i % 97} other things" for i in range(n)]
+    pq.write_table(pa.table({"id": [f"b{i}" for i in range(n)], "text": texts}), folder / "big.parquet")
+    job = celery_client.submit_index(None, f"e2e_{uuid.uuid4().hex[:8]}", source_uri="big/big.parquet")
+    celery_client.cancel_job(job.id)
+    assert (job.total, job.chunks_total) == (n, 391)
+    keys = list(redis_client.scan_iter(match=f"{celery_system.key_prefix}job:{job.id}*"))
+    used = sum(int(redis_client.memory_usage(k) or 0) for k in keys)
+    assert len(keys) <= 6  # record, part states, failures, metrics, outputs, events: not one per document
+    assert used < 64 * job.chunks_total + 16_384, used  # part states and the spec: ~0.1 byte per document
