@@ -7,10 +7,13 @@ from collections.abc import Iterator
 
 from embedfleet import errors
 from embedfleet.corpus import validate_document
+from embedfleet.corpus_refs import read_rows
 from embedfleet.domain import CorpusRef, Document
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.kinds.base import Submission
 from embedfleet.gateway.kinds.references import CorpusReference, resolve_reference
+from embedfleet.gateway.kinds.spill import ShardWriter
+from embedfleet.gateway.kinds.unique_ids import IdDigests
 
 
 def part_size(requested: int, ctx: GatewayContext) -> int:
@@ -50,16 +53,10 @@ def spill_documents(sub: Submission, source_path: str, size: int) -> tuple[int, 
     shards = sub.stager.shards()
     parts = 0
     total = 0
-    seen: dict[str, int] = {}
+    digests = IdDigests()
     buffer: list[Document] = []
     for doc in documents:
-        where = f"document {total}"
-        validate_document(doc, where, limits.max_text_bytes)
-        if doc.id in seen:
-            raise errors.InvalidArgument(
-                f"{where}: id {doc.id!r} was already used by document {seen[doc.id]}; ids must be unique"
-            )
-        seen[doc.id] = total
+        validate_document(doc, f"document {total}", limits.max_text_bytes)
         total += 1
         if total > limits.max_documents_per_job:
             raise errors.ResourceExhausted(
@@ -67,12 +64,24 @@ def spill_documents(sub: Submission, source_path: str, size: int) -> tuple[int, 
             )
         buffer.append(doc)
         if len(buffer) == size:
-            shards.write(buffer)
+            _spill(buffer, shards, digests)
             parts += 1
             buffer = []
     if buffer:
-        shards.write(buffer)
+        _spill(buffer, shards, digests)
         parts += 1
     if total == 0:
         raise errors.InvalidArgument("the corpus is empty: send at least one document")
-    return total, parts, shards.close(limits.max_text_bytes)
+    corpus = shards.close(limits.max_text_bytes)
+    repeat = digests.first_repeat(lambda position: read_rows(corpus, position, 1)[0].id)
+    if repeat is not None:
+        first, second, doc_id = repeat
+        raise errors.InvalidArgument(
+            f"document {second}: id {doc_id!r} was already used by document {first}; ids must be unique"
+        )
+    return total, parts, corpus
+
+
+def _spill(documents: list[Document], shards: ShardWriter, digests: IdDigests) -> None:
+    shards.write(documents)
+    digests.add([d.id for d in documents])
