@@ -17,6 +17,7 @@ from embedfleet.gateway.embedding import EmbedCore
 from embedfleet.gateway.jobs import JobsCore, run_recovery_loop
 from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.queue import make_dispatcher
+from embedfleet.gateway.retention import run_retention_loop
 from embedfleet.gateway.search import SearchCore
 from embedfleet.gateway.servicers import SERVICE_NAMES, add_services
 from embedfleet.gateway.settings import GatewaySettings
@@ -72,5 +73,7 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
     server.start()
     stop = threading.Event()
     threading.Thread(target=run_recovery_loop, args=(jobs, stop), name="embedfleet-recovery", daemon=True).start()
+    sweep = (ctx.datastore, ctx.store, settings.data_sweep_interval_seconds, settings.data_grace_seconds, stop)
+    threading.Thread(target=run_retention_loop, args=sweep, name="embedfleet-retention", daemon=True).start()
     log.info("gateway serving on %s:%d (backend %s)", settings.host, port, settings.backend)
     return RunningGateway(server=server, ctx=ctx, jobs=jobs, port=port, _stop=stop)

@@ -34,3 +34,7 @@ class GatewaySettings(CommonSettings):
     default_eval_limit: int = Field(default=500, gt=0)
     # How often chunks never handed to the queue (a crash mid-submission) are dispatched again.
     recovery_interval_seconds: float = Field(default=30.0, gt=0)
+    # How often the data of jobs whose records expired is removed from the dataset store, and how
+    # recent a job directory without a record may be and still be kept (a submission streaming in).
+    data_sweep_interval_seconds: float = Field(default=600.0, gt=0)
+    data_grace_seconds: float = Field(default=6 * 3600.0, gt=0)
