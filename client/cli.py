@@ -158,6 +158,7 @@ def _show_job(job: Any) -> None:
         "truncated",
         "docs_per_second",
         "error",
+        "results_uri",
     ):
         value = getattr(job, key)
         if value not in ("", None):
@@ -182,7 +183,23 @@ _model_options = [
     click.option("--chunk-size", type=int, default=0, help="Documents per chunk (0 = gateway default)."),
     click.option("--name", "display_name", default="", help="A label for the job."),
     click.option("--server-path", is_flag=True, help="CORPUS is a path on the gateway, not a local file."),
+    click.option(
+        "--by-reference",
+        is_flag=True,
+        help="CORPUS is a file, directory or glob in the dataset store (or under the allowed corpus dirs) "
+        "that the workers read themselves.",
+    ),
 ]
+
+
+def _corpus_args(corpus: str, server_path: bool, by_reference: bool) -> dict[str, Any]:
+    """The SDK arguments that say where CORPUS is: a local file streamed, a gateway path, or a reference."""
+    local = not (server_path or by_reference)
+    return {
+        "corpus": corpus if local else None,
+        "server_path": corpus if server_path else "",
+        "source_uri": corpus if by_reference else "",
+    }
 
 
 def _with_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -207,18 +224,18 @@ def index(
     chunk_size: int,
     display_name: str,
     server_path: bool,
+    by_reference: bool,
     no_wait: bool,
 ) -> None:
     """Embed CORPUS (JSONL or Parquet of {id, text, metadata}) into a Milvus collection."""
     with _client(ctx) as client:
         job = client.submit_index(
-            None if server_path else corpus,
-            collection,
+            collection=collection,
             model=model,
             dimensions=dimensions,
             chunk_size=chunk_size,
             display_name=display_name,
-            server_path=corpus if server_path else "",
+            **_corpus_args(corpus, server_path, by_reference),
         )
         if no_wait:
             console.print(job.id)
@@ -243,13 +260,13 @@ def embed(
     chunk_size: int,
     display_name: str,
     server_path: bool,
+    by_reference: bool,
     precision: str,
     input_type: str,
 ) -> None:
     """Embed CORPUS and write the vectors, in input order, to OUTPUT."""
     with _client(ctx) as client:
         path = client.embed_corpus(
-            None if server_path else corpus,
             output=output,
             progress=True,
             model=model,
@@ -258,7 +275,7 @@ def embed(
             input_type=input_type,
             chunk_size=chunk_size,
             display_name=display_name,
-            server_path=corpus if server_path else "",
+            **_corpus_args(corpus, server_path, by_reference),
         )
         err_console.print(f"wrote {path}")
 
