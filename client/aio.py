@@ -57,6 +57,8 @@ class AsyncEmbedfleetClient(ClientBase):
         chunk_size: int = 0,
         display_name: str = "",
         server_path: str = "",
+        source_uri: str = "",
+        columns: Mapping[str, str] | None = None,
         extra_fields: Iterable[Mapping[str, Any]] = (),
         index: Mapping[str, Any] | None = None,
     ) -> Job:
@@ -66,6 +68,8 @@ class AsyncEmbedfleetClient(ClientBase):
             collection,
             options,
             server_path=server_path,
+            source_uri=source_uri,
+            columns=columns,
             chunk_size=chunk_size,
             display_name=display_name,
             extra_fields=extra_fields,
@@ -85,10 +89,20 @@ class AsyncEmbedfleetClient(ClientBase):
         chunk_size: int = 0,
         display_name: str = "",
         server_path: str = "",
+        source_uri: str = "",
+        columns: Mapping[str, str] | None = None,
+        output_uri: str = "",
     ) -> Job:
         options = rq.embedding_options(model, dimensions, precision, input_type, normalize)
         stream = rq.embed_stream(
-            corpus, options, server_path=server_path, chunk_size=chunk_size, display_name=display_name
+            corpus,
+            options,
+            server_path=server_path,
+            source_uri=source_uri,
+            columns=columns,
+            output_uri=output_uri,
+            chunk_size=chunk_size,
+            display_name=display_name,
         )
         return await self._submit(self.jobs.SubmitEmbedJob, stream)
 
@@ -138,6 +152,11 @@ class AsyncEmbedfleetClient(ClientBase):
 
     async def cancel_job(self, job_id: str) -> Job:
         response = await self.jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout)
+        return Job.from_pb(response.job)
+
+    async def resume_job(self, job_id: str) -> Job:
+        """See ``EmbedfleetClient.resume_job``."""
+        response = await self.jobs.ResumeJob(jobs_pb2.ResumeJobRequest(job_id=job_id), timeout=self.timeout)
         return Job.from_pb(response.job)
 
     async def list_jobs(self, state: JobState | None = None, page_size: int = 50) -> AsyncIterator[Job]:

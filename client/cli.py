@@ -254,6 +254,7 @@ def _show_job(job: Any) -> None:
         "truncated",
         "docs_per_second",
         "error",
+        "results_uri",
     ):
         value = getattr(job, key)
         if value not in ("", None):
@@ -289,7 +290,23 @@ _model_options = [
     click.option("--chunk-size", type=int, default=0, help="Documents per chunk (0 = gateway default)."),
     click.option("--name", "display_name", default="", help="A label for the job."),
     click.option("--server-path", is_flag=True, help="CORPUS is a path on the gateway, not a local file."),
+    click.option(
+        "--by-reference",
+        is_flag=True,
+        help="CORPUS is a file, directory or glob in the dataset store (or under the allowed corpus dirs) "
+        "that the workers read themselves.",
+    ),
 ]
+
+
+def _corpus_args(corpus: str, server_path: bool, by_reference: bool) -> dict[str, Any]:
+    """The SDK arguments that say where CORPUS is: a local file streamed, a gateway path, or a reference."""
+    local = not (server_path or by_reference)
+    return {
+        "corpus": corpus if local else None,
+        "server_path": corpus if server_path else "",
+        "source_uri": corpus if by_reference else "",
+    }
 
 
 def _with_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -318,18 +335,18 @@ def index(
     server_path: bool,
     index_type: str,
     index_params: tuple[str, ...],
+    by_reference: bool,
     no_wait: bool,
 ) -> None:
     """Embed CORPUS (JSONL or Parquet of {id, text, metadata}) into a Milvus collection."""
     with _client(ctx) as client:
         job = client.submit_index(
-            None if server_path else corpus,
-            collection,
+            collection=collection,
             model=model,
             dimensions=dimensions,
             chunk_size=chunk_size,
             display_name=display_name,
-            server_path=corpus if server_path else "",
+            **_corpus_args(corpus, server_path, by_reference),
             index={"type": index_type, "params": _int_pairs(index_params, "--index-param")},
         )
         if no_wait:
@@ -355,13 +372,13 @@ def embed(
     chunk_size: int,
     display_name: str,
     server_path: bool,
+    by_reference: bool,
     precision: str,
     input_type: str,
 ) -> None:
     """Embed CORPUS and write the vectors, in input order, to OUTPUT."""
     with _client(ctx) as client:
         path = client.embed_corpus(
-            None if server_path else corpus,
             output=output,
             progress=not _json_mode(),
             model=model,
@@ -370,14 +387,14 @@ def embed(
             input_type=input_type,
             chunk_size=chunk_size,
             display_name=display_name,
-            server_path=corpus if server_path else "",
+            **_corpus_args(corpus, server_path, by_reference),
         )
         err_console.print(f"wrote {path}")
 
 
 @main.group()
 def jobs() -> None:
-    """List, inspect, follow and cancel jobs."""
+    """List, inspect, follow, cancel and resume jobs."""
 
 
 @jobs.command("list")
@@ -431,6 +448,16 @@ def jobs_watch(ctx: click.Context, job_id: str) -> None:
 def jobs_cancel(ctx: click.Context, job_id: str) -> None:
     with _client(ctx) as client:
         _show_job(client.cancel_job(job_id))
+
+
+@jobs.command("resume")
+@click.argument("job_id")
+@click.pass_context
+@_fail_cleanly
+def jobs_resume(ctx: click.Context, job_id: str) -> None:
+    """Run a FAILED or CANCELLED job's chunks that are not done."""
+    with _client(ctx) as client:
+        _show_job(client.resume_job(job_id))
 
 
 @main.command()

@@ -119,12 +119,32 @@ def index_spec(index: Mapping[str, Any] | None) -> jobs_pb2.IndexSpec:
     return jobs_pb2.IndexSpec(type=str(index.get("type", "")), params=params)
 
 
+def corpus_source(
+    server_path: str = "", source_uri: str = "", columns: Mapping[str, str] | None = None
+) -> jobs_pb2.CorpusSource:
+    """Where the gateway finds the corpus: a server-side file, or a corpus by reference (``source_uri``,
+    read by the workers) whose record fields ``columns`` may rename, e.g. ``{"text": "passage"}``."""
+    names = dict(columns or {})
+    unknown = set(names) - {"id", "text", "metadata"}
+    if unknown:
+        raise ValueError(f"columns may rename id, text and metadata, not {sorted(unknown)}")
+    return jobs_pb2.CorpusSource(
+        path=server_path,
+        uri=source_uri,
+        id_column=names.get("id", ""),
+        text_column=names.get("text", ""),
+        metadata_column=names.get("metadata", ""),
+    )
+
+
 def index_stream(
     corpus: Corpus | None,
     collection: str,
     options: common_pb2.EmbeddingOptions,
     *,
     server_path: str = "",
+    source_uri: str = "",
+    columns: Mapping[str, str] | None = None,
     chunk_size: int = 0,
     display_name: str = "",
     extra_fields: Iterable[Mapping[str, Any]] = (),
@@ -133,7 +153,7 @@ def index_stream(
     config = jobs_pb2.IndexJobConfig(
         collection=collection,
         embedding=options,
-        source=jobs_pb2.CorpusSource(path=server_path),
+        source=corpus_source(server_path, source_uri, columns),
         chunk_size=chunk_size,
         display_name=display_name,
         extra_fields=[vector_field(**dict(f)) for f in extra_fields],
@@ -148,14 +168,18 @@ def embed_stream(
     options: common_pb2.EmbeddingOptions,
     *,
     server_path: str = "",
+    source_uri: str = "",
+    columns: Mapping[str, str] | None = None,
+    output_uri: str = "",
     chunk_size: int = 0,
     display_name: str = "",
 ) -> RequestStream:
     config = jobs_pb2.EmbedJobConfig(
         embedding=options,
-        source=jobs_pb2.CorpusSource(path=server_path),
+        source=corpus_source(server_path, source_uri, columns),
         chunk_size=chunk_size,
         display_name=display_name,
+        output_uri=output_uri,
     )
     documents = iter_documents(corpus) if corpus is not None else iter(())
     return RequestStream(jobs_pb2.SubmitEmbedJobRequest(config=config), documents, jobs_pb2.SubmitEmbedJobRequest)

@@ -63,6 +63,8 @@ class EmbedfleetClient(ClientBase):
         chunk_size: int = 0,
         display_name: str = "",
         server_path: str = "",
+        source_uri: str = "",
+        columns: Mapping[str, str] | None = None,
         extra_fields: Iterable[Mapping[str, Any]] = (),
         index: Mapping[str, Any] | None = None,
     ) -> Job:
@@ -79,6 +81,8 @@ class EmbedfleetClient(ClientBase):
             collection,
             options,
             server_path=server_path,
+            source_uri=source_uri,
+            columns=columns,
             chunk_size=chunk_size,
             display_name=display_name,
             extra_fields=extra_fields,
@@ -98,6 +102,9 @@ class EmbedfleetClient(ClientBase):
         chunk_size: int = 0,
         display_name: str = "",
         server_path: str = "",
+        source_uri: str = "",
+        columns: Mapping[str, str] | None = None,
+        output_uri: str = "",
     ) -> Job:
         """Queue an embed job; returns at once (see ``results``/``embed_corpus`` for the vectors).
 
@@ -105,7 +112,14 @@ class EmbedfleetClient(ClientBase):
         the model's query or document prompt."""
         options = rq.embedding_options(model, dimensions, precision, input_type, normalize)
         stream = rq.embed_stream(
-            corpus, options, server_path=server_path, chunk_size=chunk_size, display_name=display_name
+            corpus,
+            options,
+            server_path=server_path,
+            source_uri=source_uri,
+            columns=columns,
+            output_uri=output_uri,
+            chunk_size=chunk_size,
+            display_name=display_name,
         )
         return self._submit(self.jobs.SubmitEmbedJob, stream)
 
@@ -176,6 +190,10 @@ class EmbedfleetClient(ClientBase):
     def cancel_job(self, job_id: str) -> Job:
         """Cancel a queued or running job; parts not started never run. Returns the job after the call."""
         return Job.from_pb(self.jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout).job)
+
+    def resume_job(self, job_id: str) -> Job:
+        """Queue a FAILED or CANCELLED job's chunks that are not done (see ``wait``)."""
+        return Job.from_pb(self.jobs.ResumeJob(jobs_pb2.ResumeJobRequest(job_id=job_id), timeout=self.timeout).job)
 
     def watch(self, job_id: str, *, timeout: float | None = None) -> Iterator[Job]:
         """The job now and after every change until it finishes (or ``timeout`` seconds pass:

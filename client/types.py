@@ -46,6 +46,8 @@ class Job:
     failed_documents: list[FailedDocument] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    # Embed jobs: the directory of the vectors' Parquet files (one per chunk) in the dataset store.
+    results_uri: str = ""
 
     @property
     def finished(self) -> bool:
@@ -75,6 +77,7 @@ class Job:
             failed_documents=[FailedDocument(f.id, f.message) for f in pb.failed_documents],
             metrics=dict(pb.metrics),
             outputs=dict(pb.outputs),
+            results_uri=pb.results_uri,
         )
 
 

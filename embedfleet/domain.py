@@ -121,6 +121,54 @@ class Document(BaseModel):
         return json.loads(self.metadata_json) if self.metadata_json else {}
 
 
+class CorpusFormat(StrEnum):
+    PARQUET = "parquet"
+    JSONL = "jsonl"
+
+
+class CorpusFile(BaseModel):
+    """One file of a corpus by reference: its path on the reference's filesystem and its row count
+    (Parquet rows, or non-blank JSONL lines), counted once by the gateway so parts are row ranges."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    rows: int
+
+
+class CorpusRef(BaseModel):
+    """A corpus the workers read themselves, resolved at submission: the filesystem (a URI that
+    ``embedfleet.datastore.open_filesystem`` opens), the files in corpus order and how to read a record.
+    ``max_text_bytes``/``max_metadata_bytes`` are the gateway's limits then, so workers validate by the rule the
+    job was accepted under."""
+
+    model_config = ConfigDict(frozen=True)
+
+    filesystem: str
+    format: CorpusFormat
+    files: tuple[CorpusFile, ...]
+    id_column: str = "id"
+    text_column: str = "text"
+    metadata_column: str = "metadata"
+    max_text_bytes: int
+    # Milvus' JSON field limit unless the gateway was configured lower.
+    max_metadata_bytes: int = 65536
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+
+class ResultsRef(BaseModel):
+    """Where an embed job writes its vectors: one Parquet file per part under ``directory`` on the
+    filesystem ``filesystem`` names (a retried part rewrites its own file, never a second one)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    filesystem: str
+    directory: str
+
+
 # -- what each job kind carries, resolved at submission -------------------------------------------
 # One class per kind, tagged by ``kind``: a job spec carries exactly one of them (``JobParams``), so a
 # kind's settings never leak into another's and adding a kind adds one class here.
@@ -135,12 +183,18 @@ class IndexParams(BaseModel):
     stored_fields: tuple[StoredField, ...] = ()
     # The collection's index, resolved by the gateway (type and every parameter set).
     index: IndexSpec = DEFAULT_INDEX
+    # Set when the corpus is read by reference; None when its parts were staged by the gateway.
+    corpus: CorpusRef | None = None
 
 
 class EmbedParams(BaseModel):
     """Embed documents and keep the vectors for the client to stream back."""
 
     kind: Literal[JobKind.EMBED] = JobKind.EMBED
+    # Set when the corpus is read by reference; None when its parts were staged by the gateway.
+    corpus: CorpusRef | None = None
+    # Where the vectors go; None for jobs accepted before results moved out of Redis.
+    results: ResultsRef | None = None
 
 
 class DistillParams(BaseModel):

@@ -39,7 +39,7 @@ from typing import Any, TypedDict
 import redis
 
 from embedfleet.domain import Document, DocumentFailure, JobSnapshot, JobSpec, JobState, PartFailure, Precision
-from embedfleet.errors import InvalidArgument, NotFound
+from embedfleet.errors import FailedPrecondition, InvalidArgument, NotFound
 from embedfleet.redis_errors import count_errors
 from embedfleet.tasks import DEFAULT_PART_LEASE_S
 
@@ -230,6 +230,34 @@ end
 return 1
 """
 
+# KEYS: job, parts, failures, events, active, attempts. Parts not done go back to "pending" (failed ones,
+# and parts a cancel stopped or left running: a part
+# still running finishes and is counted once, by finish_part's rule); done parts and counts stay.
+_RESUME = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing'} end
+if state ~= 'FAILED' and state ~= 'CANCELLED' then return {state} end
+local again = {'resumed'}
+local done = 0
+local states = redis.call('HGETALL', KEYS[2])
+for i = 1, #states, 2 do
+  if states[i + 1] == 'done' then done = done + 1 else
+    redis.call('HSET', KEYS[2], states[i], 'pending')
+    redis.call('HDEL', KEYS[6], states[i])  -- its attempts start again
+    again[#again + 1] = states[i]
+  end
+end
+redis.call('DEL', KEYS[3])
+-- Documents that failed on their own in done parts stay failed (and listed); the rest is undone.
+local kept = redis.call('HGET', KEYS[1], 'documents_failed') or 0
+redis.call('HSET', KEYS[1], 'state', 'QUEUED', 'failed', kept, 'parts_finished', done)
+redis.call('HDEL', KEYS[1], 'finished_at', 'error')
+redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100', '*', 'e', 'resumed')
+for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
+return again
+"""
+
 # A cancelled job's staged inputs are deleted at once: no part will read them (a running part has).
 _CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -322,6 +350,7 @@ class JobStore:
         self._start = client.register_script(_START_PART)
         self._finish = client.register_script(_FINISH_PART)
         self._cancel = client.register_script(_CANCEL)
+        self._resume = client.register_script(_RESUME)
         self._mark_dispatched = client.register_script(_MARK_DISPATCHED)
         self._lease = client.register_script(_LEASE)
         self._reclaim_parts = client.register_script(_RECLAIM_PARTS)
@@ -752,6 +781,17 @@ class JobStore:
             args=[repr(time.time()), job_id, f"{self.prefix}job:{job_id}:", self.ttl],
         )
         return self.get(job_id)
+
+    def resume(self, job_id: str) -> builtins.list[int]:
+        """Put a FAILED or CANCELLED job's parts that are not done back to pending; returns them."""
+        keys = [self.job_key(job_id), self._parts_key(job_id), self._failures_key(job_id), self.events_key(job_id)]
+        reply = self._resume(keys=[*keys, self._active_key, self._attempts_key(job_id)], args=[job_id, self.ttl])
+        outcome = reply[0].decode()
+        if outcome == "missing":
+            raise NotFound(f"job {job_id} does not exist (or has expired)")
+        if outcome != "resumed":
+            raise FailedPrecondition(f"job {job_id} is {outcome}; only FAILED or CANCELLED jobs can be resumed")
+        return sorted(int(p) for p in reply[1:])
 
     # -- interactive requests -----------------------------------------------------------------
     def _request_in(self, request_id: str) -> str:

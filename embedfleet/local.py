@@ -91,6 +91,7 @@ class LocalCluster:
                 "EMBEDFLEET_BACKEND": self.backend,
                 "EMBEDFLEET_MILVUS_URI": self.milvus_uri,
                 "EMBEDFLEET_MODEL_STORE_DIR": str(self.data_dir / "models"),
+                "EMBEDFLEET_DATA_URI": str(self.data_dir / "data"),
                 "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             }
         )
@@ -213,6 +214,7 @@ class LocalCluster:
                 "backend": self.backend,
                 "milvus_uri": self.milvus_uri,
                 "model_store_dir": self.data_dir / "models",
+                "data_uri": str(self.data_dir / "data"),
                 "port": self.gateway_port,
                 **overrides,
             }

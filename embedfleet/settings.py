@@ -99,6 +99,10 @@ class CommonSettings(_Base):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    # The dataset store: corpora by reference, and the job data the system writes. A directory, or a
+    # URI that pyarrow.fs or fsspec opens (s3://bucket/prefix, gs://...); every process must reach it.
+    data_uri: str = ".embedfleet/data"
+
     def model_store(self) -> ModelStore:
         return ModelStore(self.model_store_dir)
 

@@ -7,6 +7,7 @@ Nothing here knows gRPC.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from pymilvus.exceptions import MilvusException
 
 from embedfleet import errors, milvus, milvus_engine
 from embedfleet.corpus import read_corpus
+from embedfleet.datastore import DataStore
 from embedfleet.domain import Document, EmbeddingOptions
 from embedfleet.gateway.queue import Dispatcher
 from embedfleet.gateway.settings import GatewaySettings
@@ -81,9 +83,18 @@ class GatewayContext:
         dims = spec.output_dimensions(options.dimensions)
         return ResolvedModel(spec, options.model_copy(update={"model": spec.name}), dims)
 
+    @functools.cached_property
+    def datastore(self) -> DataStore:
+        """The dataset store (EMBEDFLEET_DATA_URI), opened on first use."""
+        return DataStore(self.settings.data_uri)
+
+    def allowed_path(self, path: str) -> Path:
+        """A gateway-side path the client named, if it lies under the allowed corpus directories."""
+        return corpus_path(path, self.settings.allowed_corpus_dirs)
+
     def server_corpus(self, path: str) -> Iterator[Document]:
         """A corpus file on the gateway's side, only under the allowed directories (see ``corpus_path``)."""
-        return read_corpus(corpus_path(path, self.settings.allowed_corpus_dirs))
+        return read_corpus(self.allowed_path(path))
 
 
 def corpus_path(path: str, allowed_dirs: tuple[Path, ...]) -> Path:

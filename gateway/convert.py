@@ -8,12 +8,23 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from embedfleet import wire
-from embedfleet.domain import Document, EmbeddingOptions, IndexSpec, JobSnapshot, JobState, SearchHit, VectorField
+from embedfleet.datastore import location_uri
+from embedfleet.domain import (
+    Document,
+    EmbeddingOptions,
+    EmbedParams,
+    IndexSpec,
+    JobSnapshot,
+    JobState,
+    SearchHit,
+    VectorField,
+)
 from embedfleet.gateway.embedding import EmbedResult
 from embedfleet.gateway.kinds.distill import DistillRequest
 from embedfleet.gateway.kinds.embed import EmbedJobRequest
 from embedfleet.gateway.kinds.evaluate import EvaluateRequest
 from embedfleet.gateway.kinds.index import IndexRequest
+from embedfleet.gateway.kinds.references import CorpusReference
 from embedfleet.gateway.models import ModelStatus
 from embedfleet.gateway.search import SearchRequest
 from embedfleet.gateway.status import DeploymentStatus
@@ -47,11 +58,25 @@ def field_from_pb(pb: jobs_pb2.VectorField, where: str) -> VectorField:
     )
 
 
+def reference_from_pb(source: jobs_pb2.CorpusSource) -> CorpusReference | None:
+    """The corpus reference a source names; None when it names none (``uri`` empty)."""
+    if not source.uri:
+        return None
+    return CorpusReference(
+        uri=source.uri,
+        format=wire.CORPUS_FORMAT.optional_from_pb(source.format, "config.source.format"),
+        id_column=source.id_column,
+        text_column=source.text_column,
+        metadata_column=source.metadata_column,
+    )
+
+
 def index_from_pb(config: jobs_pb2.IndexJobConfig) -> IndexRequest:
     return IndexRequest(
         embedding=options_from_pb(config.embedding, "config.embedding"),
         collection=config.collection,
         source_path=config.source.path,
+        reference=reference_from_pb(config.source),
         chunk_size=config.chunk_size,
         display_name=config.display_name,
         extra_fields=tuple(field_from_pb(f, f"config.extra_fields[{i}]") for i, f in enumerate(config.extra_fields)),
@@ -63,6 +88,8 @@ def embed_job_from_pb(config: jobs_pb2.EmbedJobConfig) -> EmbedJobRequest:
     return EmbedJobRequest(
         embedding=options_from_pb(config.embedding, "config.embedding"),
         source_path=config.source.path,
+        reference=reference_from_pb(config.source),
+        output_uri=config.output_uri,
         chunk_size=config.chunk_size,
         display_name=config.display_name,
     )
@@ -144,7 +171,14 @@ def job_to_pb(snap: JobSnapshot) -> jobs_pb2.Job:
         failed_documents=[jobs_pb2.DocumentFailure(id=f.id, message=f.message) for f in snap.failed_documents],
         metrics=snap.metrics,
         outputs=snap.outputs,
+        results_uri=_results_uri(snap),
     )
+
+
+def _results_uri(snap: JobSnapshot) -> str:
+    params = snap.spec.params
+    results = params.results if isinstance(params, EmbedParams) else None
+    return location_uri(results.filesystem, results.directory) if results is not None else ""
 
 
 def part_result_to_pb(part: int, first: int, result: PartVectors) -> jobs_pb2.StreamJobResultsResponse:

@@ -20,6 +20,7 @@ from embedfleet.gateway.streams import StreamSlots
 from embedfleet.heartbeat import Heartbeat
 from embedfleet.ids import new_job_id, validate_job_id
 from embedfleet.jobstore import PartVectors
+from embedfleet.results import read_job_part
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class JobsCore:
         leaves nothing behind, and an accepted one is durable before this returns.
         """
         job_id = new_job_id()
-        stager = PartStager(self.store, job_id)
+        stager = PartStager(self.store, job_id, self.ctx.datastore, self.ctx.settings.spill_shard_documents)
         lease_s = self.ctx.settings.staging_lease_seconds
         self.store.mark_staging(job_id, lease_s)
         # While the client streams, the marker says this gateway is alive; should it die mid-stream,
@@ -71,6 +72,19 @@ class JobsCore:
 
     def cancel(self, job_id: str) -> JobSnapshot:
         return self.store.cancel(validate_job_id(job_id))
+
+    def resume(self, job_id: str) -> JobSnapshot:
+        """Queue again the parts of a FAILED or CANCELLED job that are not done; only jobs whose corpus
+        is by reference qualify (staged inputs go with their parts)."""
+        snap = self.store.get(job_id)
+        if getattr(snap.spec.params, "corpus", None) is None:
+            raise errors.FailedPrecondition(
+                f"job {job_id} is a {snap.spec.kind.value} job whose inputs do not outlive its chunks; submit it again"
+            )
+        # Resumed parts go to the queue at once, outside the job's dispatch window (they were all
+        # claimed when the job first ran).
+        self.feeder.dispatch(job_id, self.store.resume(job_id))
+        return self.store.get(job_id)
 
     def watch(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[JobSnapshot]:
         """The job now, then after each change, until it is finished or the caller goes away (noticed
@@ -107,4 +121,4 @@ class JobsCore:
                 if not keep_going():
                     return
                 last_event = self.store.wait_for_event(job_id, last_event, 1.0)
-            yield part, snap.part_range(part)[0], self.store.get_part_output(job_id, part)
+            yield part, snap.part_range(part)[0], read_job_part(self.store, snap.spec, job_id, part)

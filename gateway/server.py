@@ -20,6 +20,7 @@ from embedfleet.gateway.jobs import JobsCore
 from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.openai_http import OpenAIEndpoint
 from embedfleet.gateway.queue import make_dispatcher
+from embedfleet.gateway.retention import run_retention_loop
 from embedfleet.gateway.search import SearchCore
 from embedfleet.gateway.servicers import SERVICE_NAMES, add_services
 from embedfleet.gateway.settings import GatewaySettings
@@ -112,5 +113,7 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
         target=run_dispatch_loop, args=(jobs.feeder, stop), name="embedfleet-dispatch", daemon=True
     ).start()
     metrics = serve_metrics(settings.metrics_host, settings.metrics_port, gateway_registry(store))
+    sweep = (ctx.datastore, ctx.store, settings.data_sweep_interval_seconds, settings.data_grace_seconds, stop)
+    threading.Thread(target=run_retention_loop, args=sweep, name="embedfleet-retention", daemon=True).start()
     log.info("gateway serving on %s:%d (backend %s)", settings.host, port, settings.backend)
     return RunningGateway(server=server, ctx=ctx, jobs=jobs, port=port, _stop=stop, openai=openai, metrics=metrics)

@@ -48,8 +48,8 @@ def _split_submission(
         for message in requests:
             if message.WhichOneof("item") != "documents":
                 raise InvalidArgument("config may only be sent once, as the first message", "config")
-            if getattr(request, "source_path", ""):
-                raise InvalidArgument("a job with a source path cannot also stream documents", "documents")
+            if getattr(request, "source_path", "") or getattr(request, "reference", None):
+                raise InvalidArgument("a job with a source path or uri cannot also stream documents", "documents")
             yield from convert.documents_from_pb(message.documents)
 
     return request, documents()
@@ -89,6 +89,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.SubmitEvaluateJobRequest, context: grpc.ServicerContext
     ) -> jobs_pb2.SubmitEvaluateJobResponse:
         return jobs_pb2.SubmitEvaluateJobResponse(job=self._submit_one(request.config, convert.evaluate_from_pb))
+
+    @translate_errors
+    def ResumeJob(
+        self, request: jobs_pb2.ResumeJobRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.ResumeJobResponse:
+        return jobs_pb2.ResumeJobResponse(job=convert.job_to_pb(self.jobs.resume(request.job_id)))
 
     @translate_errors
     def GetJob(self, request: jobs_pb2.GetJobRequest, context: grpc.ServicerContext) -> jobs_pb2.GetJobResponse:

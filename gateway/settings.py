@@ -36,6 +36,9 @@ class GatewaySettings(CommonSettings):
     # Largest metadata object of one document, in bytes of JSON; Milvus stores at most 65,536.
     max_metadata_bytes: int = Field(default=MILVUS_MAX_JSON_BYTES, gt=0, le=MILVUS_MAX_JSON_BYTES)
     default_chunk_size: int = Field(default=256, gt=0)
+    # Streamed documents are spilled to the dataset store in Parquet shards of about this many
+    # documents (whole parts; one part's documents are what the gateway holds at a time).
+    spill_shard_documents: int = Field(default=65536, gt=0)
     max_chunk_size: int = Field(default=4096, gt=0)
     max_embed_texts: int = Field(default=256, gt=0)
     # Longest search filter expression accepted (a huge expression ties Milvus up long after the client gave up).
@@ -68,3 +71,8 @@ class GatewaySettings(CommonSettings):
                 f"{MIN_UNARY_THREADS}: open streams would leave no thread for health checks and unary calls"
             )
         return self
+
+    # How often the data of jobs whose records expired is removed from the dataset store, and how
+    # recent a job directory without a record may be and still be kept (a submission streaming in).
+    data_sweep_interval_seconds: float = Field(default=600.0, gt=0)
+    data_grace_seconds: float = Field(default=6 * 3600.0, gt=0)

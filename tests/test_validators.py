@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from embedfleet import milvus
 from embedfleet.corpus import document_from_record, read_corpus, validate_document
+from embedfleet.datastore import DataStore
 from embedfleet.domain import DistillParams, Document, EvaluateParams, Precision, SearchMode, VectorField
 from embedfleet.errors import EmbedfleetError, InvalidArgument, echo
 from embedfleet.gateway import convert, paging
@@ -294,7 +295,8 @@ class RecordingStager(PartStager):
     """Keeps staged inputs in memory: the planners' only write, and the one thing a fake can stand for."""
 
     def __init__(self) -> None:
-        super().__init__(JobStore(redis.Redis(host="127.0.0.1", port=1), "unused:", 60), "0" * 32)
+        store = JobStore(redis.Redis(host="127.0.0.1", port=1), "unused:", 60)
+        super().__init__(store, "0" * 32, DataStore("memory://unused"), shard_rows=1000)
         self.inputs: dict[int, Sequence[Document]] = {}
 
     def stage(self, part: int, documents: Sequence[Document]) -> None:

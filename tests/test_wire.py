@@ -13,7 +13,15 @@ from embedfleet import wire
 from embedfleet.domain import Precision
 from embedfleet.errors import InvalidArgument
 
-CODECS = [wire.PRECISION, wire.INPUT_TYPE, wire.JOB_STATE, wire.JOB_KIND, wire.MODEL_ROLE, wire.SEARCH_MODE]
+CODECS = [
+    wire.PRECISION,
+    wire.INPUT_TYPE,
+    wire.JOB_STATE,
+    wire.JOB_KIND,
+    wire.MODEL_ROLE,
+    wire.SEARCH_MODE,
+    wire.CORPUS_FORMAT,
+]
 
 
 @pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.domain.__name__)

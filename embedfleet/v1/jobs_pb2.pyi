@@ -87,6 +87,28 @@ JOB_KIND_EVALUATE: JobKind.ValueType  # 4
 """Measure a model's quality on the labelled evaluation data."""
 Global___JobKind: _TypeAlias = JobKind  # noqa: Y015
 
+class _CorpusFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CorpusFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CorpusFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CORPUS_FORMAT_UNSPECIFIED: _CorpusFormat.ValueType  # 0
+    CORPUS_FORMAT_PARQUET: _CorpusFormat.ValueType  # 1
+    """Apache Parquet files; parts are planned from the files' row counts."""
+    CORPUS_FORMAT_JSONL: _CorpusFormat.ValueType  # 2
+    """One JSON object per line; .gz and .zst files are decompressed while read."""
+
+class CorpusFormat(_CorpusFormat, metaclass=_CorpusFormatEnumTypeWrapper):
+    """The file format of a corpus given by reference (CorpusSource.uri)."""
+
+CORPUS_FORMAT_UNSPECIFIED: CorpusFormat.ValueType  # 0
+CORPUS_FORMAT_PARQUET: CorpusFormat.ValueType  # 1
+"""Apache Parquet files; parts are planned from the files' row counts."""
+CORPUS_FORMAT_JSONL: CorpusFormat.ValueType  # 2
+"""One JSON object per line; .gz and .zst files are decompressed while read."""
+Global___CorpusFormat: _TypeAlias = CorpusFormat  # noqa: Y015
+
 @_typing.final
 class CorpusSource(_message.Message):
     """Where a job's corpus comes from, besides documents streamed in the request."""
@@ -94,19 +116,48 @@ class CorpusSource(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PATH_FIELD_NUMBER: _builtins.int
+    URI_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    ID_COLUMN_FIELD_NUMBER: _builtins.int
+    TEXT_COLUMN_FIELD_NUMBER: _builtins.int
+    METADATA_COLUMN_FIELD_NUMBER: _builtins.int
     path: _builtins.str
     """A JSONL or Parquet file on the gateway's filesystem (shared storage in a cluster).
     Each record has `id` (string), `text` (string) and optional `metadata` (object).
     Empty means the documents are streamed in the request.
     """
+    uri: _builtins.str
+    """A corpus by reference, read by the workers part by part (the gateway reads only Parquet footers
+    and counts JSONL lines). A path relative to the gateway's dataset store (EMBEDFLEET_DATA_URI),
+    an absolute path under the gateway's allowed corpus dirs, or a URI inside the dataset store.
+    It names one file, a directory (every corpus file in it, recursively) or a glob (`corpora/*.parquet`).
+    Set `path` or `uri`, not both; no DocumentBatch may follow.
+    """
+    format: Global___CorpusFormat.ValueType
+    """The files' format; CORPUS_FORMAT_UNSPECIFIED infers it from the file names
+    (.parquet; .jsonl/.ndjson, optionally .gz or .zst).
+    """
+    id_column: _builtins.str
+    """Column (Parquet) or key (JSONL) holding each document's id; empty means "id"."""
+    text_column: _builtins.str
+    """Column or key holding each document's text; empty means "text"."""
+    metadata_column: _builtins.str
+    """Column or key holding each document's metadata object (or JSON text); empty means "metadata".
+    The column may be absent from the files.
+    """
     def __init__(
         self,
         *,
         path: _builtins.str = ...,
+        uri: _builtins.str = ...,
+        format: Global___CorpusFormat.ValueType = ...,
+        id_column: _builtins.str = ...,
+        text_column: _builtins.str = ...,
+        metadata_column: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "id_column", b"id_column", "metadata_column", b"metadata_column", "path", b"path", "text_column", b"text_column", "uri", b"uri"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -331,10 +382,17 @@ class EmbedJobConfig(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     CHUNK_SIZE_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    OUTPUT_URI_FIELD_NUMBER: _builtins.int
     chunk_size: _builtins.int
     """Documents per chunk; 0 uses the gateway's default."""
     display_name: _builtins.str
     """A free-form label shown by ListJobs and the CLI."""
+    output_uri: _builtins.str
+    """Where the vectors are written, as Parquet files (`part-NNNNN.parquet`: `id`, `vector`), one per
+    chunk: a new or empty directory inside the gateway's dataset store (a relative path, or a URI
+    under the store's). Empty means the job's own directory in the store, removed with the job's
+    record; files under a named output_uri are the user's to remove.
+    """
     @_builtins.property
     def embedding(self) -> _common_pb2.EmbeddingOptions:
         """Model and output options."""
@@ -350,10 +408,11 @@ class EmbedJobConfig(_message.Message):
         source: Global___CorpusSource | None = ...,
         chunk_size: _builtins.int = ...,
         display_name: _builtins.str = ...,
+        output_uri: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "display_name", b"display_name", "embedding", b"embedding", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "display_name", b"display_name", "embedding", b"embedding", "output_uri", b"output_uri", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -583,6 +642,7 @@ class Job(_message.Message):
     METRICS_FIELD_NUMBER: _builtins.int
     OUTPUTS_FIELD_NUMBER: _builtins.int
     FAILED_DOCUMENTS_FIELD_NUMBER: _builtins.int
+    RESULTS_URI_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned identifier."""
     kind: Global___JobKind.ValueType
@@ -601,6 +661,10 @@ class Job(_message.Message):
     """Estimated seconds to completion at the current rate; 0 when unknown or finished."""
     error: _builtins.str
     """Summary of what failed, for a person; empty unless FAILED."""
+    results_uri: _builtins.str
+    """Embed jobs: the directory (a URI of the dataset store's filesystem) holding the vectors as one
+    Parquet file per chunk; StreamJobResults reads them from there.
+    """
     @_builtins.property
     def embedding(self) -> _common_pb2.EmbeddingOptions:
         """Options as resolved at submission."""
@@ -660,10 +724,11 @@ class Job(_message.Message):
         metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         outputs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         failed_documents: _abc.Iterable[Global___DocumentFailure] | None = ...,
+        results_uri: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "embedding", b"embedding", "finished_at", b"finished_at", "progress", b"progress", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "created_at", b"created_at", "display_name", b"display_name", "docs_per_second", b"docs_per_second", "embedding", b"embedding", "error", b"error", "eta_seconds", b"eta_seconds", "failed_chunks", b"failed_chunks", "failed_documents", b"failed_documents", "finished_at", b"finished_at", "id", b"id", "kind", b"kind", "metrics", b"metrics", "model", b"model", "outputs", b"outputs", "progress", b"progress", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "created_at", b"created_at", "display_name", b"display_name", "docs_per_second", b"docs_per_second", "embedding", b"embedding", "error", b"error", "eta_seconds", b"eta_seconds", "failed_chunks", b"failed_chunks", "failed_documents", b"failed_documents", "finished_at", b"finished_at", "id", b"id", "kind", b"kind", "metrics", b"metrics", "model", b"model", "outputs", b"outputs", "progress", b"progress", "results_uri", b"results_uri", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1016,6 +1081,52 @@ class CancelJobResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelJobResponse: _TypeAlias = CancelJobResponse  # noqa: Y015
+
+@_typing.final
+class ResumeJobRequest(_message.Message):
+    """Run a FAILED or CANCELLED job again: only its chunks that are not done."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """The job's id."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeJobRequest: _TypeAlias = ResumeJobRequest  # noqa: Y015
+
+@_typing.final
+class ResumeJobResponse(_message.Message):
+    """The resumed job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___Job:
+        """The job, QUEUED again, with its done chunks and documents kept and its failures cleared."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeJobResponse: _TypeAlias = ResumeJobResponse  # noqa: Y015
 
 @_typing.final
 class WatchJobRequest(_message.Message):

@@ -80,6 +80,11 @@ class JobServiceStub:
                 request_serializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitEvaluateJobRequest.SerializeToString,
                 response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitEvaluateJobResponse.FromString,
                 _registered_method=True)
+        self.ResumeJob = channel.unary_unary(
+                '/embedfleet.v1.JobService/ResumeJob',
+                request_serializer=embedfleet_dot_v1_dot_jobs__pb2.ResumeJobRequest.SerializeToString,
+                response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.ResumeJobResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -150,6 +155,15 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResumeJob(self, request, context):
+        """Run a FAILED or CANCELLED index or embed job again: its chunks not yet done are queued, done
+        ones are kept (their documents are not embedded again). FAILED_PRECONDITION for a job in any
+        other state, or of a kind whose inputs do not outlive its chunks (distill, evaluate).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +211,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SubmitEvaluateJob,
                     request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitEvaluateJobRequest.FromString,
                     response_serializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitEvaluateJobResponse.SerializeToString,
+            ),
+            'ResumeJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeJob,
+                    request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.ResumeJobRequest.FromString,
+                    response_serializer=embedfleet_dot_v1_dot_jobs__pb2.ResumeJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +462,33 @@ class JobService:
             '/embedfleet.v1.JobService/SubmitEvaluateJob',
             embedfleet_dot_v1_dot_jobs__pb2.SubmitEvaluateJobRequest.SerializeToString,
             embedfleet_dot_v1_dot_jobs__pb2.SubmitEvaluateJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedfleet.v1.JobService/ResumeJob',
+            embedfleet_dot_v1_dot_jobs__pb2.ResumeJobRequest.SerializeToString,
+            embedfleet_dot_v1_dot_jobs__pb2.ResumeJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,11 @@ class JobServiceStub:
     """Distil a student from a teacher on a worker; the job's outputs name the registered model."""
     SubmitEvaluateJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.SubmitEvaluateJobRequest, _jobs_pb2.SubmitEvaluateJobResponse]
     """Evaluate a model (and each of its Matryoshka dimensions) on the labelled data."""
+    ResumeJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ResumeJobRequest, _jobs_pb2.ResumeJobResponse]
+    """Run a FAILED or CANCELLED index or embed job again: its chunks not yet done are queued, done
+    ones are kept (their documents are not embedded again). FAILED_PRECONDITION for a job in any
+    other state, or of a kind whose inputs do not outlive its chunks (distill, evaluate).
+    """
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
@@ -81,6 +86,11 @@ class JobServiceAsyncStub(JobServiceStub):
     """Distil a student from a teacher on a worker; the job's outputs name the registered model."""
     SubmitEvaluateJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.SubmitEvaluateJobRequest, _jobs_pb2.SubmitEvaluateJobResponse]  # type: ignore[assignment]
     """Evaluate a model (and each of its Matryoshka dimensions) on the labelled data."""
+    ResumeJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ResumeJobRequest, _jobs_pb2.ResumeJobResponse]  # type: ignore[assignment]
+    """Run a FAILED or CANCELLED index or embed job again: its chunks not yet done are queued, done
+    ones are kept (their documents are not embedded again). FAILED_PRECONDITION for a job in any
+    other state, or of a kind whose inputs do not outlive its chunks (distill, evaluate).
+    """
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     """Batch jobs and their lifecycle."""
@@ -158,5 +168,16 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.SubmitEvaluateJobResponse, _abc.Awaitable[_jobs_pb2.SubmitEvaluateJobResponse]]:
         """Evaluate a model (and each of its Matryoshka dimensions) on the labelled data."""
+
+    @_abc_1.abstractmethod
+    def ResumeJob(
+        self,
+        request: _jobs_pb2.ResumeJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.ResumeJobResponse, _abc.Awaitable[_jobs_pb2.ResumeJobResponse]]:
+        """Run a FAILED or CANCELLED index or embed job again: its chunks not yet done are queued, done
+        ones are kept (their documents are not embedded again). FAILED_PRECONDITION for a job in any
+        other state, or of a kind whose inputs do not outlive its chunks (distill, evaluate).
+        """
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -12,8 +12,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from embedfleet.datastore import DataStore
 from embedfleet.domain import Document, JobParams, JobSpec, ProgressUnit
 from embedfleet.gateway.context import GatewayContext, ResolvedModel
+from embedfleet.gateway.kinds.spill import ShardWriter
 from embedfleet.jobstore import JobStore
 
 
@@ -25,19 +27,32 @@ class JobPlan:
 
 
 class PartStager:
-    """Stages part inputs of a job that does not exist yet, and can take them all back."""
+    """Stages part inputs of a job that does not exist yet, and can take them all back: small inputs
+    (a distillation's texts) as Redis keys, streamed corpora as Parquet shards in the dataset store."""
 
-    def __init__(self, store: JobStore, job_id: str) -> None:
+    def __init__(self, store: JobStore, job_id: str, data: DataStore, shard_rows: int) -> None:
         self.store = store
         self.job_id = job_id
         self.staged = 0
+        self.data = data
+        self.shard_rows = shard_rows
+        self._shards: ShardWriter | None = None
 
     def stage(self, part: int, documents: Sequence[Document]) -> None:
         self.store.put_part_input(self.job_id, part, documents)
         self.staged = max(self.staged, part + 1)
 
+    def shards(self) -> ShardWriter:
+        """The writer of this submission's corpus shards (one per submission)."""
+        if self._shards is None:
+            self._shards = ShardWriter(self.data, self.job_id, self.shard_rows)
+        return self._shards
+
     def discard(self) -> None:
         self.store.discard_inputs(self.job_id, self.staged)
+        if self._shards is not None:
+            self._shards.abandon()
+            self.data.remove_job(self.job_id)
 
 
 @dataclass(frozen=True)

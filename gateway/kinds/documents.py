@@ -7,9 +7,13 @@ from collections.abc import Iterator
 
 from embedfleet import errors
 from embedfleet.corpus import validate_document
-from embedfleet.domain import Document
+from embedfleet.corpus_refs import read_rows
+from embedfleet.domain import CorpusRef, Document
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.kinds.base import Submission
+from embedfleet.gateway.kinds.references import CorpusReference, resolve_reference
+from embedfleet.gateway.kinds.spill import ShardWriter
+from embedfleet.gateway.kinds.unique_ids import IdDigests
 
 
 def part_size(requested: int, ctx: GatewayContext) -> int:
@@ -21,24 +25,38 @@ def part_size(requested: int, ctx: GatewayContext) -> int:
     return size
 
 
-def stage_documents(sub: Submission, source_path: str, size: int) -> tuple[int, int]:
+def plan_documents(
+    sub: Submission, source_path: str, reference: CorpusReference | None, size: int
+) -> tuple[int, int, CorpusRef]:
+    """(documents, parts, the corpus for the spec). Either way the workers read the corpus by
+    reference: a referenced corpus is planned from its files' row counts, streamed documents (or a
+    server-side file named by ``source.path``) are validated and spilled to the dataset store.
+
+    A referenced corpus is not bound by ``max_documents_per_job``: nothing of it passes through the
+    gateway, while a streamed one is validated here document by document."""
+    if reference is None:
+        return spill_documents(sub, source_path, size)
+    if source_path:
+        raise errors.InvalidArgument("set source.path or source.uri, not both", "config.source.uri")
+    corpus = resolve_reference(sub.ctx, reference)
+    if corpus.rows == 0:
+        raise errors.InvalidArgument(f"the corpus {reference.uri!r} has no rows", "config.source.uri")
+    return corpus.rows, -(-corpus.rows // size), corpus
+
+
+def spill_documents(sub: Submission, source_path: str, size: int) -> tuple[int, int, CorpusRef]:
     """Validate every document of the corpus (the server-side file when the request names one, else the
-    streamed documents) and stage them in parts of ``size``; returns (documents, parts)."""
+    streamed documents) and spill them in parts of ``size`` to the job's shards; returns (documents,
+    parts, the shards as the job's corpus)."""
     documents: Iterator[Document] = sub.ctx.server_corpus(source_path) if source_path else sub.documents
     limits = sub.ctx.settings
-    stager = sub.stager
+    shards = sub.stager.shards()
     parts = 0
     total = 0
-    seen: dict[str, int] = {}
+    digests = IdDigests()
     buffer: list[Document] = []
     for doc in documents:
-        where = f"document {total}"
-        validate_document(doc, where, limits.max_text_bytes, limits.max_metadata_bytes)
-        if doc.id in seen:
-            raise errors.InvalidArgument(
-                f"{where}: id {doc.id!r} was already used by document {seen[doc.id]}; ids must be unique"
-            )
-        seen[doc.id] = total
+        validate_document(doc, f"document {total}", limits.max_text_bytes, limits.max_metadata_bytes)
         total += 1
         if total > limits.max_documents_per_job:
             raise errors.ResourceExhausted(
@@ -46,12 +64,24 @@ def stage_documents(sub: Submission, source_path: str, size: int) -> tuple[int, 
             )
         buffer.append(doc)
         if len(buffer) == size:
-            stager.stage(parts, buffer)
+            _spill(buffer, shards, digests)
             parts += 1
             buffer = []
     if buffer:
-        stager.stage(parts, buffer)
+        _spill(buffer, shards, digests)
         parts += 1
     if total == 0:
         raise errors.InvalidArgument("the corpus is empty: send at least one document")
-    return total, parts
+    corpus = shards.close(limits.max_text_bytes, limits.max_metadata_bytes)
+    repeat = digests.first_repeat(lambda position: read_rows(corpus, position, 1)[0].id)
+    if repeat is not None:
+        first, second, doc_id = repeat
+        raise errors.InvalidArgument(
+            f"document {second}: id {errors.echo(doc_id)} was already used by document {first}; ids must be unique"
+        )
+    return total, parts, corpus
+
+
+def _spill(documents: list[Document], shards: ShardWriter, digests: IdDigests) -> None:
+    shards.write(documents)
+    digests.add([d.id for d in documents])

@@ -1,20 +1,42 @@
-"""Embed jobs, gateway side: any model output the registry allows; results stay for streaming."""
+"""Embed jobs, gateway side: any model output the registry allows; the vectors go to Parquet files in
+the dataset store, where StreamJobResults reads them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from embedfleet.domain import EmbeddingOptions, EmbedParams, ProgressUnit
+import pyarrow.fs as pafs
+
+from embedfleet import errors
+from embedfleet.domain import EmbeddingOptions, EmbedParams, ProgressUnit, ResultsRef
 from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
-from embedfleet.gateway.kinds.documents import part_size, stage_documents
+from embedfleet.gateway.kinds.documents import part_size, plan_documents
+from embedfleet.gateway.kinds.references import CorpusReference, store_path
 
 
 @dataclass(frozen=True)
 class EmbedJobRequest:
     embedding: EmbeddingOptions
     source_path: str = ""
+    reference: CorpusReference | None = None
+    output_uri: str = ""
     chunk_size: int = 0
     display_name: str = ""
+
+
+def results_location(sub: Submission, output_uri: str) -> ResultsRef:
+    """The job's results directory: its own in the dataset store, or the user's ``output_uri`` there,
+    which must not hold files already (parts of two jobs would mix, and a part file is overwritten)."""
+    data = sub.stager.data
+    if not output_uri:
+        return ResultsRef(filesystem=data.uri, directory=f"{data.job_dir(sub.stager.job_id)}/results")
+    directory = store_path(sub.ctx, output_uri, "config.output_uri")
+    info = data.fs.get_file_info(directory)
+    if info.type == pafs.FileType.File or (
+        info.type == pafs.FileType.Directory and data.fs.get_file_info(pafs.FileSelector(directory))
+    ):
+        raise errors.FailedPrecondition(f"output_uri {output_uri!r} already holds files; name a new directory")
+    return ResultsRef(filesystem=data.uri, directory=directory)
 
 
 class EmbedPlanner:
@@ -22,8 +44,12 @@ class EmbedPlanner:
         ctx = sub.ctx
         model = ctx.resolve(request.embedding)
         size = part_size(request.chunk_size, ctx)
-        total, parts = stage_documents(sub, request.source_path, size)
+        total, parts, corpus = plan_documents(sub, request.source_path, request.reference, size)
         spec = job_spec(
-            EmbedParams(), model, unit=ProgressUnit.DOCUMENTS, part_size=size, display_name=request.display_name
+            EmbedParams(corpus=corpus, results=results_location(sub, request.output_uri)),
+            model,
+            unit=ProgressUnit.DOCUMENTS,
+            part_size=size,
+            display_name=request.display_name,
         )
         return JobPlan(spec, total=total, parts=parts)

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from embedfleet import errors, milvus, milvus_engine
 from embedfleet.domain import EmbeddingOptions, IndexParams, IndexSpec, Precision, ProgressUnit, VectorField
 from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
-from embedfleet.gateway.kinds.documents import part_size, stage_documents
+from embedfleet.gateway.kinds.documents import part_size, plan_documents
+from embedfleet.gateway.kinds.references import CorpusReference
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class IndexRequest:
     embedding: EmbeddingOptions
     collection: str
     source_path: str = ""
+    reference: CorpusReference | None = None
     chunk_size: int = 0
     display_name: str = ""
     extra_fields: tuple[VectorField, ...] = ()
@@ -48,7 +50,7 @@ class IndexPlanner:
                 index=index,
             )
         size = part_size(request.chunk_size, ctx)
-        total, parts = stage_documents(sub, request.source_path, size)
-        params = IndexParams(collection=request.collection, stored_fields=fields, index=index)
+        total, parts, corpus = plan_documents(sub, request.source_path, request.reference, size)
+        params = IndexParams(collection=request.collection, stored_fields=fields, index=index, corpus=corpus)
         spec = job_spec(params, model, unit=ProgressUnit.DOCUMENTS, part_size=size, display_name=request.display_name)
         return JobPlan(spec, total=total, parts=parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -112,3 +113,18 @@ def test_status_shows_workers_queue_and_running_jobs(cluster: LocalCluster, word
             client.cancel_job(job.id)
     code, out = _run(cluster, "status", "--json")
     assert job.id not in [j["id"] for j in json.loads(out)["jobs"]]  # cancelled: no longer active
+
+
+def test_index_by_reference_and_resume(cluster: LocalCluster) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = cluster.data_dir / "data" / f"cli-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["r1", "r2"], "text": ["a red fox", "a blue whale"]}), folder / "c.parquet")
+    collection = f"cli_{uuid.uuid4().hex[:8]}"
+    code, out = _run(cluster, "index", f"{folder.name}/c.parquet", "--by-reference", "--collection", collection)
+    assert code == 0 and "SUCCEEDED" in out
+    job_id = re.search(r"\b[0-9a-f]{32}\b", out).group(0)  # type: ignore[union-attr]
+    code, out = _run(cluster, "jobs", "resume", job_id)
+    assert code != 0 and "only FAILED or CANCELLED jobs can be resumed" in out

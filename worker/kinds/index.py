@@ -1,4 +1,4 @@
-"""Index parts: embed the part's staged documents and upsert them, with every extra representation
+"""Index parts: embed the part's documents (staged or by reference) and upsert them, with every extra representation
 of the same forward pass, into the job's model-bound Milvus collection."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from embedfleet.domain import Document, IndexParams, Precision
 from embedfleet.worker.embedding import int8_ranges, represent
 from embedfleet.worker.isolation import isolate
 from embedfleet.worker.kinds.base import Part, PartResult, WorkerContext
+from embedfleet.worker.kinds.inputs import part_documents
 
 
 class IndexPart:
     def run(self, part: Part, ctx: WorkerContext) -> PartResult:
-        docs = ctx.store.get_part_input(part.job_id, part.index)
+        docs = part_documents(part, ctx)
         isolated = isolate(docs, lambda batch: self._write(part, ctx, batch), retries_spent=part.last_attempt)
         truncated = sum(count for _, count in isolated.done)
         return PartResult(done=len(isolated.documents), truncated=truncated, failures=tuple(isolated.failures))

@@ -1,0 +1,221 @@
+"""Corpora by reference: find a reference's files, count their rows, and read one part's rows.
+
+The gateway plans with ``plan_reference`` (Parquet: footers only; JSONL: a line count, no JSON
+parsing), so a job's parts are consecutive row ranges of the corpus like staged parts are, and
+``part_range`` keeps naming each part's documents. A worker reads its range with ``read_rows``,
+which validates every record by the rules staged documents meet and names the file and line or row
+of a bad one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import posixpath
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from embedfleet.corpus import document_from_record, validate_document
+from embedfleet.datastore import open_filesystem
+from embedfleet.domain import CorpusFile, CorpusFormat, CorpusRef, Document
+from embedfleet.errors import InvalidArgument, NotFound
+
+_JSONL = (".jsonl", ".ndjson")
+_COMPRESSION = {".gz": "gzip", ".zst": "zstd"}
+_GLOB = set("*?[")
+
+
+def file_format(path: str) -> CorpusFormat | None:
+    """The format a file name says (``a.parquet``, ``b.jsonl.gz``), None for other files."""
+    name = path.lower()
+    for suffix in _COMPRESSION:
+        name = name.removesuffix(suffix)
+    if name.endswith(".parquet"):
+        return CorpusFormat.PARQUET
+    if name.endswith(_JSONL):
+        return CorpusFormat.JSONL
+    return None
+
+
+def expand(fs: pafs.FileSystem, path: str, shown: str) -> list[str]:
+    """The corpus files a reference names, sorted: the file, the corpus files under a directory, or
+    the files a glob matches; ``shown`` is the reference as the user wrote it, for errors."""
+    if _GLOB & set(path):
+        base = glob_base(path)
+        matches = [
+            info.path
+            for info in _listing(fs, base)
+            if info.type == pafs.FileType.File and fnmatch.fnmatchcase(info.path, path)
+        ]
+    else:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            return [path]
+        if info.type != pafs.FileType.Directory:
+            raise NotFound(f"corpus {shown!r} does not exist")
+        matches = [
+            i.path for i in _listing(fs, path) if i.type == pafs.FileType.File and file_format(i.path) is not None
+        ]
+    if not matches:
+        raise NotFound(f"corpus {shown!r} matches no corpus files (.parquet, .jsonl, .ndjson, optionally .gz/.zst)")
+    return sorted(matches)
+
+
+def glob_base(path: str) -> str:
+    """The directory a glob is matched under: its segments before the first with a wildcard."""
+    parts = path.split("/")
+    fixed = next((i for i, p in enumerate(parts) if _GLOB & set(p)), len(parts))
+    return "/".join(parts[:fixed]) or "/"
+
+
+def _listing(fs: pafs.FileSystem, base: str) -> list[pafs.FileInfo]:
+    return list(fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True)))
+
+
+def plan_reference(
+    filesystem: str,
+    paths: list[str],
+    requested: CorpusFormat | None,
+    columns: tuple[str, str, str],
+    max_text_bytes: int,
+    max_metadata_bytes: int,
+) -> CorpusRef:
+    """Count every file's rows (Parquet footers, JSONL non-blank lines) and check that the id and text
+    columns exist; the files must all be of one format."""
+    fs, _ = open_filesystem(filesystem)
+    formats = {requested or file_format(p) for p in paths}
+    if None in formats:
+        unknown = next(p for p in paths if file_format(p) is None)
+        raise InvalidArgument(
+            f"{posixpath.basename(unknown)}: unknown corpus format; set source.format", "source.format"
+        )
+    if len(formats) > 1:
+        raise InvalidArgument("a corpus reference mixes Parquet and JSONL files; name one format", "source.uri")
+    fmt = formats.pop()
+    assert fmt is not None
+    id_column, text_column, _ = columns
+    files = []
+    for path in paths:
+        if fmt == CorpusFormat.PARQUET:
+            rows = _parquet_rows(fs, path, (id_column, text_column))
+        else:
+            rows = sum(1 for line in _lines(fs, path) if line.strip())
+        if rows:
+            files.append(CorpusFile(path=path, rows=rows))
+    return CorpusRef(
+        filesystem=filesystem,
+        format=fmt,
+        files=tuple(files),
+        id_column=id_column,
+        text_column=text_column,
+        metadata_column=columns[2],
+        max_text_bytes=max_text_bytes,
+        max_metadata_bytes=max_metadata_bytes,
+    )
+
+
+def _parquet_file(fs: pafs.FileSystem, path: str) -> Any:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(fs.open_input_file(path))
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise InvalidArgument(f"{posixpath.basename(path)}: not a readable Parquet file ({exc})") from None
+
+
+def _parquet_rows(fs: pafs.FileSystem, path: str, required: tuple[str, ...]) -> int:
+    parquet = _parquet_file(fs, path)
+    missing = [c for c in required if c not in parquet.schema_arrow.names]
+    if missing:
+        raise InvalidArgument(
+            f"{posixpath.basename(path)}: Parquet file lacks column(s) {missing}; name the columns in "
+            "source.id_column / source.text_column",
+            "source.text_column" if required[1] in missing else "source.id_column",
+        )
+    return int(parquet.metadata.num_rows)
+
+
+def _lines(fs: pafs.FileSystem, path: str) -> Iterator[bytes]:
+    name = path.lower()
+    compression = next((c for s, c in _COMPRESSION.items() if name.endswith(s)), None)
+    with fs.open_input_stream(path, compression=compression) as stream:
+        yield from io.BufferedReader(stream, buffer_size=1 << 20)
+
+
+def read_rows(ref: CorpusRef, first: int, count: int) -> list[Document]:
+    """Documents ``first .. first+count`` of the corpus, validated; the first bad record raises
+    ``InvalidArgument`` naming its file and line (JSONL) or row (Parquet), both counted from 1."""
+    fs, _ = open_filesystem(ref.filesystem)
+    docs: list[Document] = []
+    start = 0
+    for file in ref.files:
+        end = start + file.rows
+        if end > first and start < first + count:
+            skip = max(first - start, 0)
+            take = min(end, first + count) - start - skip
+            reader = _parquet_records if ref.format == CorpusFormat.PARQUET else _jsonl_records
+            for where, record in reader(fs, ref, file.path, skip, take):
+                docs.append(_document(ref, record, where))
+        start = end
+    seen: dict[str, int] = {}
+    for position, doc in enumerate(docs):
+        if doc.id in seen:
+            raise InvalidArgument(
+                f"document {first + position}: id {doc.id!r} was already used by document {first + seen[doc.id]}"
+            )
+        seen[doc.id] = position
+    return docs
+
+
+def _document(ref: CorpusRef, record: Any, where: str) -> Document:
+    if not isinstance(record, dict):
+        return document_from_record(record, where)  # refused there with the type named
+    renamed = {
+        "id": record.get(ref.id_column),
+        "text": record.get(ref.text_column),
+        "metadata": record.get(ref.metadata_column),
+    }
+    doc = document_from_record(renamed, where)
+    validate_document(doc, where, ref.max_text_bytes, ref.max_metadata_bytes)
+    return doc
+
+
+def _parquet_records(fs: pafs.FileSystem, ref: CorpusRef, path: str, skip: int, take: int) -> Iterator[tuple[str, Any]]:
+    """Rows ``skip .. skip+take`` of one file, reading only the row groups that hold them."""
+    parquet = _parquet_file(fs, path)
+    names = set(parquet.schema_arrow.names)
+    columns = [c for c in (ref.id_column, ref.text_column, ref.metadata_column) if c in names]
+    name = posixpath.basename(path)
+    group_start = 0
+    for group in range(parquet.num_row_groups):
+        group_rows = parquet.metadata.row_group(group).num_rows
+        lo, hi = max(skip, group_start), min(skip + take, group_start + group_rows)
+        if lo < hi:
+            table = parquet.read_row_group(group, columns=columns).slice(lo - group_start, hi - lo)
+            for offset, record in enumerate(table.to_pylist()):
+                yield f"{name}: row {lo + offset + 1}", record
+        group_start += group_rows
+
+
+def _jsonl_records(fs: pafs.FileSystem, ref: CorpusRef, path: str, skip: int, take: int) -> Iterator[tuple[str, Any]]:
+    """Non-blank lines ``skip .. skip+take`` of one file, each parsed, with its line number."""
+    import json
+
+    name = posixpath.basename(path)
+    row = 0
+    for lineno, line in enumerate(_lines(fs, path), start=1):
+        if not line.strip():
+            continue
+        if row >= skip + take:
+            return
+        if row >= skip:
+            where = f"{name}:{lineno}"
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+                raise InvalidArgument(f"{where}: not valid JSON ({reason})") from None
+            yield where, record
+        row += 1
