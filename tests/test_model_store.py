@@ -57,9 +57,9 @@ def test_register_writes_a_complete_version(store: ModelStore, model_dir: Path) 
     assert not on_disk["promoted"] and on_disk["created_at"].endswith("+00:00")
     # The checksum is the one the worker computes on load, and the version names its weights.
     assert manifest.checksum == weights_checksum(model_dir) == weights_checksum(path)
-    from embedfleet.worker.models.torch import weights_checksum as worker_checksum
+    from embedfleet.worker.models.base import verified_weights as worker_checksum
 
-    assert manifest.checksum == worker_checksum(path)
+    assert manifest.checksum == worker_checksum(manifest.to_spec(path), path)
     assert manifest.version.endswith(manifest.checksum[7:15])
     # Nothing half-written is visible next to it.
     assert sorted(p.name for p in (store.root / "minilm-student").iterdir()) == [manifest.version]

@@ -64,7 +64,7 @@ def test_openai_client_gets_the_same_vectors_as_grpc(gateway: RunningGateway, ce
         ({"model": "all-MiniLM-L6-v2", "input": "x", "encoding_format": "int8"}, 400, "encoding_format"),
         ({"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": 7}, 400, None),
         ({"model": "text-embedding-3-small", "input": "x"}, 404, None),
-        ({"model": "all-MiniLM-L6-v2", "input": [""]}, 400, None),
+        ({"model": "all-MiniLM-L6-v2", "input": [""]}, 400, "texts"),
     ],
 )
 def test_bad_requests_get_openai_shaped_errors(

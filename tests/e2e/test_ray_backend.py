@@ -175,12 +175,23 @@ def _is_loopback(table: str, address_hex: str) -> bool:
     return address_hex in ("00000000000000000000000001000000", "0000000000000000FFFF00000100007F")
 
 
+def _is_milvus_server(pid: int) -> bool:
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+    return argv0.endswith(b"/bin/milvus")
+
+
 def test_ray_listens_on_loopback_only(ray_cluster: LocalCluster) -> None:
     """Every port of this process and its children (GCS, raylet, actors, Milvus) is on 127.0.0.1."""
     import ray
 
     assert all(node["NodeManagerAddress"] == "127.0.0.1" for node in ray.nodes())
-    sockets = _listening_sockets({os.getpid(), *_descendants(os.getpid())})
+    # The Milvus 2.3 C++ server of another session fixture (tests/e2e/test_milvus_server.py) is a child
+    # too; it cannot be bound to loopback (documented in docs/ARCHITECTURE.md), and it is not Ray's.
+    pids = {pid for pid in {os.getpid(), *_descendants(os.getpid())} if not _is_milvus_server(pid)}
+    sockets = _listening_sockets(pids)
     assert len(sockets) >= 5  # the gateway, Milvus, the GCS, the raylet, the actors' workers
     assert [s for s in sockets if not _is_loopback(*s)] == []
 
