@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -146,11 +147,22 @@ class CollectionBinding:
             )
 
 
+CONNECT_ATTEMPTS = 3
+
+
 def connect(uri: str, token: str = "") -> MilvusClient:
-    try:
-        return MilvusClient(uri=uri, token=token)
-    except MilvusException as exc:
-        raise Unavailable(f"cannot reach Milvus at {uri}: {exc.message}") from None
+    """A client of the Milvus at ``uri``. pymilvus shares one channel per address between clients, and
+    a server may drop it (``GOAWAY too_many_pings``) just as a new client registers on it: a failed
+    connect is tried again after a short pause before it counts as an outage (UNAVAILABLE)."""
+    attempt = 1
+    while True:
+        try:
+            return MilvusClient(uri=uri, token=token)
+        except MilvusException as exc:
+            if attempt >= CONNECT_ATTEMPTS:
+                raise Unavailable(f"cannot reach Milvus at {uri}: {exc.message}") from None
+            time.sleep(0.5 * attempt)
+            attempt += 1
 
 
 def read_binding(client: MilvusClient, collection: str) -> CollectionBinding | None:

@@ -60,6 +60,9 @@ def test_a_killed_worker_process_is_recovered_in_seconds(celery_system: LocalClu
             assert time.monotonic() - killed_at < 90, "the killed worker's part never ran again"
             time.sleep(0.05)
         running_s = time.monotonic() - killed_at
+        # A restarted worker already waiting on the queue may take the part within one poll of its
+        # being queued again: then the time it ran again bounds the time it was queued again.
+        requeued_s = running_s if requeued_s is None else requeued_s
         print(f"\nkilled worker's part queued again after {requeued_s} s, running again after {running_s:.1f} s")
         final = client.wait(job.id)
     assert requeued_s is not None and requeued_s < 15, f"queueing the part again took {requeued_s} s"
