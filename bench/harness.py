@@ -17,18 +17,22 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @contextlib.contextmanager
-def local_cluster(backend: str) -> Iterator[LocalCluster]:
+def local_cluster(
+    backend: str, *, redis_url: str = REDIS_URL, extra_env: dict[str, str] | None = None
+) -> Iterator[LocalCluster]:
     """Milvus Lite, one worker (a Celery process or a Ray actor) and the gateway, all on 127.0.0.1,
     under a fresh key prefix that is deleted afterwards."""
     with tempfile.TemporaryDirectory() as tmp:
         cluster = LocalCluster(
             data_dir=Path(tmp),
-            redis_url=REDIS_URL,
+            redis_url=redis_url,
             key_prefix=f"efbench-{uuid.uuid4().hex[:8]}:",
             backend=backend,
             gateway_port=0,
             milvus_port=0,
-            log_dir=Path(tmp) / "logs",
+            # BENCH_LOG_DIR keeps the processes' logs after the run (for a cell that went wrong).
+            log_dir=Path(os.environ.get("BENCH_LOG_DIR") or Path(tmp) / "logs"),
+            extra_env=extra_env or {},
         )
         try:
             with cluster:

@@ -165,7 +165,8 @@ def test_resume_after_cancel_writes_only_the_rest(
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
     resumed = celery_client.resume_job(job.id)
-    assert resumed.state in (JobState.QUEUED, JobState.RUNNING) and resumed.done == 8 * len(written)
+    # Counted from where the cancel left it (a resumed part may already have finished by the reply).
+    assert resumed.state in (JobState.QUEUED, JobState.RUNNING) and resumed.done >= 8 * len(written)
     final = celery_client.wait(job.id)
     assert (final.state, final.done, final.chunks_finished) == (JobState.SUCCEEDED, 640, 80)
     after = {f.name: f.stat().st_mtime_ns for f in directory.glob("part-*.parquet")}
