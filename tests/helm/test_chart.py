@@ -175,6 +175,20 @@ def test_keda_list_name_follows_the_key_prefix() -> None:
     assert names == {"prod:celery:bulk"}
 
 
+def test_keda_can_scale_on_the_job_stores_part_count() -> None:
+    """With dispatch windows most of a big job's parts wait in the job store, not in the broker's list:
+    the prometheus trigger scales on the gateway's count of every unfinished part instead."""
+    values = CHART / "ci" / "celery-gpu-keda-values.yaml"
+    prometheus = ("workers.keda.trigger=prometheus", "workers.keda.prometheus.serverAddress=http://prom:9090")
+    for scaled in by_kind(render(values, prometheus), "ScaledObject"):
+        (trigger,) = scaled["spec"]["triggers"]
+        assert trigger["type"] == "prometheus"
+        assert trigger["metadata"]["serverAddress"] == "http://prom:9090"
+        assert 'embedfleet_parts{state=~"pending|queued|running"}' in trigger["metadata"]["query"]
+    result = _run(HELM, "template", "rel", CHART, "-f", values, "--set", "workers.keda.trigger=prometheus")
+    assert result.returncode != 0 and "needs keda.prometheus.serverAddress" in result.stderr, result.stderr
+
+
 def test_every_pod_runs_as_non_root() -> None:
     for values in [None, *CI_VALUES]:
         for name, spec in pod_specs(render(values)):
