@@ -227,13 +227,20 @@ def gateway_kill_submit(cluster: LocalCluster, client: EmbedfleetClient) -> Cell
         raise AssertionError("a submission to a killed gateway was accepted")
     if {j.id for j in client.list_jobs(page_size=1000)} != jobs_before:
         raise AssertionError("the half-sent submission became a job")
-    [abandoned] = set(ctx.store.r.zrange(f"{cluster.key_prefix}jobs:staging", 0, -1)) - staging_before
+    abandoned = set(ctx.store.r.zrange(f"{cluster.key_prefix}jobs:staging", 0, -1)) - staging_before
+    if not abandoned:  # killed before it read the stream: nothing was staged, nothing to reap
+        run.submit()
+        return run.cell(
+            "gateway SIGKILL mid-submission",
+            f"client got {refused}; nothing staged; retry: {_succeeded(run.wait())}",
+            0.0,
+        )
 
     # Its staging marker lapses after the staging lease (60 s by default); the recovery loop's pass
     # then drops it, and the retention sweep the half-written input shards.
     def reaped() -> bool:
         ctx.store.reap_abandoned_staging()
-        return ctx.store.r.zscore(f"{cluster.key_prefix}jobs:staging", abandoned) is None
+        return not abandoned & set(ctx.store.r.zrange(f"{cluster.key_prefix}jobs:staging", 0, -1))
 
     _until(reaped, 180, "the abandoned submission's staging to be reaped")
     swept = sweep_job_data(ctx.datastore, ctx.store, grace_s=0)
@@ -265,6 +272,19 @@ def milvus_blip(cluster: LocalCluster, client: EmbedfleetClient) -> Cell:
     return run.cell("Milvus killed, back after 3 s", _succeeded(run.wait()), stall)
 
 
+def _resume(client: EmbedfleetClient, job_id: str) -> None:
+    """ResumeJob, tried again on UNAVAILABLE as a client should (the gateway's Milvus channel may be
+    re-established just then)."""
+    for attempt in range(5):
+        try:
+            client.resume_job(job_id)
+            return
+        except EmbedfleetRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == 4:
+                raise
+            time.sleep(2)
+
+
 def milvus_outage(cluster: LocalCluster, client: EmbedfleetClient) -> Cell:
     run = Run(cluster, client, "mo")
     run.submit()
@@ -277,7 +297,7 @@ def milvus_outage(cluster: LocalCluster, client: EmbedfleetClient) -> Cell:
     cluster.start_milvus()
     before = failed.done
     mark = time.monotonic()
-    client.resume_job(run.job_id)
+    _resume(client, run.job_id)
     stall = run.progress_after(mark, before)
     final = run.wait()
     outcome = f"{failed.state.value} after {failed_s:.0f} s naming {named} part(s); resumed: {_succeeded(final)}"
