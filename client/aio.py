@@ -18,7 +18,7 @@ import pyarrow as pa
 from embedfleet import wire
 from embedfleet.client import requests as rq
 from embedfleet.client.output import PartCallback, ResultWriter
-from embedfleet.client.progress import JobProgress
+from embedfleet.client.progress import ErrorCallback, JobProgress
 from embedfleet.client.stubs import ClientBase, Connection
 from embedfleet.client.types import DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
 from embedfleet.domain import JobState
@@ -107,11 +107,18 @@ class AsyncEmbedfleetClient(ClientBase):
         return await self._submit(self.jobs.SubmitEmbedJob, stream)
 
     async def index(
-        self, corpus: rq.Corpus, collection: str, *, progress: bool = False, timeout: float | None = None, **kwargs: Any
+        self,
+        corpus: rq.Corpus,
+        collection: str,
+        *,
+        progress: bool = False,
+        timeout: float | None = None,
+        on_error: ErrorCallback | None = None,
+        **kwargs: Any,
     ) -> Job:
         """See ``EmbedfleetClient.index``."""
         job = await self.submit_index(corpus, collection, **kwargs)
-        return await self.wait(job.id, progress=progress, timeout=timeout)
+        return await self.wait(job.id, progress=progress, timeout=timeout, on_error=on_error)
 
     async def embed_corpus(
         self,
@@ -121,6 +128,7 @@ class AsyncEmbedfleetClient(ClientBase):
         as_arrow: bool = False,
         progress: bool = False,
         on_done: PartCallback | None = None,
+        on_error: ErrorCallback | None = None,
         **kwargs: Any,
     ) -> np.ndarray | pa.Table | Path:
         """See ``EmbedfleetClient.embed_corpus``."""
@@ -133,6 +141,8 @@ class AsyncEmbedfleetClient(ClientBase):
                 writer.write(first, ids, vectors)
                 if on_done is not None:
                     on_done(part, first, ids, vectors)
+            if on_error is not None:
+                await self.wait(job.id, on_error=on_error)
         except BaseException:
             writer.abort()
             raise
@@ -175,9 +185,16 @@ class AsyncEmbedfleetClient(ClientBase):
         async for update in self.jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout):
             yield Job.from_pb(update.job)
 
-    async def wait(self, job_id: str, *, progress: bool = False, timeout: float | None = None) -> Job:
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        progress: bool = False,
+        timeout: float | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> Job:
         """See ``EmbedfleetClient.wait``."""
-        with JobProgress(progress) as view:
+        with JobProgress(progress, on_error=on_error) as view:
             async for update in self.watch(job_id, timeout=timeout):
                 view.update(update)
         return view.final()

@@ -124,31 +124,43 @@ def _client(ctx: click.Context) -> Any:
 @click.option("--ca-file", envvar="EMBEDFLEET_CA_FILE", default=None, help="CA certificate (PEM) to trust for TLS.")
 @click.option("--cert-file", envvar="EMBEDFLEET_CERT_FILE", default=None, help="Client certificate for mutual TLS.")
 @click.option("--key-file", envvar="EMBEDFLEET_KEY_FILE", default=None, help="Client key for mutual TLS.")
+@click.option(
+    "--profile",
+    envvar="EMBEDFLEET_PROFILE",
+    default="default",
+    show_default=True,
+    help="Connection profile from ~/.config/embedfleet/profiles.toml (or $EMBEDFLEET_PROFILES); "
+    "options and EMBEDFLEET_* variables override it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print results (and errors) as JSON, for scripts.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 @click.pass_context
-def main(
-    ctx: click.Context,
-    gateway: str,
-    api_key: str,
-    ca_file: str | None,
-    cert_file: str | None,
-    key_file: str | None,
-    as_json: bool,
-    verbose: bool,
-) -> None:
+def main(ctx: click.Context, profile: str, as_json: bool, verbose: bool, **connection: str | None) -> None:
     """embedfleet: batch embedding over gRPC, a task queue and Milvus.
 
-    Every setting also comes from EMBEDFLEET_* variables (EMBEDFLEET_GATEWAY, EMBEDFLEET_API_KEY, ...).
-    Shell completion: eval "$(embedfleet completion bash)" (or zsh, fish).
+    Every setting also comes from EMBEDFLEET_* variables (EMBEDFLEET_GATEWAY, EMBEDFLEET_API_KEY, ...)
+    or from a profile (--profile). Shell completion: eval "$(embedfleet completion bash)" (or zsh, fish).
     """
+    from click.core import ParameterSource
+
+    from embedfleet.client.profiles import ProfileError, load_profile
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        profiled, warnings = load_profile(profile)
+    except ProfileError as exc:
+        raise click.UsageError(str(exc)) from None
+    for warning in warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}")
+    for key, value in profiled.items():  # only where neither an option nor a variable gave a value
+        if ctx.get_parameter_source(key) in (ParameterSource.DEFAULT, None):
+            connection[key] = value
     ctx.ensure_object(dict)
-    ctx.obj["gateway"] = gateway
+    ctx.obj["gateway"] = connection.pop("gateway")
     ctx.obj["json"] = ctx.obj.get("json", False) or as_json
-    ctx.obj["connection"] = {"api_key": api_key, "ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
+    ctx.obj["connection"] = connection
     ctx.obj["verbose"] = verbose
 
 

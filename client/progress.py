@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from embedfleet.client.types import Job
+from embedfleet.client.types import FailedChunk, Job
+
+# Called once for each part that failed, as soon as an update of the job names it.
+ErrorCallback = Callable[[FailedChunk], None]
 
 
 class JobProgress:
-    """Renders job updates (documents/s, ETA) when ``enabled``; always remembers the last one."""
+    """Renders job updates (documents/s, ETA) when ``enabled``; always remembers the last one, and
+    hands each newly failed part to ``on_error`` (once per part, however many updates name it)."""
 
-    def __init__(self, enabled: bool = True, console: Console | None = None) -> None:
+    def __init__(
+        self, enabled: bool = True, console: Console | None = None, on_error: ErrorCallback | None = None
+    ) -> None:
         self.last: Job | None = None
+        self._on_error = on_error
+        self._reported: set[int] = set()
         self._bar: Progress | None = None
         self._task: TaskID | None = None
         if enabled:
@@ -44,6 +52,11 @@ class JobProgress:
 
     def update(self, job: Job) -> None:
         self.last = job
+        if self._on_error is not None:
+            for chunk in job.failed_chunks:
+                if chunk.chunk_index not in self._reported:
+                    self._reported.add(chunk.chunk_index)
+                    self._on_error(chunk)
         if self._bar is None or self._task is None:
             return
         self._bar.update(
@@ -61,9 +74,11 @@ class JobProgress:
         return self.last
 
 
-def follow(updates: Iterable[Job], enabled: bool = True, console: Console | None = None) -> Job:
+def follow(
+    updates: Iterable[Job], enabled: bool = True, console: Console | None = None, on_error: ErrorCallback | None = None
+) -> Job:
     """Consume a watch stream (rendering it when ``enabled``); return the final job."""
-    with JobProgress(enabled, console) as view:
+    with JobProgress(enabled, console, on_error) as view:
         for job in updates:
             view.update(job)
     return view.final()

@@ -22,7 +22,7 @@ import pyarrow as pa
 from embedfleet import wire
 from embedfleet.client import requests as rq
 from embedfleet.client.output import PartCallback, ResultWriter
-from embedfleet.client.progress import follow
+from embedfleet.client.progress import ErrorCallback, follow
 from embedfleet.client.stubs import ClientBase, Connection
 from embedfleet.client.types import DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
 from embedfleet.domain import JobState
@@ -124,10 +124,18 @@ class EmbedfleetClient(ClientBase):
         return self._submit(self.jobs.SubmitEmbedJob, stream)
 
     def index(
-        self, corpus: rq.Corpus, collection: str, *, progress: bool = False, timeout: float | None = None, **kwargs: Any
+        self,
+        corpus: rq.Corpus,
+        collection: str,
+        *,
+        progress: bool = False,
+        timeout: float | None = None,
+        on_error: ErrorCallback | None = None,
+        **kwargs: Any,
     ) -> Job:
         """Submit an index job and wait for it to finish (see ``submit_index`` and ``wait``)."""
-        return self.wait(self.submit_index(corpus, collection, **kwargs).id, progress=progress, timeout=timeout)
+        job = self.submit_index(corpus, collection, **kwargs)
+        return self.wait(job.id, progress=progress, timeout=timeout, on_error=on_error)
 
     def embed_corpus(
         self,
@@ -137,12 +145,14 @@ class EmbedfleetClient(ClientBase):
         as_arrow: bool = False,
         progress: bool = False,
         on_done: PartCallback | None = None,
+        on_error: ErrorCallback | None = None,
         **kwargs: Any,
     ) -> np.ndarray | pa.Table | Path:
         """Run an embed job. Returns the vectors in input order (NumPy, or an Arrow table of id and
         embedding with ``as_arrow``), or writes them to ``output`` (``.npy`` or ``.parquet``, part by part
         as they arrive, renamed into place when complete) and returns its path. ``on_done(part, first,
-        ids, vectors)`` is called for every part; ``kwargs`` are ``submit_embed``'s.
+        ids, vectors)`` is called for every part written, then ``on_error(failed_chunk)`` for every part
+        that failed; ``kwargs`` are ``submit_embed``'s.
 
             vectors = client.embed_corpus(docs, dimensions=128, precision="int8")
         """
@@ -155,6 +165,8 @@ class EmbedfleetClient(ClientBase):
                 writer.write(first, ids, vectors)
                 if on_done is not None:
                     on_done(part, first, ids, vectors)
+            if on_error is not None:
+                self.wait(job.id, on_error=on_error)
         except BaseException:
             writer.abort()
             raise
@@ -201,10 +213,21 @@ class EmbedfleetClient(ClientBase):
         for update in self.jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout):
             yield Job.from_pb(update.job)
 
-    def wait(self, job_id: str, *, progress: bool = False, timeout: float | None = None) -> Job:
+    def wait(
+        self,
+        job_id: str,
+        *,
+        progress: bool = False,
+        timeout: float | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> Job:
         """Block until the job is SUCCEEDED, FAILED or CANCELLED, at most ``timeout`` seconds
-        (``DeadlineExceeded`` after that; the job keeps running); optionally draw a progress bar."""
-        return follow(self.watch(job_id, timeout=timeout), enabled=progress)
+        (``DeadlineExceeded`` after that; the job keeps running); optionally draw a progress bar.
+        ``on_error(failed_chunk)`` is called once for each part as soon as it has failed.
+
+            job = client.wait(job.id, on_error=lambda c: print(c.chunk_index, c.message))
+        """
+        return follow(self.watch(job_id, timeout=timeout), enabled=progress, on_error=on_error)
 
     def results(self, job_id: str) -> Iterator[tuple[int, int, list[str], np.ndarray]]:
         """An embed job's results as ``(chunk_index, first_document, ids, vectors)``, in order."""

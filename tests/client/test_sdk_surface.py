@@ -65,3 +65,29 @@ def test_unary_calls_are_retried_then_raise_typed_errors() -> None:
         with pytest.raises(errors.Unavailable):
             client.list_models()
         client.close()
+
+
+def test_on_error_hears_each_failed_part_once() -> None:
+    """``wait(on_error=...)`` (both clients, through ``JobProgress``): a part is reported the first time
+    an update names it, never again however many later updates carry it."""
+    from dataclasses import replace
+
+    from embedfleet.client.progress import follow
+    from embedfleet.client.types import FailedChunk, Job
+    from embedfleet.domain import JobState
+
+    base = Job(
+        id="j", kind="index", state=JobState.RUNNING, display_name="", model="m", collection="c", total=30,
+        done=0, failed=0, truncated=0, chunks_total=3, chunks_finished=0, docs_per_second=0.0, eta_seconds=0.0,
+        error="",
+    )  # fmt: skip
+    first, second = FailedChunk(0, 0, 10, "boom"), FailedChunk(2, 20, 10, "bang")
+    updates = [
+        base,
+        replace(base, failed=10, failed_chunks=[first]),
+        replace(base, done=10, failed=10, failed_chunks=[first]),
+        replace(base, state=JobState.FAILED, done=10, failed=20, failed_chunks=[first, second]),
+    ]
+    heard: list[FailedChunk] = []
+    final = follow(updates, enabled=False, on_error=heard.append)
+    assert heard == [first, second] and final.state == JobState.FAILED
