@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -117,7 +118,16 @@ class Run:
         return time.monotonic() - mark
 
     def wait(self) -> Job:
-        return self.client.wait(self.job_id, timeout=900)
+        """The job's end state; a watch cut UNAVAILABLE is opened again, as a client would (seen during
+        long Milvus outages: the SDK's watch stream ends with GOAWAY "too_many_pings")."""
+        for attempt in range(5):
+            try:
+                return self.client.wait(self.job_id, timeout=900)
+            except EmbedfleetRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == 4:
+                    raise
+                print(f"  watch cut ({exc}); watching again", file=sys.stderr)
+        raise AssertionError("unreachable")
 
     def exactly_once(self) -> bool:
         client = milvus.connect(self.cluster.milvus_uri)
@@ -431,6 +441,7 @@ def main() -> None:
                     try:
                         cell = FAULTS[name][2](cluster, client)
                     except Exception as exc:  # a cell that breaks is a finding: report it, go on
+                        traceback.print_exc()
                         cell = Cell(backend, name, f"**error**: {type(exc).__name__}: {exc}"[:200], 0, 0, False)
                     print(cell.row(), flush=True)
 
