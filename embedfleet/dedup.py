@@ -22,24 +22,17 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from embedfleet.domain import KeepPolicy
+
 # Rows per block of a similarity matrix: a (block, block) float32 matrix is 16 MB at 2,048.
 DEFAULT_BLOCK = 2048
 _SPACE = re.compile(r"\s+")
 _PUNCT = re.compile(r"[^\w\s]")
-
-
-class KeepPolicy(StrEnum):
-    """Which row of a group stays: the smallest id, the one nearest the group's centroid, the longest text."""
-
-    FIRST = "first"
-    NEAREST = "nearest"
-    LONGEST = "longest"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ class JobKind(StrEnum):
     EMBED = "embed"
     DISTILL = "distill"
     EVALUATE = "evaluate"
+    DEDUP = "dedup"
 
 
 class SearchMode(StrEnum):
@@ -223,7 +224,54 @@ class EvaluateParams(BaseModel):
     eval_limit: int
 
 
-JobParams = Annotated[IndexParams | EmbedParams | DistillParams | EvaluateParams, Field(discriminator="kind")]
+class DedupMode(StrEnum):
+    """How a dedup job finds pairs: within k-means partitions and their neighbours, or all pairs."""
+
+    PARTITIONED = "partitioned"
+    EXACT = "exact"
+
+
+class KeepPolicy(StrEnum):
+    """Which row of a duplicate group stays: the smallest id, the one nearest the group's mean vector,
+    or the one with the longest text."""
+
+    FIRST = "first"
+    NEAREST = "nearest"
+    LONGEST = "longest"
+
+
+class DedupAction(StrEnum):
+    """What a dedup job does to the removed rows: nothing (a dry run, the default) or delete them."""
+
+    DRY_RUN = "dry_run"
+    DELETE = "delete"
+
+
+class DedupParams(BaseModel):
+    """Find near-duplicate rows of a collection (or of the rows a filter selects), resolved at submission.
+
+    Parts are groups of partitions (part ``i`` handles partitions ``p`` with ``p % parts == i``); the
+    partitions' centroids are stored beside the output (``output.directory/centroids.npy``)."""
+
+    kind: Literal[JobKind.DEDUP] = JobKind.DEDUP
+    collection: str
+    filter: str = ""
+    mode: DedupMode = DedupMode.PARTITIONED
+    threshold: float
+    policy: KeepPolicy = KeepPolicy.FIRST
+    partitions: int = 1
+    n_probe: int = 3
+    text_pass: bool = True
+    action: DedupAction = DedupAction.DRY_RUN
+    # Rows the filter selected at submission (the job's total).
+    rows: int = 0
+    # Where the parts write their pairs and the last one the groups (``embedfleet/dedup_store.py``).
+    output: ResultsRef
+
+
+JobParams = Annotated[
+    IndexParams | EmbedParams | DistillParams | EvaluateParams | DedupParams, Field(discriminator="kind")
+]
 
 
 class ProgressUnit(StrEnum):
@@ -258,7 +306,7 @@ class JobSpec(BaseModel):
 
     @property
     def collection(self) -> str:
-        return self.params.collection if isinstance(self.params, IndexParams) else ""
+        return self.params.collection if isinstance(self.params, IndexParams | DedupParams) else ""
 
 
 @dataclass(frozen=True)
