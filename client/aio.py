@@ -62,6 +62,7 @@ class AsyncEmbedfleetClient(ClientBase):
         columns: Mapping[str, str] | None = None,
         extra_fields: Iterable[Mapping[str, Any]] = (),
         index: Mapping[str, Any] | None = None,
+        dedup: Mapping[str, Any] | None = None,
     ) -> Job:
         options = rq.embedding_options(model, dimensions)
         stream = rq.index_stream(
@@ -75,6 +76,7 @@ class AsyncEmbedfleetClient(ClientBase):
             display_name=display_name,
             extra_fields=extra_fields,
             index=index,
+            dedup=dedup,
         )
         return await self._submit(self.jobs.SubmitIndexJob, stream)
 

@@ -149,6 +149,7 @@ def index_stream(
     display_name: str = "",
     extra_fields: Iterable[Mapping[str, Any]] = (),
     index: Mapping[str, Any] | None = None,
+    dedup: Mapping[str, Any] | None = None,
 ) -> RequestStream:
     config = jobs_pb2.IndexJobConfig(
         collection=collection,
@@ -158,6 +159,7 @@ def index_stream(
         display_name=display_name,
         extra_fields=[vector_field(**dict(f)) for f in extra_fields],
         index=index_spec(index),
+        dedup=ingest_dedup(dedup),
     )
     documents = iter_documents(corpus) if corpus is not None else iter(())
     return RequestStream(jobs_pb2.SubmitIndexJobRequest(config=config), documents, jobs_pb2.SubmitIndexJobRequest)
@@ -296,3 +298,14 @@ def dedup_request(
 
 def dedup_groups_request(job_id: str, page_size: int, page_token: str) -> jobs_pb2.GetDedupGroupsRequest:
     return jobs_pb2.GetDedupGroupsRequest(job_id=job_id, page_size=page_size, page_token=page_token)
+
+
+def ingest_dedup(options: Mapping[str, Any] | None) -> jobs_pb2.IngestDedup | None:
+    """Dedup on ingest, e.g. ``{"threshold": 0.95, "action": "mark"}`` (action skip by default)."""
+    if options is None:
+        return None
+    action = wire.INGEST_DEDUP_ACTION.parse(str(options.get("action", "skip")), "dedup.action")
+    return jobs_pb2.IngestDedup(
+        threshold=float(options["threshold"]),
+        action=wire.INGEST_DEDUP_ACTION.to_pb(action),  # type: ignore[arg-type]
+    )

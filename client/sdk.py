@@ -68,13 +68,15 @@ class EmbedfleetClient(ClientBase):
         columns: Mapping[str, str] | None = None,
         extra_fields: Iterable[Mapping[str, Any]] = (),
         index: Mapping[str, Any] | None = None,
+        dedup: Mapping[str, Any] | None = None,
     ) -> Job:
         """Queue an index job; returns at once with the job QUEUED (see ``wait``).
 
         ``extra_fields`` adds representations of the same vectors to each row, e.g.
         ``[{"name": "v128", "dimensions": 128}, {"name": "bits", "precision": "binary"}]``. ``index`` fixes
         how a new collection is indexed, e.g. ``{"type": "HNSW", "params": {"M": 16}}`` (see
-        ``requests.index_spec``).
+        ``requests.index_spec``). ``dedup`` checks each document against its chunk and the collection
+        and skips (or marks) near-duplicates, e.g. ``{"threshold": 0.95, "action": "skip"}``.
         """
         options = rq.embedding_options(model, dimensions)
         stream = rq.index_stream(
@@ -88,6 +90,7 @@ class EmbedfleetClient(ClientBase):
             display_name=display_name,
             extra_fields=extra_fields,
             index=index,
+            dedup=dedup,
         )
         return self._submit(self.jobs.SubmitIndexJob, stream)
 

@@ -121,12 +121,20 @@ def exact_pairs(vectors: np.ndarray, threshold: float, block: int = DEFAULT_BLOC
 
 def partition_members(probes: np.ndarray, partitions: Iterable[int]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """For each partition: (partition, positions of the rows at home in it, positions of the rows that
-    probe it from another home)."""
+    probe it from another home). One sort of the assignments, not a scan of them per partition."""
     homes = probes[:, 0]
+    home_order = np.argsort(homes, kind="stable")
+    home_sorted = homes[home_order]
+    rows = np.repeat(np.arange(len(probes)), probes.shape[1] - 1)
+    visited = probes[:, 1:].reshape(-1)
+    away = visited != homes[rows]
+    rows, visited = rows[away], visited[away]
+    guest_order = np.argsort(visited, kind="stable")
+    guest_rows, guest_sorted = rows[guest_order], visited[guest_order]
     for p in partitions:
-        members = np.nonzero(homes == p)[0]
-        guests = np.nonzero((probes[:, 1:] == p).any(axis=1) & (homes != p))[0]
-        yield p, members, guests
+        lo, hi = np.searchsorted(home_sorted, p), np.searchsorted(home_sorted, p, side="right")
+        g_lo, g_hi = np.searchsorted(guest_sorted, p), np.searchsorted(guest_sorted, p, side="right")
+        yield p, np.sort(home_order[lo:hi]), np.sort(guest_rows[g_lo:g_hi])
 
 
 def pairs_in_partition(

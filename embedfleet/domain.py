@@ -175,6 +175,24 @@ class ResultsRef(BaseModel):
 # kind's settings never leak into another's and adding a kind adds one class here.
 
 
+class IngestDedupAction(StrEnum):
+    """What an index job does with a near-duplicate: leave it out, or write it marked."""
+
+    SKIP = "skip"
+    MARK = "mark"
+
+
+class IngestDedup(BaseModel):
+    """Dedup on ingest: each part's documents are checked against the part and the collection; what was
+    found is recorded under ``output`` (``embedfleet.worker.kinds.dedup_ingest``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    threshold: float
+    action: IngestDedupAction = IngestDedupAction.SKIP
+    output: ResultsRef
+
+
 class IndexParams(BaseModel):
     """Embed documents and upsert them into a model-bound Milvus collection."""
 
@@ -186,6 +204,8 @@ class IndexParams(BaseModel):
     index: IndexSpec = DEFAULT_INDEX
     # Set when the corpus is read by reference; None when its parts were staged by the gateway.
     corpus: CorpusRef | None = None
+    # Dedup on ingest; None writes every document.
+    dedup: IngestDedup | None = None
 
 
 class EmbedParams(BaseModel):

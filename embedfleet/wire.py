@@ -17,6 +17,7 @@ from embedfleet.domain import (
     CorpusFormat,
     DedupAction,
     DedupMode,
+    IngestDedupAction,
     InputType,
     JobKind,
     JobState,
@@ -81,6 +82,9 @@ SEARCH_MODE = EnumCodec(SearchMode, search_pb2.SearchMode, "SEARCH_MODE", Search
 CORPUS_FORMAT = EnumCodec(CorpusFormat, jobs_pb2.CorpusFormat, "CORPUS_FORMAT", None)  # 0: from the file names
 DEDUP_MODE = EnumCodec(DedupMode, jobs_pb2.DedupMode, "DEDUP_MODE", DedupMode.PARTITIONED)
 KEEP_POLICY = EnumCodec(KeepPolicy, jobs_pb2.KeepPolicy, "KEEP_POLICY", KeepPolicy.FIRST)
+INGEST_DEDUP_ACTION = EnumCodec(
+    IngestDedupAction, jobs_pb2.IngestDedupAction, "INGEST_DEDUP_ACTION", IngestDedupAction.SKIP
+)
 DEDUP_ACTION = EnumCodec(DedupAction, jobs_pb2.DedupAction, "DEDUP_ACTION", DedupAction.DRY_RUN)
 
 # ``EmbeddingBatch.data`` element type per precision (little-endian; binary is packed bits).

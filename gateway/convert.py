@@ -26,7 +26,7 @@ from embedfleet.gateway.kinds.dedup import DedupRequest
 from embedfleet.gateway.kinds.distill import DistillRequest
 from embedfleet.gateway.kinds.embed import EmbedJobRequest
 from embedfleet.gateway.kinds.evaluate import EvaluateRequest
-from embedfleet.gateway.kinds.index import IndexRequest
+from embedfleet.gateway.kinds.index import IndexRequest, IngestDedupRequest
 from embedfleet.gateway.kinds.references import CorpusReference
 from embedfleet.gateway.models import ModelStatus
 from embedfleet.gateway.search import SearchRequest
@@ -84,6 +84,14 @@ def index_from_pb(config: jobs_pb2.IndexJobConfig) -> IndexRequest:
         display_name=config.display_name,
         extra_fields=tuple(field_from_pb(f, f"config.extra_fields[{i}]") for i, f in enumerate(config.extra_fields)),
         index=IndexSpec(type=config.index.type, params=dict(config.index.params)),
+        dedup=(
+            IngestDedupRequest(
+                threshold=config.dedup.threshold,
+                action=wire.INGEST_DEDUP_ACTION.from_pb(config.dedup.action, "config.dedup.action"),
+            )
+            if config.HasField("dedup")
+            else None
+        ),
     )
 
 

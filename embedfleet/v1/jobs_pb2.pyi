@@ -113,6 +113,30 @@ CORPUS_FORMAT_JSONL: CorpusFormat.ValueType  # 2
 """One JSON object per line; .gz and .zst files are decompressed while read."""
 Global___CorpusFormat: _TypeAlias = CorpusFormat  # noqa: Y015
 
+class _IngestDedupAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IngestDedupActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IngestDedupAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INGEST_DEDUP_ACTION_UNSPECIFIED: _IngestDedupAction.ValueType  # 0
+    """Skip."""
+    INGEST_DEDUP_ACTION_SKIP: _IngestDedupAction.ValueType  # 1
+    """Do not write it."""
+    INGEST_DEDUP_ACTION_MARK: _IngestDedupAction.ValueType  # 2
+    """Write it with metadata `duplicate_of` (the id it duplicates) and `duplicate_similarity`."""
+
+class IngestDedupAction(_IngestDedupAction, metaclass=_IngestDedupActionEnumTypeWrapper):
+    """What an index job does with a document that duplicates one before it."""
+
+INGEST_DEDUP_ACTION_UNSPECIFIED: IngestDedupAction.ValueType  # 0
+"""Skip."""
+INGEST_DEDUP_ACTION_SKIP: IngestDedupAction.ValueType  # 1
+"""Do not write it."""
+INGEST_DEDUP_ACTION_MARK: IngestDedupAction.ValueType  # 2
+"""Write it with metadata `duplicate_of` (the id it duplicates) and `duplicate_similarity`."""
+Global___IngestDedupAction: _TypeAlias = IngestDedupAction  # noqa: Y015
+
 class _DedupMode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -352,6 +376,7 @@ class IndexJobConfig(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     EXTRA_FIELDS_FIELD_NUMBER: _builtins.int
     INDEX_FIELD_NUMBER: _builtins.int
+    DEDUP_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     """Target Milvus collection: letters, digits and underscores, starting with a
     letter or underscore, at most 255 characters. Created on first use; an
@@ -381,6 +406,12 @@ class IndexJobConfig(_message.Message):
         asks for another index than an existing collection has is FAILED_PRECONDITION.
         """
 
+    @_builtins.property
+    def dedup(self) -> Global___IngestDedup:
+        """Dedup on ingest: unset indexes every document. Set, each chunk's documents are checked against the
+        chunk itself and against the rows the collection already holds; near-duplicates are skipped or marked.
+        """
+
     def __init__(
         self,
         *,
@@ -391,14 +422,43 @@ class IndexJobConfig(_message.Message):
         display_name: _builtins.str = ...,
         extra_fields: _abc.Iterable[Global___VectorField] | None = ...,
         index: Global___IndexSpec | None = ...,
+        dedup: Global___IngestDedup | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "index", b"index", "source", b"source"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dedup", b"dedup", "embedding", b"embedding", "index", b"index", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "collection", b"collection", "display_name", b"display_name", "embedding", b"embedding", "extra_fields", b"extra_fields", "index", b"index", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "collection", b"collection", "dedup", b"dedup", "display_name", b"display_name", "embedding", b"embedding", "extra_fields", b"extra_fields", "index", b"index", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IndexJobConfig: _TypeAlias = IndexJobConfig  # noqa: Y015
+
+@_typing.final
+class IngestDedup(_message.Message):
+    """Dedup on ingest, an option of an index job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    threshold: _builtins.float
+    """Cosine similarity at or above which a document duplicates an earlier one (in its chunk, or a row
+    already in the collection), in (0, 1].
+    """
+    action: Global___IngestDedupAction.ValueType
+    """Skip (default) or mark."""
+    def __init__(
+        self,
+        *,
+        threshold: _builtins.float = ...,
+        action: Global___IngestDedupAction.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestDedup: _TypeAlias = IngestDedup  # noqa: Y015
 
 @_typing.final
 class SubmitIndexJobRequest(_message.Message):

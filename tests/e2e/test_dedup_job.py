@@ -163,3 +163,35 @@ def test_bad_dedup_parameters_say_what_to_change(
     # Groups of a job that is not a dedup job, or not finished, are FAILED_PRECONDITION.
     got, details = _code(lambda: list(client.dedup_groups("0" * 32)))
     assert got == grpc.StatusCode.NOT_FOUND
+
+
+def test_dedup_on_ingest_skips_or_marks_near_duplicates_of_the_chunk_and_the_collection(
+    client: EmbedfleetClient, cluster: LocalCluster, tmp_path: Path
+) -> None:
+    collection = f"e2e_ingest_{uuid.uuid4().hex[:8]}"
+    first = [
+        {"id": "a0", "text": "The cat sat on the mat."},
+        {"id": "a1", "text": "the cat sat on the mat!"},  # the same text, normalized
+        {"id": "a2", "text": "Dogs bark loudly at night."},
+        {"id": "a3", "text": "Interest rates rose again this quarter."},
+    ]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(d) + "\n" for d in first))
+    job = client.index(tmp_path / "a.jsonl", collection, dedup={"threshold": 0.95})
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert job.metrics["ingest_dedup.duplicates.part-00000"] == 1
+    assert _count(cluster, collection) == 3  # a1 skipped
+    records = pq.read_table(Path(job.outputs["ingest_dedup_uri"]) / "part-00000.parquet").to_pylist()
+    assert [(r["doc_id"], r["duplicate_of"]) for r in records] == [("a1", "a0")]
+
+    # Against the collection: b0 repeats a stored row and is marked; a0 again is its own upsert, not a duplicate.
+    second = [{"id": "b0", "text": "Dogs bark loudly at night"}, {"id": "a0", "text": "The cat sat on the mat."}]
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(d) + "\n" for d in second))
+    job = client.index(tmp_path / "b.jsonl", collection, dedup={"threshold": 0.95, "action": "mark"})
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert job.metrics["ingest_dedup.duplicates.part-00000"] == 1
+    rows = milvus.connect(cluster.milvus_uri).query(
+        collection, filter='doc_id in ["b0", "a0"]', output_fields=["doc_id", "metadata"]
+    )
+    meta = {r["doc_id"]: r["metadata"] for r in rows}
+    assert meta["b0"]["duplicate_of"] == "a2" and meta["b0"]["duplicate_similarity"] >= 0.95
+    assert "duplicate_of" not in meta["a0"]
