@@ -22,6 +22,7 @@ sample of query rows whose exact neighbours at the threshold are found by brute 
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing as mp
 import resource
 import sys
@@ -102,9 +103,9 @@ class _Lookup:
         return self.vectors[[self.index[t] for t in inputs]]
 
 
-def bible(thresholds: list[float], with_semhash: bool) -> None:
-    refs, texts = bible_texts()
-    vectors = bible_vectors()
+def bible(thresholds: list[float], with_semhash: bool, verses: int) -> None:
+    refs, texts = bible_texts(verses)
+    vectors = bible_vectors(verses)
     n = len(refs)
     rows = _rows(vectors, texts)
     truth = {(i, n + i) for i in range(n)}
@@ -122,10 +123,13 @@ def bible(thresholds: list[float], with_semhash: bool) -> None:
     print(header)
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for t in thresholds:
-        ex, ex_s = _timed(lambda t=t: exact(rows, t))
-        pa, pa_s = _timed(lambda t=t: partitioned(rows, t))
+        ex, ex_s = _timed(functools.partial(exact, rows, t))
+        pa, pa_s = _timed(functools.partial(partitioned, rows, t))
         ex_raw, pa_raw = _pair_set(ex.left, ex.right), _pair_set(pa.left, pa.right)
-        for name, raw, pairs, secs in (("exact", ex_raw, ex, ex_s), ("partitioned k=249 probe 3", pa_raw, pa, pa_s)):
+        for name, raw, pairs, secs in (
+            ("exact", ex_raw, ex, ex_s),
+            (f"partitioned k={partitions.default_k(len(rows))} probe 3", pa_raw, pa, pa_s),
+        ):
             star = star_pairs(pairs, rows)
             rp, rr, rf = prf(raw, truth)
             sp, sr, sf = prf(star, truth)
@@ -133,9 +137,10 @@ def bible(thresholds: list[float], with_semhash: bool) -> None:
             cells = [f"{t:.2f}", name, f"{secs:.1f}", *(f"{v:.3f}" for v in (rp, rr, rf, sp, sr, sf)), f"{vs:.4f}"]
             print("| " + " | ".join(cells) + " |")
         if semhash_index is not None:
-            result, sh_s = _timed(lambda t=t: semhash_index.self_deduplicate(threshold=t))
-            star = {tuple(sorted((int(d.record["id"]), int(d.duplicate_of["id"])))) for d in result.filtered}
-            sp, sr, sf = prf(star, truth)  # type: ignore[arg-type]
+            result, sh_s = _timed(functools.partial(semhash_index.self_deduplicate, threshold=t))
+            ends = ((int(d.record["id"]), int(d.duplicate_of["id"])) for d in result.filtered)
+            star = {(min(a, b), max(a, b)) for a, b in ends}
+            sp, sr, sf = prf(star, truth)
             print(f"| {t:.2f} | SemHash 0.5 | {sh_s:.1f} | | | | {sp:.3f} | {sr:.3f} | {sf:.3f} | |")
         sys.stdout.flush()
 
@@ -176,6 +181,7 @@ def _child(task: str, n: int, threshold: float, sub: int, queries: int) -> dict[
         out["planted_recall"] = len(found & _pair_set(planted[:, 0], planted[:, 1])) / len(planted)
         _, group_s = _timed(lambda: dedup.group(pairs, n, vectors))
         out["group_seconds"] = group_s
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the check below
         # Recall vs exact on sampled query rows: their exact neighbours at the threshold, by brute force.
         rng = np.random.default_rng(1)
         q = rng.choice(n, queries, replace=False)
@@ -190,7 +196,7 @@ def _child(task: str, n: int, threshold: float, sub: int, queries: int) -> dict[
         sub_rows = _rows(np.ascontiguousarray(vectors[idx]), [])
         _, secs = _timed(lambda: exact(sub_rows, threshold))
         out.update(seconds=secs, rows=len(idx))
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
@@ -229,6 +235,7 @@ def main() -> None:
     b = sub.add_parser("bible")
     b.add_argument("--thresholds", default="0.75,0.8,0.85,0.9")
     b.add_argument("--no-semhash", action="store_true")
+    b.add_argument("--verses", type=int, default=0, help="the first N verses only (0: all 31,095)")
     s = sub.add_parser("scale")
     s.add_argument("--rows", type=int, default=100_000)
     s.add_argument("--threshold", type=float, default=0.85)
@@ -236,7 +243,7 @@ def main() -> None:
     s.add_argument("--queries", type=int, default=1000, help="rows whose exact neighbours check recall")
     args = parser.parse_args()
     if args.what == "bible":
-        bible([float(t) for t in args.thresholds.split(",")], not args.no_semhash)
+        bible([float(t) for t in args.thresholds.split(",")], not args.no_semhash, args.verses)
     else:
         scale(args.rows, args.threshold, args.exact_rows, args.queries)
 

@@ -20,9 +20,12 @@ FORMATS = (".parquet", ".jsonl")
 
 
 class GroupLike(Protocol):
-    kept_id: str
-    removed_ids: list[str]
-    similarity: list[float]
+    @property
+    def kept_id(self) -> str: ...
+    @property
+    def removed_ids(self) -> list[str]: ...
+    @property
+    def similarity(self) -> list[float]: ...
 
 
 def export_groups(groups: Iterable[GroupLike], output: str | Path) -> int:
