@@ -20,7 +20,8 @@ from embedfleet.client import requests as rq
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, JobProgress
 from embedfleet.client.stubs import ClientBase, Connection
-from embedfleet.client.types import DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.client.types import DedupGroup, DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
 from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, status_pb2
 
@@ -61,6 +62,7 @@ class AsyncEmbedfleetClient(ClientBase):
         columns: Mapping[str, str] | None = None,
         extra_fields: Iterable[Mapping[str, Any]] = (),
         index: Mapping[str, Any] | None = None,
+        dedup: Mapping[str, Any] | None = None,
     ) -> Job:
         options = rq.embedding_options(model, dimensions)
         stream = rq.index_stream(
@@ -74,6 +76,7 @@ class AsyncEmbedfleetClient(ClientBase):
             display_name=display_name,
             extra_fields=extra_fields,
             index=index,
+            dedup=dedup,
         )
         return await self._submit(self.jobs.SubmitIndexJob, stream)
 
@@ -168,6 +171,27 @@ class AsyncEmbedfleetClient(ClientBase):
         """See ``EmbedfleetClient.resume_job``."""
         response = await self.jobs.ResumeJob(jobs_pb2.ResumeJobRequest(job_id=job_id), timeout=self.timeout)
         return Job.from_pb(response.job)
+
+    async def submit_dedup(self, collection: str, threshold: float, **kwargs: Any) -> Job:
+        """See ``EmbedfleetClient.submit_dedup``."""
+        request = rq.dedup_request(collection, threshold, **kwargs)
+        return Job.from_pb((await self.jobs.SubmitDedupJob(request, timeout=self.timeout)).job)
+
+    async def dedup_groups(self, job_id: str, page_size: int = 500) -> AsyncIterator[DedupGroup]:
+        """See ``EmbedfleetClient.dedup_groups``."""
+        token = ""
+        while True:
+            request = rq.dedup_groups_request(job_id, page_size, token)
+            response = await self.jobs.GetDedupGroups(request, timeout=self.timeout)
+            for group in response.groups:
+                yield DedupGroup.from_pb(group)
+            token = response.next_page_token
+            if not token:
+                return
+
+    async def export_dedup_groups(self, job_id: str, output: str | Path) -> int:
+        """See ``EmbedfleetClient.export_dedup_groups``."""
+        return export_groups([g async for g in self.dedup_groups(job_id)], output)
 
     async def list_jobs(self, state: JobState | None = None, page_size: int = 50) -> AsyncIterator[Job]:
         """See ``EmbedfleetClient.list_jobs``."""

@@ -705,3 +705,72 @@ def completion(shell: str) -> None:
     completer = get_completion_class(shell)
     assert completer is not None
     click.echo(completer(main, {}, "embedfleet", "_EMBEDFLEET_COMPLETE").source())
+
+
+@main.command()
+@click.argument("collection")
+@click.option("--threshold", type=float, default=0.9, show_default=True, help="Cosine at or above which rows pair.")
+@click.option("--mode", type=click.Choice(["partitioned", "exact"]), default="partitioned", show_default=True)
+@click.option("--policy", type=click.Choice(["first", "nearest", "longest"]), default="first", show_default=True)
+@click.option("--filter", "filter_expr", default="", help="Milvus filter selecting the rows to deduplicate.")
+@click.option("--partitions", default=0, help="k-means partitions (0: about sqrt(rows)).")
+@click.option("--n-probe", default=0, help="Partitions each row probes (0: 3).")
+@click.option("--no-text-pass", is_flag=True, help="Skip pairing identical normalized texts first.")
+@click.option("--delete", is_flag=True, help="Delete the removed rows from the collection (default: a dry run).")
+@click.option("-o", "--output", default="", help="Also export the groups to a .parquet or .jsonl file.")
+@click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
+@click.pass_context
+@_fail_cleanly
+def dedup(
+    ctx: click.Context,
+    collection: str,
+    threshold: float,
+    mode: str,
+    policy: str,
+    filter_expr: str,
+    partitions: int,
+    n_probe: int,
+    no_text_pass: bool,
+    delete: bool,
+    output: str,
+    no_wait: bool,
+) -> None:
+    """Find near-duplicate rows of COLLECTION (a dry run unless --delete).
+
+    Example: embedfleet dedup docs --threshold 0.9 -o groups.parquet
+    """
+    with _client(ctx) as client:
+        job = client.submit_dedup(
+            collection,
+            threshold,
+            mode=mode,
+            policy=policy,
+            filter=filter_expr,
+            partitions=partitions,
+            n_probe=n_probe,
+            text_pass=not no_text_pass,
+            delete=delete,
+        )
+        if no_wait:
+            _print_json(job) if _json_mode() else console.print(job.id)
+            return
+        final = client.wait(job.id, progress=not _json_mode())
+        _show_metrics(final)
+        if output and final.state == JobState.SUCCEEDED:
+            count = client.export_dedup_groups(job.id, output)
+            err_console.print(f"wrote {count} groups to {output}")
+        _exit_for(final)
+
+
+@main.command("dedup-export")
+@click.argument("job_id")
+@click.option("-o", "--output", required=True, help="A .parquet or .jsonl file.")
+@click.pass_context
+@_fail_cleanly
+def dedup_export(ctx: click.Context, job_id: str, output: str) -> None:
+    """Write a succeeded dedup job's groups (kept id, removed ids, similarities) to a file."""
+    with _client(ctx) as client:
+        count = client.export_dedup_groups(job_id, output)
+        _print_json({"job_id": job_id, "groups": count, "output": output}) if _json_mode() else console.print(
+            f"wrote {count} groups to {output}"
+        )

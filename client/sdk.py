@@ -24,7 +24,8 @@ from embedfleet.client import requests as rq
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, follow
 from embedfleet.client.stubs import ClientBase, Connection
-from embedfleet.client.types import DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.client.types import DedupGroup, DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
 from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, status_pb2
 
@@ -67,13 +68,15 @@ class EmbedfleetClient(ClientBase):
         columns: Mapping[str, str] | None = None,
         extra_fields: Iterable[Mapping[str, Any]] = (),
         index: Mapping[str, Any] | None = None,
+        dedup: Mapping[str, Any] | None = None,
     ) -> Job:
         """Queue an index job; returns at once with the job QUEUED (see ``wait``).
 
         ``extra_fields`` adds representations of the same vectors to each row, e.g.
         ``[{"name": "v128", "dimensions": 128}, {"name": "bits", "precision": "binary"}]``. ``index`` fixes
         how a new collection is indexed, e.g. ``{"type": "HNSW", "params": {"M": 16}}`` (see
-        ``requests.index_spec``).
+        ``requests.index_spec``). ``dedup`` checks each document against its chunk and the collection
+        and skips (or marks) near-duplicates, e.g. ``{"threshold": 0.95, "action": "skip"}``.
         """
         options = rq.embedding_options(model, dimensions)
         stream = rq.index_stream(
@@ -87,6 +90,7 @@ class EmbedfleetClient(ClientBase):
             display_name=display_name,
             extra_fields=extra_fields,
             index=index,
+            dedup=dedup,
         )
         return self._submit(self.jobs.SubmitIndexJob, stream)
 
@@ -182,6 +186,28 @@ class EmbedfleetClient(ClientBase):
         """Queue an evaluation job; its metrics hold the scores when it succeeds."""
         request = rq.evaluate_request(model, **kwargs)
         return Job.from_pb(self.jobs.SubmitEvaluateJob(request, timeout=self.timeout).job)
+
+    def submit_dedup(self, collection: str, threshold: float, **kwargs: Any) -> Job:
+        """Queue a dedup job on a collection (see ``requests.dedup_request``: mode, policy, filter,
+        partitions, n_probe, delete...); a dry run unless ``delete=True``. Its outputs count the groups,
+        duplicates and removed rows; ``dedup_groups`` reads the groups."""
+        request = rq.dedup_request(collection, threshold, **kwargs)
+        return Job.from_pb(self.jobs.SubmitDedupJob(request, timeout=self.timeout).job)
+
+    def dedup_groups(self, job_id: str, page_size: int = 500) -> Iterator[DedupGroup]:
+        """A succeeded dedup job's groups in kept-id order, fetched page by page."""
+        token = ""
+        while True:
+            request = rq.dedup_groups_request(job_id, page_size, token)
+            response = self.jobs.GetDedupGroups(request, timeout=self.timeout)
+            yield from (DedupGroup.from_pb(g) for g in response.groups)
+            token = response.next_page_token
+            if not token:
+                return
+
+    def export_dedup_groups(self, job_id: str, output: str | Path) -> int:
+        """Write a dedup job's groups to a .parquet or .jsonl file; returns how many."""
+        return export_groups(self.dedup_groups(job_id), output)
 
     # -- following ----------------------------------------------------------------------------
     def get_job(self, job_id: str) -> Job:

@@ -9,7 +9,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from embedfleet import wire
 from embedfleet.datastore import location_uri
+from embedfleet.dedup_store import StoredGroup
 from embedfleet.domain import (
+    DedupParams,
     Document,
     EmbeddingOptions,
     EmbedParams,
@@ -20,10 +22,11 @@ from embedfleet.domain import (
     VectorField,
 )
 from embedfleet.gateway.embedding import EmbedResult
+from embedfleet.gateway.kinds.dedup import DedupRequest
 from embedfleet.gateway.kinds.distill import DistillRequest
 from embedfleet.gateway.kinds.embed import EmbedJobRequest
 from embedfleet.gateway.kinds.evaluate import EvaluateRequest
-from embedfleet.gateway.kinds.index import IndexRequest
+from embedfleet.gateway.kinds.index import IndexRequest, IngestDedupRequest
 from embedfleet.gateway.kinds.references import CorpusReference
 from embedfleet.gateway.models import ModelStatus
 from embedfleet.gateway.search import SearchRequest
@@ -81,6 +84,14 @@ def index_from_pb(config: jobs_pb2.IndexJobConfig) -> IndexRequest:
         display_name=config.display_name,
         extra_fields=tuple(field_from_pb(f, f"config.extra_fields[{i}]") for i, f in enumerate(config.extra_fields)),
         index=IndexSpec(type=config.index.type, params=dict(config.index.params)),
+        dedup=(
+            IngestDedupRequest(
+                threshold=config.dedup.threshold,
+                action=wire.INGEST_DEDUP_ACTION.from_pb(config.dedup.action, "config.dedup.action"),
+            )
+            if config.HasField("dedup")
+            else None
+        ),
     )
 
 
@@ -178,6 +189,8 @@ def job_to_pb(snap: JobSnapshot) -> jobs_pb2.Job:
 def _results_uri(snap: JobSnapshot) -> str:
     params = snap.spec.params
     results = params.results if isinstance(params, EmbedParams) else None
+    if isinstance(params, DedupParams):
+        results = params.output
     return location_uri(results.filesystem, results.directory) if results is not None else ""
 
 
@@ -260,4 +273,31 @@ def status_to_pb(status: DeploymentStatus) -> status_pb2.GetStatusResponse:
         parts_running=status.activity.parts["running"],
         jobs=[job_to_pb(j) for j in status.jobs],
         active_jobs=status.active_jobs,
+    )
+
+
+def dedup_from_pb(config: jobs_pb2.DedupJobConfig) -> DedupRequest:
+    return DedupRequest(
+        collection=config.collection,
+        threshold=config.threshold,
+        mode=wire.DEDUP_MODE.from_pb(config.mode, "config.mode"),
+        policy=wire.KEEP_POLICY.from_pb(config.policy, "config.policy"),
+        filter=config.filter,
+        model=config.model,
+        partitions=config.partitions,
+        n_probe=config.n_probe,
+        parts=config.parts,
+        skip_text_pass=config.skip_text_pass,
+        action=wire.DEDUP_ACTION.from_pb(config.action, "config.action"),
+        display_name=config.display_name,
+    )
+
+
+def dedup_groups_to_pb(groups: list[StoredGroup], token: str, total: int) -> jobs_pb2.GetDedupGroupsResponse:
+    return jobs_pb2.GetDedupGroupsResponse(
+        groups=[
+            jobs_pb2.DedupGroup(kept_id=g.kept_id, removed_ids=g.removed_ids, similarity=g.similarity) for g in groups
+        ],
+        next_page_token=token,
+        total_groups=total,
     )

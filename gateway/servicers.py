@@ -18,6 +18,7 @@ from embedfleet.gateway.embedding import EmbedCore
 from embedfleet.gateway.errors import translate_errors
 from embedfleet.gateway.jobs import JobsCore
 from embedfleet.gateway.kinds import JobRequest
+from embedfleet.gateway.kinds.dedup import read_groups
 from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.search import SearchCore
 from embedfleet.gateway.status import StatusCore
@@ -89,6 +90,19 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.SubmitEvaluateJobRequest, context: grpc.ServicerContext
     ) -> jobs_pb2.SubmitEvaluateJobResponse:
         return jobs_pb2.SubmitEvaluateJobResponse(job=self._submit_one(request.config, convert.evaluate_from_pb))
+
+    @translate_errors
+    def SubmitDedupJob(
+        self, request: jobs_pb2.SubmitDedupJobRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.SubmitDedupJobResponse:
+        return jobs_pb2.SubmitDedupJobResponse(job=self._submit_one(request.config, convert.dedup_from_pb))
+
+    @translate_errors
+    def GetDedupGroups(
+        self, request: jobs_pb2.GetDedupGroupsRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.GetDedupGroupsResponse:
+        snapshot = self.jobs.get(request.job_id)
+        return convert.dedup_groups_to_pb(*read_groups(snapshot, request.page_size, request.page_token))
 
     @translate_errors
     def ResumeJob(

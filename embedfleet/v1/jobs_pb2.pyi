@@ -72,6 +72,8 @@ class _JobKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobKind.Value
     """Train a student model to mimic a teacher; register it, promote it if it passes the quality gate."""
     JOB_KIND_EVALUATE: _JobKind.ValueType  # 4
     """Measure a model's quality on the labelled evaluation data."""
+    JOB_KIND_DEDUP: _JobKind.ValueType  # 5
+    """Find near-duplicate rows of a collection; optionally delete them (GetDedupGroups)."""
 
 class JobKind(_JobKind, metaclass=_JobKindEnumTypeWrapper):
     """What a job does."""
@@ -85,6 +87,8 @@ JOB_KIND_DISTILL: JobKind.ValueType  # 3
 """Train a student model to mimic a teacher; register it, promote it if it passes the quality gate."""
 JOB_KIND_EVALUATE: JobKind.ValueType  # 4
 """Measure a model's quality on the labelled evaluation data."""
+JOB_KIND_DEDUP: JobKind.ValueType  # 5
+"""Find near-duplicate rows of a collection; optionally delete them (GetDedupGroups)."""
 Global___JobKind: _TypeAlias = JobKind  # noqa: Y015
 
 class _CorpusFormat:
@@ -108,6 +112,110 @@ CORPUS_FORMAT_PARQUET: CorpusFormat.ValueType  # 1
 CORPUS_FORMAT_JSONL: CorpusFormat.ValueType  # 2
 """One JSON object per line; .gz and .zst files are decompressed while read."""
 Global___CorpusFormat: _TypeAlias = CorpusFormat  # noqa: Y015
+
+class _IngestDedupAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IngestDedupActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IngestDedupAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INGEST_DEDUP_ACTION_UNSPECIFIED: _IngestDedupAction.ValueType  # 0
+    """Skip."""
+    INGEST_DEDUP_ACTION_SKIP: _IngestDedupAction.ValueType  # 1
+    """Do not write it."""
+    INGEST_DEDUP_ACTION_MARK: _IngestDedupAction.ValueType  # 2
+    """Write it with metadata `duplicate_of` (the id it duplicates) and `duplicate_similarity`."""
+
+class IngestDedupAction(_IngestDedupAction, metaclass=_IngestDedupActionEnumTypeWrapper):
+    """What an index job does with a document that duplicates one before it."""
+
+INGEST_DEDUP_ACTION_UNSPECIFIED: IngestDedupAction.ValueType  # 0
+"""Skip."""
+INGEST_DEDUP_ACTION_SKIP: IngestDedupAction.ValueType  # 1
+"""Do not write it."""
+INGEST_DEDUP_ACTION_MARK: IngestDedupAction.ValueType  # 2
+"""Write it with metadata `duplicate_of` (the id it duplicates) and `duplicate_similarity`."""
+Global___IngestDedupAction: _TypeAlias = IngestDedupAction  # noqa: Y015
+
+class _DedupMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DedupModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DedupMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEDUP_MODE_UNSPECIFIED: _DedupMode.ValueType  # 0
+    """Partitioned."""
+    DEDUP_MODE_PARTITIONED: _DedupMode.ValueType  # 1
+    """k-means partitions (trained on a sample); pairs compared within each partition and the nearest
+    neighbouring partitions (n_probe), so pairs across a border are still found. Scales to large collections.
+    """
+    DEDUP_MODE_EXACT: _DedupMode.ValueType  # 2
+    """Every pair, in blocks: for small collections (at most 200,000 rows) and as the reference."""
+
+class DedupMode(_DedupMode, metaclass=_DedupModeEnumTypeWrapper):
+    """How a dedup job finds pairs."""
+
+DEDUP_MODE_UNSPECIFIED: DedupMode.ValueType  # 0
+"""Partitioned."""
+DEDUP_MODE_PARTITIONED: DedupMode.ValueType  # 1
+"""k-means partitions (trained on a sample); pairs compared within each partition and the nearest
+neighbouring partitions (n_probe), so pairs across a border are still found. Scales to large collections.
+"""
+DEDUP_MODE_EXACT: DedupMode.ValueType  # 2
+"""Every pair, in blocks: for small collections (at most 200,000 rows) and as the reference."""
+Global___DedupMode: _TypeAlias = DedupMode  # noqa: Y015
+
+class _KeepPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _KeepPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KeepPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    KEEP_POLICY_UNSPECIFIED: _KeepPolicy.ValueType  # 0
+    """First."""
+    KEEP_POLICY_FIRST: _KeepPolicy.ValueType  # 1
+    """The smallest document id."""
+    KEEP_POLICY_NEAREST: _KeepPolicy.ValueType  # 2
+    """The row nearest the group's mean vector."""
+    KEEP_POLICY_LONGEST: _KeepPolicy.ValueType  # 3
+    """The row with the longest text (ties: the smallest id)."""
+
+class KeepPolicy(_KeepPolicy, metaclass=_KeepPolicyEnumTypeWrapper):
+    """Which row of a group of near-duplicates is kept."""
+
+KEEP_POLICY_UNSPECIFIED: KeepPolicy.ValueType  # 0
+"""First."""
+KEEP_POLICY_FIRST: KeepPolicy.ValueType  # 1
+"""The smallest document id."""
+KEEP_POLICY_NEAREST: KeepPolicy.ValueType  # 2
+"""The row nearest the group's mean vector."""
+KEEP_POLICY_LONGEST: KeepPolicy.ValueType  # 3
+"""The row with the longest text (ties: the smallest id)."""
+Global___KeepPolicy: _TypeAlias = KeepPolicy  # noqa: Y015
+
+class _DedupAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DedupActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DedupAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEDUP_ACTION_UNSPECIFIED: _DedupAction.ValueType  # 0
+    """A dry run."""
+    DEDUP_ACTION_DRY_RUN: _DedupAction.ValueType  # 1
+    """Find the groups only; the collection is not changed (the default)."""
+    DEDUP_ACTION_DELETE: _DedupAction.ValueType  # 2
+    """Delete every removed row from the collection; Job.outputs["removed"] says how many are gone."""
+
+class DedupAction(_DedupAction, metaclass=_DedupActionEnumTypeWrapper):
+    """What a dedup job does to the rows it would remove."""
+
+DEDUP_ACTION_UNSPECIFIED: DedupAction.ValueType  # 0
+"""A dry run."""
+DEDUP_ACTION_DRY_RUN: DedupAction.ValueType  # 1
+"""Find the groups only; the collection is not changed (the default)."""
+DEDUP_ACTION_DELETE: DedupAction.ValueType  # 2
+"""Delete every removed row from the collection; Job.outputs["removed"] says how many are gone."""
+Global___DedupAction: _TypeAlias = DedupAction  # noqa: Y015
 
 @_typing.final
 class CorpusSource(_message.Message):
@@ -268,6 +376,7 @@ class IndexJobConfig(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     EXTRA_FIELDS_FIELD_NUMBER: _builtins.int
     INDEX_FIELD_NUMBER: _builtins.int
+    DEDUP_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     """Target Milvus collection: letters, digits and underscores, starting with a
     letter or underscore, at most 255 characters. Created on first use; an
@@ -297,6 +406,12 @@ class IndexJobConfig(_message.Message):
         asks for another index than an existing collection has is FAILED_PRECONDITION.
         """
 
+    @_builtins.property
+    def dedup(self) -> Global___IngestDedup:
+        """Dedup on ingest: unset indexes every document. Set, each chunk's documents are checked against the
+        chunk itself and against the rows the collection already holds; near-duplicates are skipped or marked.
+        """
+
     def __init__(
         self,
         *,
@@ -307,14 +422,43 @@ class IndexJobConfig(_message.Message):
         display_name: _builtins.str = ...,
         extra_fields: _abc.Iterable[Global___VectorField] | None = ...,
         index: Global___IndexSpec | None = ...,
+        dedup: Global___IngestDedup | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "index", b"index", "source", b"source"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dedup", b"dedup", "embedding", b"embedding", "index", b"index", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "collection", b"collection", "display_name", b"display_name", "embedding", b"embedding", "extra_fields", b"extra_fields", "index", b"index", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "collection", b"collection", "dedup", b"dedup", "display_name", b"display_name", "embedding", b"embedding", "extra_fields", b"extra_fields", "index", b"index", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IndexJobConfig: _TypeAlias = IndexJobConfig  # noqa: Y015
+
+@_typing.final
+class IngestDedup(_message.Message):
+    """Dedup on ingest, an option of an index job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    threshold: _builtins.float
+    """Cosine similarity at or above which a document duplicates an earlier one (in its chunk, or a row
+    already in the collection), in (0, 1].
+    """
+    action: Global___IngestDedupAction.ValueType
+    """Skip (default) or mark."""
+    def __init__(
+        self,
+        *,
+        threshold: _builtins.float = ...,
+        action: Global___IngestDedupAction.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestDedup: _TypeAlias = IngestDedup  # noqa: Y015
 
 @_typing.final
 class SubmitIndexJobRequest(_message.Message):
@@ -1223,3 +1367,209 @@ class StreamJobResultsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamJobResultsResponse: _TypeAlias = StreamJobResultsResponse  # noqa: Y015
+
+@_typing.final
+class DedupJobConfig(_message.Message):
+    """Settings of a dedup job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    N_PROBE_FIELD_NUMBER: _builtins.int
+    PARTS_FIELD_NUMBER: _builtins.int
+    SKIP_TEXT_PASS_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    """The collection to deduplicate; NOT_FOUND if it does not exist."""
+    threshold: _builtins.float
+    """Cosine similarity at or above which two rows are near-duplicates, in (0, 1]."""
+    mode: Global___DedupMode.ValueType
+    """Partitioned (default) or exact."""
+    policy: Global___KeepPolicy.ValueType
+    """Which row of a group is kept; first by default."""
+    filter: _builtins.str
+    """A Milvus filter expression selecting the rows to deduplicate (e.g. `metadata["lang"] == "en"`);
+    empty for every row. A bad expression is INVALID_ARGUMENT at submission.
+    """
+    model: _builtins.str
+    """The model the threshold was chosen for (name or role); empty means the collection's. A collection
+    filled by another model is FAILED_PRECONDITION.
+    """
+    partitions: _builtins.int
+    """Partitioned mode: number of k-means partitions; 0 chooses about sqrt(rows)."""
+    n_probe: _builtins.int
+    """Partitioned mode: partitions each row probes (its own and the nearest neighbours), 1-16; 0 means 3."""
+    parts: _builtins.int
+    """Partitioned mode: parts (tasks) the partitions are spread over; 0 means min(8, partitions)."""
+    skip_text_pass: _builtins.bool
+    """Skip the exact-text pass (identical normalized texts paired without a vector comparison)."""
+    action: Global___DedupAction.ValueType
+    """Dry run (default) or delete."""
+    display_name: _builtins.str
+    """A free-form label shown by ListJobs and the CLI."""
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        threshold: _builtins.float = ...,
+        mode: Global___DedupMode.ValueType = ...,
+        policy: Global___KeepPolicy.ValueType = ...,
+        filter: _builtins.str = ...,
+        model: _builtins.str = ...,
+        partitions: _builtins.int = ...,
+        n_probe: _builtins.int = ...,
+        parts: _builtins.int = ...,
+        skip_text_pass: _builtins.bool = ...,
+        action: Global___DedupAction.ValueType = ...,
+        display_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "collection", b"collection", "display_name", b"display_name", "filter", b"filter", "mode", b"mode", "model", b"model", "n_probe", b"n_probe", "partitions", b"partitions", "parts", b"parts", "policy", b"policy", "skip_text_pass", b"skip_text_pass", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DedupJobConfig: _TypeAlias = DedupJobConfig  # noqa: Y015
+
+@_typing.final
+class SubmitDedupJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def config(self) -> Global___DedupJobConfig:
+        """What to deduplicate."""
+
+    def __init__(
+        self,
+        *,
+        config: Global___DedupJobConfig | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitDedupJobRequest: _TypeAlias = SubmitDedupJobRequest  # noqa: Y015
+
+@_typing.final
+class SubmitDedupJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___Job:
+        """The job as stored, QUEUED; its progress counts rows."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitDedupJobResponse: _TypeAlias = SubmitDedupJobResponse  # noqa: Y015
+
+@_typing.final
+class DedupGroup(_message.Message):
+    """One group of near-duplicates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEPT_ID_FIELD_NUMBER: _builtins.int
+    REMOVED_IDS_FIELD_NUMBER: _builtins.int
+    SIMILARITY_FIELD_NUMBER: _builtins.int
+    kept_id: _builtins.str
+    """The document id of the row kept."""
+    @_builtins.property
+    def removed_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The document ids of the rows removed (or that a delete run removed)."""
+
+    @_builtins.property
+    def similarity(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Each removed row's cosine similarity to the kept row, in the order of removed_ids."""
+
+    def __init__(
+        self,
+        *,
+        kept_id: _builtins.str = ...,
+        removed_ids: _abc.Iterable[_builtins.str] | None = ...,
+        similarity: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kept_id", b"kept_id", "removed_ids", b"removed_ids", "similarity", b"similarity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DedupGroup: _TypeAlias = DedupGroup  # noqa: Y015
+
+@_typing.final
+class GetDedupGroupsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """A dedup job's id; FAILED_PRECONDITION until it has succeeded."""
+    page_size: _builtins.int
+    """Groups per page; 0 means 50, at most 1000."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDedupGroupsRequest: _TypeAlias = GetDedupGroupsRequest  # noqa: Y015
+
+@_typing.final
+class GetDedupGroupsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_GROUPS_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more groups."""
+    total_groups: _builtins.int
+    """Groups in the whole result."""
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___DedupGroup]:
+        """One page of groups, in kept-id order."""
+
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[Global___DedupGroup] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total_groups: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "next_page_token", b"next_page_token", "total_groups", b"total_groups"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDedupGroupsResponse: _TypeAlias = GetDedupGroupsResponse  # noqa: Y015

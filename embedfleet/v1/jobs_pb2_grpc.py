@@ -85,6 +85,16 @@ class JobServiceStub:
                 request_serializer=embedfleet_dot_v1_dot_jobs__pb2.ResumeJobRequest.SerializeToString,
                 response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.ResumeJobResponse.FromString,
                 _registered_method=True)
+        self.SubmitDedupJob = channel.unary_unary(
+                '/embedfleet.v1.JobService/SubmitDedupJob',
+                request_serializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitDedupJobRequest.SerializeToString,
+                response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitDedupJobResponse.FromString,
+                _registered_method=True)
+        self.GetDedupGroups = channel.unary_unary(
+                '/embedfleet.v1.JobService/GetDedupGroups',
+                request_serializer=embedfleet_dot_v1_dot_jobs__pb2.GetDedupGroupsRequest.SerializeToString,
+                response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.GetDedupGroupsResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -164,6 +174,21 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitDedupJob(self, request, context):
+        """Find near-duplicate rows of a collection (or of the rows a filter selects) on the workers. A dry run
+        unless action is DEDUP_ACTION_DELETE; the job's outputs say how many groups, duplicates and removed rows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDedupGroups(self, request, context):
+        """A succeeded dedup job's groups, a page at a time, in kept-id order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -216,6 +241,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ResumeJob,
                     request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.ResumeJobRequest.FromString,
                     response_serializer=embedfleet_dot_v1_dot_jobs__pb2.ResumeJobResponse.SerializeToString,
+            ),
+            'SubmitDedupJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitDedupJob,
+                    request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitDedupJobRequest.FromString,
+                    response_serializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitDedupJobResponse.SerializeToString,
+            ),
+            'GetDedupGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDedupGroups,
+                    request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.GetDedupGroupsRequest.FromString,
+                    response_serializer=embedfleet_dot_v1_dot_jobs__pb2.GetDedupGroupsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -489,6 +524,60 @@ class JobService:
             '/embedfleet.v1.JobService/ResumeJob',
             embedfleet_dot_v1_dot_jobs__pb2.ResumeJobRequest.SerializeToString,
             embedfleet_dot_v1_dot_jobs__pb2.ResumeJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitDedupJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedfleet.v1.JobService/SubmitDedupJob',
+            embedfleet_dot_v1_dot_jobs__pb2.SubmitDedupJobRequest.SerializeToString,
+            embedfleet_dot_v1_dot_jobs__pb2.SubmitDedupJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDedupGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedfleet.v1.JobService/GetDedupGroups',
+            embedfleet_dot_v1_dot_jobs__pb2.GetDedupGroupsRequest.SerializeToString,
+            embedfleet_dot_v1_dot_jobs__pb2.GetDedupGroupsResponse.FromString,
             options,
             channel_credentials,
             insecure,

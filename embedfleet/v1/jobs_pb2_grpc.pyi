@@ -60,6 +60,12 @@ class JobServiceStub:
     ones are kept (their documents are not embedded again). FAILED_PRECONDITION for a job in any
     other state, or of a kind whose inputs do not outlive its chunks (distill, evaluate).
     """
+    SubmitDedupJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.SubmitDedupJobRequest, _jobs_pb2.SubmitDedupJobResponse]
+    """Find near-duplicate rows of a collection (or of the rows a filter selects) on the workers. A dry run
+    unless action is DEDUP_ACTION_DELETE; the job's outputs say how many groups, duplicates and removed rows.
+    """
+    GetDedupGroups: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.GetDedupGroupsRequest, _jobs_pb2.GetDedupGroupsResponse]
+    """A succeeded dedup job's groups, a page at a time, in kept-id order."""
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
@@ -91,6 +97,12 @@ class JobServiceAsyncStub(JobServiceStub):
     ones are kept (their documents are not embedded again). FAILED_PRECONDITION for a job in any
     other state, or of a kind whose inputs do not outlive its chunks (distill, evaluate).
     """
+    SubmitDedupJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.SubmitDedupJobRequest, _jobs_pb2.SubmitDedupJobResponse]  # type: ignore[assignment]
+    """Find near-duplicate rows of a collection (or of the rows a filter selects) on the workers. A dry run
+    unless action is DEDUP_ACTION_DELETE; the job's outputs say how many groups, duplicates and removed rows.
+    """
+    GetDedupGroups: _aio.UnaryUnaryMultiCallable[_jobs_pb2.GetDedupGroupsRequest, _jobs_pb2.GetDedupGroupsResponse]  # type: ignore[assignment]
+    """A succeeded dedup job's groups, a page at a time, in kept-id order."""
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     """Batch jobs and their lifecycle."""
@@ -179,5 +191,23 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         ones are kept (their documents are not embedded again). FAILED_PRECONDITION for a job in any
         other state, or of a kind whose inputs do not outlive its chunks (distill, evaluate).
         """
+
+    @_abc_1.abstractmethod
+    def SubmitDedupJob(
+        self,
+        request: _jobs_pb2.SubmitDedupJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.SubmitDedupJobResponse, _abc.Awaitable[_jobs_pb2.SubmitDedupJobResponse]]:
+        """Find near-duplicate rows of a collection (or of the rows a filter selects) on the workers. A dry run
+        unless action is DEDUP_ACTION_DELETE; the job's outputs say how many groups, duplicates and removed rows.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDedupGroups(
+        self,
+        request: _jobs_pb2.GetDedupGroupsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.GetDedupGroupsResponse, _abc.Awaitable[_jobs_pb2.GetDedupGroupsResponse]]:
+        """A succeeded dedup job's groups, a page at a time, in kept-id order."""
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
