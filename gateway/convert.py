@@ -8,6 +8,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from embedfleet import wire
+from embedfleet.cluster_types import ClusterSummary, MapPoint
 from embedfleet.datastore import location_uri
 from embedfleet.domain import (
     Document,
@@ -20,6 +21,7 @@ from embedfleet.domain import (
     VectorField,
 )
 from embedfleet.gateway.embedding import EmbedResult
+from embedfleet.gateway.kinds.cluster import ClusterRequest
 from embedfleet.gateway.kinds.distill import DistillRequest
 from embedfleet.gateway.kinds.embed import EmbedJobRequest
 from embedfleet.gateway.kinds.evaluate import EvaluateRequest
@@ -260,4 +262,47 @@ def status_to_pb(status: DeploymentStatus) -> status_pb2.GetStatusResponse:
         parts_running=status.activity.parts["running"],
         jobs=[job_to_pb(j) for j in status.jobs],
         active_jobs=status.active_jobs,
+    )
+
+
+def cluster_from_pb(config: jobs_pb2.ClusterJobConfig) -> ClusterRequest:
+    return ClusterRequest(
+        collection=config.collection,
+        filter=config.filter,
+        method=wire.CLUSTER_METHOD.from_pb(config.method, "config.method"),
+        k=config.k,
+        k_min=config.k_min,
+        k_max=config.k_max,
+        sample_size=config.sample_size,
+        min_cluster_size=config.min_cluster_size,
+        min_samples=config.min_samples,
+        top_terms=config.top_terms,
+        representatives=config.representatives,
+        model=config.model,
+        seed=config.seed,
+        display_name=config.display_name,
+    )
+
+
+def cluster_to_pb(summary: ClusterSummary, with_documents: bool = True) -> jobs_pb2.ClusterSummary:
+    return jobs_pb2.ClusterSummary(
+        cluster_id=summary.cluster,
+        size=summary.size,
+        terms=[jobs_pb2.ClusterTerm(term=t, score=s) for t, s in summary.terms],
+        representatives=[
+            jobs_pb2.ClusterDocument(id=r.id, text=r.text, similarity=r.similarity)
+            for r in (summary.representatives if with_documents else [])
+        ],
+    )
+
+
+def assignment_to_pb(row: tuple[str, int, float]) -> jobs_pb2.ClusterAssignment:
+    return jobs_pb2.ClusterAssignment(id=row[0], cluster_id=row[1], similarity=row[2])
+
+
+def map_to_pb(points: list[MapPoint], summaries: list[ClusterSummary]) -> jobs_pb2.GetClusterMapResponse:
+    return jobs_pb2.GetClusterMapResponse(
+        points=[jobs_pb2.ClusterMapPoint(id=p.id, cluster_id=p.cluster, x=p.x, y=p.y, text=p.text) for p in points],
+        clusters=[cluster_to_pb(s, with_documents=False) for s in summaries],
+        projection="pca",
     )
