@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from embedfleet.cluster_types import ClusterSummary, MapPoint, Representative
+from embedfleet.cluster_types import Assignment, ClusterSummary, MapPoint, Representative
 from embedfleet.datastore import open_filesystem
 from embedfleet.domain import ResultsRef
 from embedfleet.errors import NotFound
@@ -130,13 +130,13 @@ def read_summaries(ref: ResultsRef) -> list[ClusterSummary]:
 
 def read_assignments(
     ref: ResultsRef, offset: int, limit: int, cluster: int | None = None
-) -> tuple[list[tuple[str, int, float]], bool]:
-    """(id, cluster, similarity) of rows ``offset``..``offset + limit`` (of one cluster's rows if given),
+) -> tuple[list[Assignment], bool]:
+    """The assignments of rows ``offset``..``offset + limit`` (of one cluster's rows if given),
     and whether more follow."""
     filters = pc.field("cluster") == cluster if cluster is not None else None
     table = _read(ref, ASSIGNMENTS, filters).select(["id", "cluster", "similarity"])
     page = table.slice(offset, limit)
-    rows = list(zip(*(page.column(c).to_pylist() for c in ("id", "cluster", "similarity")), strict=True))
+    rows = [Assignment(r["id"], r["cluster"], r["similarity"]) for r in page.to_pylist()]
     return rows, offset + limit < table.num_rows
 
 

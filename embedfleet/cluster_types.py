@@ -30,3 +30,21 @@ class MapPoint:
     x: float
     y: float
     text: str
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A row's cluster: its document id, the cluster (-1: noise) and its cosine to the cluster's centre."""
+
+    id: str
+    cluster: int
+    similarity: float
+
+
+@dataclass(frozen=True)
+class ClusterMap:
+    """A sample of rows on the plane and the clusters to label them with (representatives left out)."""
+
+    points: list[MapPoint]
+    clusters: list[ClusterSummary]
+    projection: str = "pca"

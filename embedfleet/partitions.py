@@ -13,6 +13,9 @@ import numpy as np
 # faiss' k-means iterations: enough for the centroids to settle on embedding data (the objective changes
 # by well under 1 % after ~15 here).
 KMEANS_ITERATIONS = 20
+# Independent k-means runs, the best objective kept: one random start can put two centroids in one
+# group and leave two groups under one centroid, a local optimum that more iterations never leave.
+KMEANS_RESTARTS = 3
 
 
 def train_kmeans(sample_vectors: np.ndarray, k: int, seed: int, iterations: int = KMEANS_ITERATIONS) -> np.ndarray:
@@ -23,6 +26,7 @@ def train_kmeans(sample_vectors: np.ndarray, k: int, seed: int, iterations: int 
         k,
         niter=iterations,
         seed=seed,
+        nredo=KMEANS_RESTARTS,
         spherical=True,
         max_points_per_centroid=max(256, -(-len(sample) // k)),
         verbose=False,

@@ -7,7 +7,7 @@ record says where. Page tokens are row offsets this server issued, checked befor
 from __future__ import annotations
 
 from embedfleet import cluster_store, errors
-from embedfleet.cluster_types import ClusterSummary, MapPoint
+from embedfleet.cluster_types import Assignment, ClusterSummary, MapPoint
 from embedfleet.domain import ClusterParams, JobState, ResultsRef
 from embedfleet.ids import validate_job_id
 from embedfleet.jobstore import JobStore
@@ -55,7 +55,7 @@ class ClustersCore:
 
     def assignments(
         self, job_id: str, page_size: int, page_token: str, cluster: int | None
-    ) -> tuple[list[tuple[str, int, float]], str]:
+    ) -> tuple[list[Assignment], str]:
         offset, size = _page(page_size, page_token, DEFAULT_ROWS_PAGE, MAX_ROWS_PAGE)
         rows, more = cluster_store.read_assignments(self._results(job_id), offset, size, cluster)
         return rows, _token(offset + size, more)

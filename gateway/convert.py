@@ -8,7 +8,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from embedfleet import wire
-from embedfleet.cluster_types import ClusterSummary, MapPoint
+from embedfleet.cluster_types import Assignment, ClusterSummary, MapPoint
 from embedfleet.datastore import location_uri
 from embedfleet.domain import (
     Document,
@@ -296,8 +296,8 @@ def cluster_to_pb(summary: ClusterSummary, with_documents: bool = True) -> jobs_
     )
 
 
-def assignment_to_pb(row: tuple[str, int, float]) -> jobs_pb2.ClusterAssignment:
-    return jobs_pb2.ClusterAssignment(id=row[0], cluster_id=row[1], similarity=row[2])
+def assignment_to_pb(row: Assignment) -> jobs_pb2.ClusterAssignment:
+    return jobs_pb2.ClusterAssignment(id=row.id, cluster_id=row.cluster, similarity=row.similarity)
 
 
 def map_to_pb(points: list[MapPoint], summaries: list[ClusterSummary]) -> jobs_pb2.GetClusterMapResponse:
