@@ -1316,7 +1316,9 @@ class ClusterJobConfig(_message.Message):
     """Terms (class-based TF-IDF) and documents nearest the centre kept per cluster; 0 means 10 and 5, at most 50."""
     representatives: _builtins.int
     model: _builtins.str
-    """If set, the collection must have been filled by this model (name or role); FAILED_PRECONDITION otherwise."""
+    """The model whose vectors the collection holds (name or role); empty means the default model, as for
+    index jobs. A collection filled by another model is FAILED_PRECONDITION.
+    """
     seed: _builtins.int
     """Seed of the sampling and of k-means, for reproducible clusters; 0 means 1."""
     display_name: _builtins.str

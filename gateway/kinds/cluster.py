@@ -1,6 +1,6 @@
-"""Cluster jobs, gateway side: validate the method's parameters, check the collection (it exists, and
-was filled by the model the request names, if any), count the rows the filter selects (which also proves
-Milvus can parse the filter) and plan one part; progress counts rows assigned."""
+"""Cluster jobs, gateway side: validate the method's parameters, check the collection (it exists, and was
+filled by the model the request names, the default model if none), count the rows the filter selects
+(which also proves Milvus can parse the filter) and plan one part; progress counts rows assigned."""
 
 from __future__ import annotations
 
@@ -52,13 +52,13 @@ class ClusterPlanner:
         binding = ctx.binding(request.collection)
         if binding is None:
             raise errors.NotFound(f"collection {request.collection!r} does not exist; run an index job to create it")
-        if request.model:
-            model = ctx.registry.resolve(request.model).name
-            if model != binding.model:
-                raise errors.FailedPrecondition(
-                    f"collection {request.collection!r} holds vectors of {binding.model!r}, not of {model!r}; "
-                    "leave model unset to cluster it as it is, or name the collection that model filled"
-                )
+        model = ctx.registry.resolve(request.model).name
+        if model != binding.model:
+            raise errors.FailedPrecondition(
+                f"collection {request.collection!r} holds vectors of {binding.model!r}, not of {model!r}"
+                f"{'' if request.model else ' (the default model)'}; name the collection's model, or cluster a "
+                f"collection {model!r} filled"
+            )
         rows = count_rows(ctx.milvus_client(), request.collection, params.filter)
         _check_size(params, rows, ctx, request.collection)
         directory = results_directory(ctx.datastore.root, request.collection, sub.stager.job_id)
