@@ -98,15 +98,21 @@ class Reservoir:
         self.payloads: list[Any] = [None] * size
         self._rng = np.random.default_rng(seed)
 
-    def add(self, vectors: np.ndarray, payloads: Sequence[Any] | None = None) -> None:
+    def add(self, vectors: np.ndarray, payload: Callable[[int], Any] | None = None) -> None:
+        """Offer a batch; ``payload(i)`` is asked only for the rows that are kept."""
         n = len(vectors)
         positions = np.arange(self.seen, self.seen + n)
         slots = positions.copy()
         late = positions >= self.size
         slots[late] = self._rng.integers(0, positions[late] + 1)
-        for row in np.flatnonzero(slots < self.size):  # in stream order: a later item wins its slot
-            self.vectors[slots[row]] = vectors[row]
-            self.payloads[slots[row]] = payloads[row] if payloads is not None else None
+        offered = np.flatnonzero(slots < self.size)
+        # Two rows of one batch drawn for the same slot: the later one wins, as in a row-by-row pass.
+        _, last = np.unique(slots[offered][::-1], return_index=True)
+        kept = offered[::-1][last]
+        self.vectors[slots[kept]] = vectors[kept]
+        if payload is not None:
+            for row in kept.tolist():
+                self.payloads[slots[row]] = payload(row)
         self.seen += n
 
     def sample(self) -> tuple[np.ndarray, list[Any]]:

@@ -159,7 +159,7 @@ def test_unknown_and_foreign_collections_and_other_jobs(celery_system: LocalClus
                 client.submit_cluster(foreign, k=2, model=model)
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert "holds vectors of 'some-other-model'" in err.value.details()
-        index_job = next(iter(client.list_jobs(state=JobState.SUCCEEDED)))
+        index_job = next(j for j in client.list_jobs(state=JobState.SUCCEEDED) if j.kind == "index")
         with pytest.raises(grpc.RpcError) as err:
             client.clusters(index_job.id)
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "not a cluster job" in err.value.details()

@@ -16,12 +16,11 @@ import numpy as np
 from pymilvus import MilvusClient
 
 from embedfleet import milvus
-from embedfleet.cluster import Assigner, Summarizer, centroids_of, choose_k, hdbscan_labels, order_by_size
+from embedfleet.cluster import Summarizer, assign_all, fit, term_stride
 from embedfleet.cluster_store import assignments, write_summaries
 from embedfleet.collection_scan import Reservoir, ScanBatch, scan_collection
 from embedfleet.domain import ClusterMethod, ClusterParams, JobSpec, JobState
 from embedfleet.errors import FailedPrecondition
-from embedfleet.partitions import assign, train_kmeans
 from embedfleet.worker.kinds.base import Part, PartCancelled, PartResult, WorkerContext
 
 log = logging.getLogger(__name__)
@@ -45,25 +44,23 @@ class ClusterPart:
             sample = held.vectors
         else:
             sample = _sample(client, params)
-        assigner = _fit(params, sample, metrics)
+        assigner = fit(params, sample, metrics)
         batches: Iterator[ScanBatch] = (
             _split(held)
             if in_memory
             else scan_collection(client, params.collection, params.filter, READ_BATCH, _ROW_FIELDS)
         )
-        summarizer = Summarizer(params.top_terms, params.representatives, params.seed, sample.shape[1])
-        done = 0
+        summarizer = Summarizer(
+            params.top_terms, params.representatives, params.seed, sample.shape[1], term_stride(params.rows)
+        )
+
+        def progress(done: int, batches_done: int) -> None:
+            ctx.store.report(part.job_id, done=done)
+            if batches_done % _CANCEL_CHECK_BATCHES == 0 and ctx.store.get(part.job_id).state == JobState.CANCELLED:
+                raise PartCancelled(f"job {part.job_id} was cancelled after {done} rows")
+
         with assignments(params.results) as table:
-            for number, batch in enumerate(batches):
-                labels, sims = assigner(batch.vectors)
-                ids = [str(r[milvus.ID_FIELD]) for r in batch.rows]
-                texts = [str(r[milvus.TEXT_FIELD] or "") for r in batch.rows]
-                table.write(ids, batch.pks, labels, sims)
-                summarizer.add(ids, texts, batch.vectors, labels, sims)
-                done += len(batch)
-                ctx.store.report(part.job_id, done=done)
-                if number % _CANCEL_CHECK_BATCHES == 0 and ctx.store.get(part.job_id).state == JobState.CANCELLED:
-                    raise PartCancelled(f"job {part.job_id} was cancelled after {done} rows")
+            done = assign_all(assigner, batches, summarizer, table, progress)
         summaries = summarizer.summaries()
         write_summaries(params.results, summaries, summarizer.map_points())
         noise = summarizer.sizes.get(-1, 0)
@@ -102,26 +99,6 @@ def _sample(client: MilvusClient, params: ClusterParams) -> np.ndarray:
     if reservoir is None:
         raise FailedPrecondition(f"the filter selects no rows of {params.collection!r} any more")
     return reservoir.sample()[0]
-
-
-def _fit(params: ClusterParams, sample: np.ndarray, metrics: dict[str, float]) -> Assigner:
-    if len(sample) < 2:
-        raise FailedPrecondition(f"the filter selects {len(sample)} row(s) of {params.collection!r}; need at least 2")
-    if params.method == ClusterMethod.HDBSCAN:
-        labels = order_by_size(hdbscan_labels(sample, params.min_cluster_size, params.min_samples))
-        return Assigner(centroids_of(sample, labels, int(labels.max()) + 1), labels)
-    k = params.k
-    if k == 0:
-        choice = choose_k(sample, params.k_min, params.k_max, params.seed)
-        k = choice.k
-        metrics.update({f"silhouette.k{c}": s for c, s in choice.silhouettes.items()})
-        metrics["silhouette"] = choice.silhouettes[k]
-    k = min(k, len(sample))
-    centroids = train_kmeans(sample, k, params.seed)
-    # Number clusters by their size in the sample, so cluster 0 is the largest.
-    labels = assign(sample, centroids)[0][:, 0]
-    order = np.argsort(-np.bincount(labels, minlength=k), kind="stable")
-    return Assigner(centroids[order])
 
 
 def _concat(batches: list[ScanBatch]) -> ScanBatch:
