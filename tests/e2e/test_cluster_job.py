@@ -5,6 +5,7 @@ beside the collection; the CLI and the map; and the statuses of bad requests."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections import Counter
@@ -19,7 +20,10 @@ from embedfleet import milvus
 from embedfleet.client import cli
 from embedfleet.client.aio import AsyncEmbedfleetClient
 from embedfleet.client.sdk import EmbedfleetClient
-from embedfleet.domain import JobState
+from embedfleet.domain import ClusterMethod, JobState
+from embedfleet.errors import FailedPrecondition
+from embedfleet.gateway.kinds.base import PartStager, Submission
+from embedfleet.gateway.kinds.cluster import ClusterPlanner, ClusterRequest
 from embedfleet.local import LocalCluster
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -167,3 +171,19 @@ def test_unknown_and_foreign_collections_and_other_jobs(celery_system: LocalClus
         with pytest.raises(grpc.RpcError) as err:
             list(client.cluster_assignments(job.id, page_size=20_000))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_size" in err.value.details()
+
+
+def test_hdbscan_above_the_row_limit_is_refused(celery_system: LocalCluster, small_collection: str) -> None:
+    """The gateway's planner with the limit set below the collection's 12 rows (the shared system's is 50,000)."""
+    ctx = dataclasses.replace(
+        celery_system.gateway.ctx,
+        settings=celery_system.gateway.ctx.settings.model_copy(update={"max_hdbscan_rows": 5}),
+    )
+    stager = PartStager(ctx.store, uuid.uuid4().hex, ctx.datastore, 100)
+    request = ClusterRequest(collection=small_collection, method=ClusterMethod.HDBSCAN)
+    with pytest.raises(FailedPrecondition, match=r"has 12 rows; HDBSCAN takes at most 5.*use method KMEANS"):
+        ClusterPlanner().plan(request, Submission(ctx, stager, iter(())))
+    # Under the limit (a filter selecting 4 rows), the same request plans a job of those rows.
+    selected = dataclasses.replace(request, filter='doc_id in ["s0", "s1", "s2", "s3"]', min_cluster_size=2)
+    plan = ClusterPlanner().plan(selected, Submission(ctx, stager, iter(())))
+    assert (plan.total, plan.parts, plan.spec.params.rows) == (4, 1, 4)
