@@ -309,3 +309,55 @@ def ingest_dedup(options: Mapping[str, Any] | None) -> jobs_pb2.IngestDedup | No
         threshold=float(options["threshold"]),
         action=wire.INGEST_DEDUP_ACTION.to_pb(action),  # type: ignore[arg-type]
     )
+
+
+def cluster_request(
+    collection: str,
+    *,
+    method: str = "kmeans",
+    k: int = 0,
+    filter: str = "",
+    k_min: int = 0,
+    k_max: int = 0,
+    sample_size: int = 0,
+    min_cluster_size: int = 0,
+    min_samples: int = 0,
+    top_terms: int = 0,
+    representatives: int = 0,
+    model: str = "",
+    seed: int = 0,
+    display_name: str = "",
+) -> jobs_pb2.SubmitClusterJobRequest:
+    """A cluster job: ``method`` kmeans (``k``, or k = 0 to choose it in [k_min, k_max]) or hdbscan."""
+    code = wire.CLUSTER_METHOD.to_pb(wire.CLUSTER_METHOD.parse(method, "method"))
+    return jobs_pb2.SubmitClusterJobRequest(
+        config=jobs_pb2.ClusterJobConfig(
+            collection=collection,
+            filter=filter,
+            method=code,  # type: ignore[arg-type]
+            k=k,
+            k_min=k_min,
+            k_max=k_max,
+            sample_size=sample_size,
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            top_terms=top_terms,
+            representatives=representatives,
+            model=model,
+            seed=seed,
+            display_name=display_name,
+        )
+    )
+
+
+def list_clusters_request(job_id: str, page_size: int, page_token: str) -> jobs_pb2.ListClustersRequest:
+    return jobs_pb2.ListClustersRequest(job_id=job_id, page_size=page_size, page_token=page_token)
+
+
+def cluster_assignments_request(
+    job_id: str, cluster: int | None, page_size: int, page_token: str
+) -> jobs_pb2.ListClusterAssignmentsRequest:
+    request = jobs_pb2.ListClusterAssignmentsRequest(job_id=job_id, page_size=page_size, page_token=page_token)
+    if cluster is not None:
+        request.cluster_id = cluster
+    return request

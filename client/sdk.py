@@ -21,10 +21,12 @@ import pyarrow as pa
 
 from embedfleet import wire
 from embedfleet.client import requests as rq
+from embedfleet.client.clusters import assignment_from_pb, map_from_pb, summary_from_pb
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, follow
 from embedfleet.client.stubs import ClientBase, Connection
 from embedfleet.client.types import DedupGroup, DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.cluster_types import Assignment, ClusterMap, ClusterSummary
 from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
 from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, status_pb2
@@ -297,3 +299,43 @@ class EmbedfleetClient(ClientBase):
         """One call for many queries (batched through the model and Milvus): hits per query, in order."""
         response = self.searches.Search(rq.search_request(collection, queries, **options), timeout=self.timeout)
         return [[SearchHit.from_pb(h) for h in result.hits] for result in response.results]
+
+    # -- clustering ---------------------------------------------------------------------------
+    def submit_cluster(self, collection: str, **kwargs: Any) -> Job:
+        """Queue a cluster job on ``collection`` (see ``requests.cluster_request``: ``method`` kmeans or hdbscan,
+        ``k`` (0 chooses it), ``filter``, ...); when it succeeds, read ``clusters``/``cluster_assignments``."""
+        request = rq.cluster_request(collection, **kwargs)
+        return Job.from_pb(self.jobs.SubmitClusterJob(request, timeout=self.timeout).job)
+
+    def cluster(self, collection: str, *, progress: bool = False, timeout: float | None = None, **kwargs: Any) -> Job:
+        """Submit a cluster job and wait for it to finish (see ``submit_cluster`` and ``wait``)."""
+        return self.wait(self.submit_cluster(collection, **kwargs).id, progress=progress, timeout=timeout)
+
+    def clusters(self, job_id: str, page_size: int = 100) -> list[ClusterSummary]:
+        """A finished cluster job's clusters, largest first (noise, -1, last), fetched page by page."""
+        found: list[ClusterSummary] = []
+        token = ""
+        while True:
+            response = self.jobs.ListClusters(rq.list_clusters_request(job_id, page_size, token), timeout=self.timeout)
+            found.extend(summary_from_pb(c) for c in response.clusters)
+            token = response.next_page_token
+            if not token:
+                return found
+
+    def cluster_assignments(
+        self, job_id: str, cluster: int | None = None, page_size: int = 1000
+    ) -> Iterator[Assignment]:
+        """Every row's cluster (only ``cluster``'s rows if given), fetched page by page."""
+        token = ""
+        while True:
+            request = rq.cluster_assignments_request(job_id, cluster, page_size, token)
+            response = self.jobs.ListClusterAssignments(request, timeout=self.timeout)
+            yield from (assignment_from_pb(a) for a in response.assignments)
+            token = response.next_page_token
+            if not token:
+                return
+
+    def cluster_map(self, job_id: str) -> ClusterMap:
+        """A sample of the job's rows projected to 2-D with their clusters (``client.cluster_map`` draws it)."""
+        request = jobs_pb2.GetClusterMapRequest(job_id=job_id)
+        return map_from_pb(self.jobs.GetClusterMap(request, timeout=self.timeout))

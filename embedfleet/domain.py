@@ -34,6 +34,7 @@ class JobKind(StrEnum):
     DISTILL = "distill"
     EVALUATE = "evaluate"
     DEDUP = "dedup"
+    CLUSTER = "cluster"
 
 
 class SearchMode(StrEnum):
@@ -289,8 +290,39 @@ class DedupParams(BaseModel):
     output: ResultsRef
 
 
+class ClusterMethod(StrEnum):
+    """How a cluster job groups vectors (see ``embedfleet/cluster.py``)."""
+
+    KMEANS = "kmeans"
+    HDBSCAN = "hdbscan"
+
+
+class ClusterParams(BaseModel):
+    """A cluster job's settings, resolved and validated at submission (defaults filled in).
+
+    ``k`` 0 means "choose k in [k_min, k_max] on a sample"; ``rows`` is what the filter selected then.
+    The tables go to ``results`` (the dataset store, beside the collection), not into Milvus rows."""
+
+    kind: Literal[JobKind.CLUSTER] = JobKind.CLUSTER
+    collection: str
+    filter: str = ""
+    method: ClusterMethod = ClusterMethod.KMEANS
+    k: int = 0
+    k_min: int = 2
+    k_max: int = 30
+    sample_size: int = 100_000
+    min_cluster_size: int = 10
+    min_samples: int = 10
+    top_terms: int = 10
+    representatives: int = 5
+    seed: int = 1
+    rows: int = 0
+    results: ResultsRef
+
+
 JobParams = Annotated[
-    IndexParams | EmbedParams | DistillParams | EvaluateParams | DedupParams, Field(discriminator="kind")
+    IndexParams | EmbedParams | DistillParams | EvaluateParams | DedupParams | ClusterParams,
+    Field(discriminator="kind"),
 ]
 
 
@@ -326,7 +358,7 @@ class JobSpec(BaseModel):
 
     @property
     def collection(self) -> str:
-        return self.params.collection if isinstance(self.params, IndexParams | DedupParams) else ""
+        return self.params.collection if isinstance(self.params, IndexParams | DedupParams | ClusterParams) else ""
 
 
 @dataclass(frozen=True)

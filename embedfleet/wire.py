@@ -14,6 +14,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 
 from embedfleet.domain import (
+    ClusterMethod,
     CorpusFormat,
     DedupAction,
     DedupMode,
@@ -86,6 +87,7 @@ INGEST_DEDUP_ACTION = EnumCodec(
     IngestDedupAction, jobs_pb2.IngestDedupAction, "INGEST_DEDUP_ACTION", IngestDedupAction.SKIP
 )
 DEDUP_ACTION = EnumCodec(DedupAction, jobs_pb2.DedupAction, "DEDUP_ACTION", DedupAction.DRY_RUN)
+CLUSTER_METHOD = EnumCodec(ClusterMethod, jobs_pb2.ClusterMethod, "CLUSTER_METHOD", ClusterMethod.KMEANS)
 
 # ``EmbeddingBatch.data`` element type per precision (little-endian; binary is packed bits).
 DTYPES: dict[Precision, np.dtype] = {

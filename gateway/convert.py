@@ -8,6 +8,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from embedfleet import wire
+from embedfleet.cluster_types import Assignment, ClusterSummary, MapPoint
 from embedfleet.datastore import location_uri
 from embedfleet.dedup_store import StoredGroup
 from embedfleet.domain import (
@@ -22,6 +23,7 @@ from embedfleet.domain import (
     VectorField,
 )
 from embedfleet.gateway.embedding import EmbedResult
+from embedfleet.gateway.kinds.cluster import ClusterRequest
 from embedfleet.gateway.kinds.dedup import DedupRequest
 from embedfleet.gateway.kinds.distill import DistillRequest
 from embedfleet.gateway.kinds.embed import EmbedJobRequest
@@ -300,4 +302,47 @@ def dedup_groups_to_pb(groups: list[StoredGroup], token: str, total: int) -> job
         ],
         next_page_token=token,
         total_groups=total,
+    )
+
+
+def cluster_from_pb(config: jobs_pb2.ClusterJobConfig) -> ClusterRequest:
+    return ClusterRequest(
+        collection=config.collection,
+        filter=config.filter,
+        method=wire.CLUSTER_METHOD.from_pb(config.method, "config.method"),
+        k=config.k,
+        k_min=config.k_min,
+        k_max=config.k_max,
+        sample_size=config.sample_size,
+        min_cluster_size=config.min_cluster_size,
+        min_samples=config.min_samples,
+        top_terms=config.top_terms,
+        representatives=config.representatives,
+        model=config.model,
+        seed=config.seed,
+        display_name=config.display_name,
+    )
+
+
+def cluster_to_pb(summary: ClusterSummary, with_documents: bool = True) -> jobs_pb2.ClusterSummary:
+    return jobs_pb2.ClusterSummary(
+        cluster_id=summary.cluster,
+        size=summary.size,
+        terms=[jobs_pb2.ClusterTerm(term=t, score=s) for t, s in summary.terms],
+        representatives=[
+            jobs_pb2.ClusterDocument(id=r.id, text=r.text, similarity=r.similarity)
+            for r in (summary.representatives if with_documents else [])
+        ],
+    )
+
+
+def assignment_to_pb(row: Assignment) -> jobs_pb2.ClusterAssignment:
+    return jobs_pb2.ClusterAssignment(id=row.id, cluster_id=row.cluster, similarity=row.similarity)
+
+
+def map_to_pb(points: list[MapPoint], summaries: list[ClusterSummary]) -> jobs_pb2.GetClusterMapResponse:
+    return jobs_pb2.GetClusterMapResponse(
+        points=[jobs_pb2.ClusterMapPoint(id=p.id, cluster_id=p.cluster, x=p.x, y=p.y, text=p.text) for p in points],
+        clusters=[cluster_to_pb(s, with_documents=False) for s in summaries],
+        projection="pca",
     )

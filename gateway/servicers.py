@@ -14,6 +14,7 @@ import grpc
 from embedfleet.domain import Document
 from embedfleet.errors import InvalidArgument
 from embedfleet.gateway import convert
+from embedfleet.gateway.clusters import ClustersCore
 from embedfleet.gateway.embedding import EmbedCore
 from embedfleet.gateway.errors import translate_errors
 from embedfleet.gateway.jobs import JobsCore
@@ -59,6 +60,7 @@ def _split_submission(
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, jobs: JobsCore) -> None:
         self.jobs = jobs
+        self.clusters = ClustersCore(jobs.store)
 
     def _submit_stream(self, requests: Iterator[Any], from_pb: Callable[[Any], JobRequest]) -> jobs_pb2.Job:
         request, documents = _split_submission(requests, from_pb)
@@ -139,6 +141,37 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     ) -> Iterator[jobs_pb2.StreamJobResultsResponse]:
         for part, first, result in self.jobs.results(request.job_id, context.is_active):
             yield convert.part_result_to_pb(part, first, result)
+
+    @translate_errors
+    def SubmitClusterJob(
+        self, request: jobs_pb2.SubmitClusterJobRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.SubmitClusterJobResponse:
+        return jobs_pb2.SubmitClusterJobResponse(job=self._submit_one(request.config, convert.cluster_from_pb))
+
+    @translate_errors
+    def ListClusters(
+        self, request: jobs_pb2.ListClustersRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.ListClustersResponse:
+        clusters, token, total = self.clusters.clusters(request.job_id, request.page_size, request.page_token)
+        return jobs_pb2.ListClustersResponse(
+            clusters=[convert.cluster_to_pb(c) for c in clusters], next_page_token=token, total=total
+        )
+
+    @translate_errors
+    def ListClusterAssignments(
+        self, request: jobs_pb2.ListClusterAssignmentsRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.ListClusterAssignmentsResponse:
+        cluster = request.cluster_id if request.HasField("cluster_id") else None
+        rows, token = self.clusters.assignments(request.job_id, request.page_size, request.page_token, cluster)
+        return jobs_pb2.ListClusterAssignmentsResponse(
+            assignments=[convert.assignment_to_pb(r) for r in rows], next_page_token=token
+        )
+
+    @translate_errors
+    def GetClusterMap(
+        self, request: jobs_pb2.GetClusterMapRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.GetClusterMapResponse:
+        return convert.map_to_pb(*self.clusters.cluster_map(request.job_id))
 
 
 class EmbedServicer(embed_pb2_grpc.EmbedServiceServicer):

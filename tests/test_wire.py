@@ -21,6 +21,7 @@ CODECS = [
     wire.MODEL_ROLE,
     wire.SEARCH_MODE,
     wire.CORPUS_FORMAT,
+    wire.CLUSTER_METHOD,
 ]
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from embedfleet.gateway.kinds.base import JobPlanner
+from embedfleet.gateway.kinds.cluster import ClusterPlanner, ClusterRequest
 from embedfleet.gateway.kinds.dedup import DedupPlanner, DedupRequest
 from embedfleet.gateway.kinds.distill import DistillPlanner, DistillRequest
 from embedfleet.gateway.kinds.embed import EmbedJobRequest, EmbedPlanner
 from embedfleet.gateway.kinds.evaluate import EvaluatePlanner, EvaluateRequest
 from embedfleet.gateway.kinds.index import IndexPlanner, IndexRequest
 
-JobRequest = IndexRequest | EmbedJobRequest | DistillRequest | EvaluateRequest | DedupRequest
+JobRequest = IndexRequest | EmbedJobRequest | DistillRequest | EvaluateRequest | DedupRequest | ClusterRequest
 
 PLANNERS: dict[type[Any], JobPlanner[Any]] = {
     IndexRequest: IndexPlanner(),
@@ -19,4 +20,5 @@ PLANNERS: dict[type[Any], JobPlanner[Any]] = {
     DistillRequest: DistillPlanner(),
     EvaluateRequest: EvaluatePlanner(),
     DedupRequest: DedupPlanner(),
+    ClusterRequest: ClusterPlanner(),
 }

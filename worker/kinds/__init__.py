@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from embedfleet.domain import JobKind
 from embedfleet.worker.kinds.base import PartHandler
+from embedfleet.worker.kinds.cluster import ClusterPart
 from embedfleet.worker.kinds.dedup import DedupPart
 from embedfleet.worker.kinds.distill import DistillPart
 from embedfleet.worker.kinds.embed import EmbedPart
@@ -16,4 +17,5 @@ HANDLERS: dict[JobKind, PartHandler] = {
     JobKind.DISTILL: DistillPart(),
     JobKind.EVALUATE: EvaluatePart(),
     JobKind.DEDUP: DedupPart(),
+    JobKind.CLUSTER: ClusterPart(),
 }
