@@ -31,10 +31,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from embedfleet import milvus
 from embedfleet.cluster import RowWriter, Summarizer, assign_all, fit, term_stride
 from embedfleet.cluster_store import assignments, write_summaries
-from embedfleet.collection_scan import Reservoir, ScanBatch
+from embedfleet.collection_scan import RowBatch, sample
 from embedfleet.domain import ClusterMethod, ClusterParams, ResultsRef
 
 HDBSCAN_MIN_CLUSTER = {"brown": 5, "wordnet": 40}
@@ -129,7 +128,7 @@ DIM, CENTRES, BATCH = 384, 100, 2000
 VOCABULARY = [f"w{i}" for i in range(3000)]
 
 
-def synthetic(rows: int, seed: int = 7, texts: bool = True) -> Iterator[ScanBatch]:
+def synthetic(rows: int, seed: int = 7, texts: bool = True) -> Iterator[RowBatch]:
     """Planted clusters (cosine to their centre ~0.85) with texts of 4 topic words and 6 shared fillers each
     (fillers drawn from 500 prepared phrases, so making the texts costs the benchmark little)."""
     setup = np.random.default_rng(seed)
@@ -147,15 +146,11 @@ def synthetic(rows: int, seed: int = 7, texts: bool = True) -> Iterator[ScanBatc
         vectors = centres[labels] + bank[rng.integers(0, len(bank), n)]
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         picks = rng.integers(0, len(phrases), n)
-        batch_rows = (
-            [
-                {milvus.ID_FIELD: f"r{start + i}", milvus.TEXT_FIELD: topics[c] + phrases[p]}
-                for i, (c, p) in enumerate(zip(labels.tolist(), picks.tolist(), strict=True))
-            ]
-            if texts
-            else []
+        batch_texts = (
+            [topics[c] + phrases[p] for c, p in zip(labels.tolist(), picks.tolist(), strict=True)] if texts else []
         )
-        yield ScanBatch(np.arange(start, start + n, dtype=np.int64), vectors, batch_rows)
+        ids = [f"r{i}" for i in range(start, start + n)]
+        yield RowBatch(np.arange(start, start + n, dtype=np.int64), ids, vectors, batch_texts)
 
 
 class _Keep:
@@ -174,14 +169,11 @@ def scale_one(rows: int, full_training: bool) -> dict[str, float]:
     """One run of the job's pipeline on ``rows`` synthetic rows (in this process)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    reservoir = Reservoir(100_000, DIM, seed=1)
-    for batch in synthetic(rows, texts=False):
-        reservoir.add(batch.vectors)
-    sample = reservoir.sample()[0]
+    vectors = sample(synthetic(rows, texts=False), 100_000, DIM, seed=1).vectors
     timings["sample_s"] = time.perf_counter() - started
     params = _params(k=CENTRES, rows=rows)
     mark = time.perf_counter()
-    assigner = fit(params, sample, {})
+    assigner = fit(params, vectors, {})
     timings["train_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -105,7 +105,7 @@ def render_html(cluster_map: ClusterMap, title: str = "") -> str:
     points = cluster_map.points
     frame = _Frame([p.x for p in points], [p.y for p in points], width, height, margin=24.0)
     circles = "\n".join(
-        '<circle cx="{:.1f}" cy="{:.1f}" r="3" fill="{}">'.format(*frame(p.x, p.y), colour(p.cluster))
+        '<circle cx="{0[0]:.1f}" cy="{0[1]:.1f}" r="3" fill="{1}">'.format(frame(p.x, p.y), colour(p.cluster))
         + f"<title>{html.escape(p.id)} (cluster {p.cluster})&#10;{html.escape(p.text)}</title></circle>"
         for p in points
     )

@@ -16,19 +16,19 @@ in 384 dimensions are dominated by noise and slow (BERTopic reduces with UMAP fo
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from embedfleet import milvus
+from embedfleet import partitions
 from embedfleet.cluster_types import NOISE, ClusterSummary, MapPoint, Representative
-from embedfleet.collection_scan import Reservoir
+from embedfleet.collection_scan import Reservoir, RowBatch
 from embedfleet.ctfidf import ClassTermCounts
 from embedfleet.domain import ClusterMethod, ClusterParams
 from embedfleet.errors import FailedPrecondition
-from embedfleet.partitions import assign, train_kmeans
+from embedfleet.partitions import Partitioner
 
 K_CANDIDATES = 8
 SILHOUETTE_SAMPLE = 4000
@@ -36,12 +36,20 @@ HDBSCAN_DIMENSIONS = 10
 MAP_POINTS = 2000
 MAP_TEXT_CHARS = 300
 TERM_ROWS = 200_000
+# Independent k-means runs, the best objective kept: one random start can put two centroids in one
+# group and leave two groups under one centroid, a local optimum that more iterations never leave.
+KMEANS_RESTARTS = 3
 
 
 @dataclass(frozen=True)
 class KChoice:
     k: int
     silhouettes: dict[int, float]
+
+
+def kmeans(sample: np.ndarray, k: int, seed: int) -> Partitioner:
+    """Spherical k-means on all of ``sample`` (the caller sampled), best of ``KMEANS_RESTARTS`` runs."""
+    return partitions.train(sample, k, seed=seed, restarts=KMEANS_RESTARTS, max_points_per_centroid=None)
 
 
 def k_candidates(k_min: int, k_max: int) -> list[int]:
@@ -57,7 +65,7 @@ def choose_k(sample: np.ndarray, k_min: int, k_max: int, seed: int) -> KChoice:
     sub = sample[np.random.default_rng(seed).permutation(len(sample))[:SILHOUETTE_SAMPLE]]
     scores: dict[int, float] = {}
     for k in k_candidates(k_min, min(k_max, len(sub) - 1)):
-        labels = assign(sub, train_kmeans(sub, k, seed))[0][:, 0]
+        labels = kmeans(sub, k, seed).assign(sub)[:, 0]
         scores[k] = float(silhouette_score(sub, labels, metric="cosine")) if len(set(labels)) > 1 else -1.0
     best = max(scores, key=lambda k: (scores[k], -k))
     return KChoice(best, scores)
@@ -99,6 +107,7 @@ class Assigner:
 
     def __init__(self, centroids: np.ndarray, labels: np.ndarray | None = None) -> None:
         self.centroids = centroids
+        self._partitioner = Partitioner(centroids)
         self._labels = labels  # fixed labels by row position (HDBSCAN), else nearest centroid
         self._offset = 0
 
@@ -108,8 +117,8 @@ class Assigner:
 
     def __call__(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._labels is None:
-            ids, sims = assign(vectors, self.centroids)
-            return ids[:, 0].astype(np.int64), sims[:, 0]
+            ids, sims = self._partitioner.nearest(vectors)
+            return ids[:, 0], sims[:, 0]
         labels = self._labels[self._offset : self._offset + len(vectors)]
         self._offset += len(vectors)
         sims = np.einsum("ij,ij->i", vectors, self.centroids[np.maximum(labels, 0)])
@@ -138,9 +147,9 @@ class Summarizer:
     def __post_init__(self) -> None:
         self._map = Reservoir(MAP_POINTS, self.dimensions, self.seed)
 
-    def add(
-        self, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray, labels: np.ndarray, sims: np.ndarray
-    ) -> None:
+    def add(self, batch: RowBatch, labels: np.ndarray, sims: np.ndarray) -> None:
+        """Count ``batch`` (scanned with its texts) in the summaries; ``labels`` and ``sims`` per row."""
+        ids, texts = batch.ids, batch.texts
         order = np.lexsort((-sims, labels))
         clusters, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
         for cluster, start, count in zip(clusters.tolist(), starts.tolist(), counts.tolist(), strict=True):
@@ -155,7 +164,7 @@ class Summarizer:
         counted = np.flatnonzero((np.arange(self._row, self._row + len(ids)) % self.term_every) == 0)
         self._terms.add([texts[i] for i in counted.tolist()], labels[counted])
         assert self._map is not None
-        self._map.add(vectors, lambda i: (ids[i], int(labels[i]), texts[i][:MAP_TEXT_CHARS]))
+        self._map.add(batch, lambda i: int(labels[i]))
         self._row += len(ids)
 
     def summaries(self) -> list[ClusterSummary]:
@@ -175,11 +184,12 @@ class Summarizer:
     def map_points(self) -> list[MapPoint]:
         """The map sample projected on its first two principal components."""
         assert self._map is not None
-        vectors, payloads = self._map.sample()
-        if len(vectors) == 0:
+        rows = self._map.rows()
+        if len(rows) == 0:
             return []
-        xy = project_2d(vectors)
-        return [MapPoint(i, c, float(x), float(y), t) for (i, c, t), (x, y) in zip(payloads, xy, strict=True)]
+        xy = project_2d(rows.vectors)
+        points = zip(rows.ids, self._map.payloads(), rows.texts, xy, strict=True)
+        return [MapPoint(i, c, float(x), float(y), t[:MAP_TEXT_CHARS]) for i, c, t, (x, y) in points]
 
 
 def term_stride(rows: int) -> int:
@@ -203,10 +213,10 @@ def project_2d(vectors: np.ndarray) -> np.ndarray:
 
 
 def fit(params: ClusterParams, sample: np.ndarray, metrics: dict[str, float]) -> Assigner:
-    if len(sample) < 2:
-        raise FailedPrecondition(f"the filter selects {len(sample)} row(s) of {params.collection!r}; need at least 2")
     """The clusters of ``sample`` as the job asks (k-means with k given or chosen, or HDBSCAN), as an
     ``Assigner`` for the rows; the choice of k is added to ``metrics``."""
+    if len(sample) < 2:
+        raise FailedPrecondition(f"the filter selects {len(sample)} row(s) of {params.collection!r}; need at least 2")
     if params.method == ClusterMethod.HDBSCAN:
         labels = order_by_size(hdbscan_labels(sample, params.min_cluster_size, params.min_samples))
         return Assigner(centroids_of(sample, labels, int(labels.max()) + 1), labels)
@@ -217,19 +227,11 @@ def fit(params: ClusterParams, sample: np.ndarray, metrics: dict[str, float]) ->
         metrics.update({f"silhouette.k{c}": s for c, s in choice.silhouettes.items()})
         metrics["silhouette"] = choice.silhouettes[k]
     k = min(k, len(sample))
-    centroids = train_kmeans(sample, k, params.seed)
+    trained = kmeans(sample, k, params.seed)
     # Number clusters by their size in the sample, so cluster 0 is the largest.
-    labels = assign(sample, centroids)[0][:, 0]
-    order = np.argsort(-np.bincount(labels, minlength=k), kind="stable")
-    return Assigner(centroids[order])
-
-
-class RowBatch(Protocol):
-    """What ``assign_all`` reads of a batch: primary keys, vectors and rows with an id and a text."""
-
-    pks: np.ndarray
-    vectors: np.ndarray
-    rows: list[dict[str, Any]]
+    labels = trained.assign(sample)[:, 0]
+    order = np.argsort(-np.bincount(labels, minlength=trained.k), kind="stable")
+    return Assigner(trained.centroids[order])
 
 
 class RowWriter(Protocol):
@@ -243,15 +245,13 @@ def assign_all(
     table: RowWriter,
     progress: Callable[[int, int], None] = lambda done, batches: None,
 ) -> int:
-    """Assign every batch, write its rows and feed the summaries; ``progress(rows, batches)`` after each.
-    Returns the rows assigned."""
+    """Assign every batch (scanned with its texts), write its rows and feed the summaries;
+    ``progress(rows, batches)`` after each. Returns the rows assigned."""
     done = 0
     for number, batch in enumerate(batches):
         labels, sims = assigner(batch.vectors)
-        ids = [str(r[milvus.ID_FIELD]) for r in batch.rows]
-        texts = [str(r[milvus.TEXT_FIELD] or "") for r in batch.rows]
-        table.write(ids, batch.pks, labels, sims)
-        summarizer.add(ids, texts, batch.vectors, labels, sims)
-        done += len(ids)
+        table.write(batch.ids, batch.pks, labels, sims)
+        summarizer.add(batch, labels, sims)
+        done += len(batch)
         progress(done, number)
     return done

@@ -14,7 +14,7 @@ from embedfleet import errors
 from embedfleet.client.cluster_map import labels, render, render_html
 from embedfleet.cluster import k_candidates, order_by_size, project_2d, term_stride
 from embedfleet.cluster_types import ClusterMap, ClusterSummary, MapPoint
-from embedfleet.collection_scan import Reservoir, check_filter
+from embedfleet.collection_scan import Reservoir, RowBatch, check_filter
 from embedfleet.ctfidf import ClassTermCounts
 from embedfleet.gateway.clusters import _page
 
@@ -51,26 +51,35 @@ def test_ctfidf_is_bertopics_formula_on_joined_class_documents() -> None:
     assert found[0][0][0] == "cat" and found[2][0][0] in {"bonds", "market"}
 
 
+def _rows(start: int, stop: int) -> RowBatch:
+    """Rows ``start``..``stop - 1``: the row number as pk, id, 1-d vector and text."""
+    numbers = np.arange(start, stop)
+    return RowBatch(
+        numbers, [f"d{i}" for i in numbers], numbers.astype(np.float32)[:, None], [f"t{i}" for i in numbers]
+    )
+
+
 def test_reservoir_is_uniform_reproducible_and_keeps_payloads() -> None:
     hits = np.zeros(1000)
     for seed in range(200):
         reservoir = Reservoir(100, 1, seed)
         for start in range(0, 1000, 64):  # batches of uneven sizes
-            rows = np.arange(start, min(start + 64, 1000), dtype=np.float32)[:, None]
-            reservoir.add(rows, lambda i, start=start: f"row{start + i}")
-        vectors, payloads = reservoir.sample()
-        assert len(vectors) == 100 and len(set(vectors[:, 0].tolist())) == 100
-        assert payloads == [f"row{int(v)}" for v in vectors[:, 0]]
-        hits[vectors[:, 0].astype(int)] += 1
+            reservoir.add(_rows(start, min(start + 64, 1000)), lambda i, start=start: f"row{start + i}")
+        kept, payloads = reservoir.rows(), reservoir.payloads()
+        assert len(kept) == 100 and len(set(kept.pks.tolist())) == 100
+        assert payloads == [f"row{p}" for p in kept.pks]  # rows stay whole, payloads with them
+        assert kept.ids == [f"d{p}" for p in kept.pks] and kept.texts == [f"t{p}" for p in kept.pks]
+        assert kept.vectors[:, 0].tolist() == kept.pks.tolist()
+        hits[kept.pks] += 1
     # Each row is kept with probability 0.1: 20 of 200 runs on average, early and late rows alike.
     assert abs(hits[:500].mean() - 20) < 1.5 and abs(hits[500:].mean() - 20) < 1.5
     first, second = Reservoir(10, 1, 3), Reservoir(10, 1, 3)
     for r in (first, second):
-        r.add(np.arange(50, dtype=np.float32)[:, None])
-    assert np.array_equal(first.sample()[0], second.sample()[0])
+        r.add(_rows(0, 50))
+    assert np.array_equal(first.rows().pks, second.rows().pks)
     short = Reservoir(10, 1, 0)
-    short.add(np.ones((3, 1), np.float32))
-    assert len(short.sample()[0]) == 3
+    short.add(_rows(0, 3))
+    assert len(short.rows()) == 3 and short.payloads() == [None] * 3
 
 
 def test_k_candidates_sizes_and_strides() -> None:
@@ -82,10 +91,10 @@ def test_k_candidates_sizes_and_strides() -> None:
 
 
 def test_filters_and_page_tokens_are_checked() -> None:
-    assert check_filter('metadata["a"] == 1', 100) == 'metadata["a"] == 1'
+    assert check_filter(' metadata["a"] == 1 ', max_bytes=100) == 'metadata["a"] == 1'
     for bad in ("x" * 101, "a\x00b"):
         with pytest.raises(errors.InvalidArgument):
-            check_filter(bad, 100)
+            check_filter(bad, max_bytes=100)
     assert _page(0, "", 100, 1000) == (0, 100) and _page(5, "40", 100, 1000) == (40, 5)
     for size, token in ((1001, ""), (10, "-1"), (10, "abc"), (10, "9" * 20)):
         with pytest.raises(errors.InvalidArgument):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from embedfleet import errors, milvus
 from embedfleet.cluster_store import results_directory
-from embedfleet.collection_scan import check_filter, count_rows
+from embedfleet.collection_scan import check_filter, count
 from embedfleet.domain import ClusterMethod, ClusterParams, EmbeddingOptions, JobSpec, ProgressUnit, ResultsRef
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.kinds.base import JobPlan, Submission
@@ -47,8 +47,8 @@ def _in_range(value: int, low: int, high: int, field: str, meaning: str = "") ->
 class ClusterPlanner:
     def plan(self, request: ClusterRequest, sub: Submission) -> JobPlan:
         ctx = sub.ctx
-        check_filter(request.filter, ctx.settings.max_filter_bytes)
-        params = _parameters(request)
+        expr = check_filter(request.filter, "config.filter", ctx.settings.max_filter_bytes)
+        params = _parameters(request, expr)
         binding = ctx.binding(request.collection)
         if binding is None:
             raise errors.NotFound(f"collection {request.collection!r} does not exist; run an index job to create it")
@@ -59,7 +59,7 @@ class ClusterPlanner:
                 f"{'' if request.model else ' (the default model)'}; name the collection's model, or cluster a "
                 f"collection {model!r} filled"
             )
-        rows = count_rows(ctx.milvus_client(), request.collection, params.filter)
+        rows = count(ctx.milvus_client(), request.collection, params.filter, "config.filter")
         _check_size(params, rows, ctx, request.collection)
         directory = results_directory(ctx.datastore.root, request.collection, sub.stager.job_id)
         params = params.model_copy(
@@ -80,8 +80,9 @@ class ClusterPlanner:
         return JobPlan(spec, total=rows, parts=1)
 
 
-def _parameters(request: ClusterRequest) -> ClusterParams:
-    """The request's parameters validated and with defaults filled in (results are set by the planner)."""
+def _parameters(request: ClusterRequest, expr: str) -> ClusterParams:
+    """The request's parameters validated and with defaults filled in, ``expr`` the checked filter (results
+    are set by the planner)."""
     milvus.validate_collection_name(request.collection)
     kmeans = request.method == ClusterMethod.KMEANS
     if not kmeans and (request.k or request.k_min or request.k_max or request.sample_size):
@@ -100,7 +101,7 @@ def _parameters(request: ClusterRequest) -> ClusterParams:
     min_cluster = _in_range(request.min_cluster_size or 10, 2, MAX_MIN_CLUSTER_SIZE, "config.min_cluster_size")
     return ClusterParams(
         collection=request.collection,
-        filter=request.filter,
+        filter=expr,
         method=request.method,
         k=request.k,
         k_min=k_min,

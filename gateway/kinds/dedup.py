@@ -85,7 +85,7 @@ class DedupPlanner:
             raise errors.InvalidArgument(
                 f"parts must be between 1 and {MAX_PARTS} (0 means {DEFAULT_PARTS})", "config.parts"
             )
-        expr = collection_scan.check_filter(request.filter, "config.filter")
+        expr = collection_scan.check_filter(request.filter, "config.filter", ctx.settings.max_filter_bytes)
         client = ctx.milvus_client()
         binding = ctx.binding(request.collection)
         if binding is None:

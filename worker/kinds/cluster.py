@@ -18,17 +18,15 @@ from pymilvus import MilvusClient
 from embedfleet import milvus
 from embedfleet.cluster import Summarizer, assign_all, fit, term_stride
 from embedfleet.cluster_store import assignments, write_summaries
-from embedfleet.collection_scan import Reservoir, ScanBatch, scan_collection
+from embedfleet.collection_scan import DEFAULT_BATCH_ROWS, RowBatch, sample, scan
 from embedfleet.domain import ClusterMethod, ClusterParams, JobSpec, JobState
 from embedfleet.errors import FailedPrecondition
 from embedfleet.worker.kinds.base import Part, PartCancelled, PartResult, WorkerContext
 
 log = logging.getLogger(__name__)
 
-READ_BATCH = 2000
 # Cancellation is checked (one job read) every this many batches.
 _CANCEL_CHECK_BATCHES = 10
-_ROW_FIELDS = (milvus.ID_FIELD, milvus.TEXT_FIELD)
 
 
 class ClusterPart:
@@ -39,19 +37,20 @@ class ClusterPart:
         _check_binding(client, part.spec, params.collection)
         metrics: dict[str, float] = {}
         in_memory = params.method == ClusterMethod.HDBSCAN or params.rows <= params.sample_size
+        dimensions = part.spec.output_dimensions
+
+        def rows() -> Iterator[RowBatch]:
+            return scan(client, params.collection, expr=params.filter, with_text=True)
+
         if in_memory:  # read once, keep the rows: the sample is the whole selection
-            held = _concat(list(scan_collection(client, params.collection, params.filter, READ_BATCH, _ROW_FIELDS)))
-            sample = held.vectors
+            held = RowBatch.concat(list(rows()), dimensions)
+            vectors = held.vectors
         else:
-            sample = _sample(client, params)
-        assigner = fit(params, sample, metrics)
-        batches: Iterator[ScanBatch] = (
-            _split(held)
-            if in_memory
-            else scan_collection(client, params.collection, params.filter, READ_BATCH, _ROW_FIELDS)
-        )
+            vectors = _sample(client, params, dimensions)
+        assigner = fit(params, vectors, metrics)
+        batches = held.split(DEFAULT_BATCH_ROWS) if in_memory else rows()
         summarizer = Summarizer(
-            params.top_terms, params.representatives, params.seed, sample.shape[1], term_stride(params.rows)
+            params.top_terms, params.representatives, params.seed, dimensions, term_stride(params.rows)
         )
 
         def progress(done: int, batches_done: int) -> None:
@@ -89,29 +88,9 @@ def _check_binding(client: MilvusClient, spec: JobSpec, collection: str) -> None
         )
 
 
-def _sample(client: MilvusClient, params: ClusterParams) -> np.ndarray:
-    """A uniform sample of ``sample_size`` vectors of the selection (one pass, vectors only)."""
-    reservoir: Reservoir | None = None
-    for batch in scan_collection(client, params.collection, params.filter, READ_BATCH):
-        if reservoir is None:
-            reservoir = Reservoir(params.sample_size, batch.vectors.shape[1], params.seed)
-        reservoir.add(batch.vectors)
-    if reservoir is None:
+def _sample(client: MilvusClient, params: ClusterParams, dimensions: int) -> np.ndarray:
+    """A uniform sample of ``sample_size`` vectors of the selection (one pass, without the texts)."""
+    rows = sample(scan(client, params.collection, expr=params.filter), params.sample_size, dimensions, params.seed)
+    if len(rows) == 0:
         raise FailedPrecondition(f"the filter selects no rows of {params.collection!r} any more")
-    return reservoir.sample()[0]
-
-
-def _concat(batches: list[ScanBatch]) -> ScanBatch:
-    if not batches:
-        return ScanBatch(np.empty(0, np.int64), np.empty((0, 0), np.float32))
-    return ScanBatch(
-        np.concatenate([b.pks for b in batches]),
-        np.concatenate([b.vectors for b in batches]),
-        [r for b in batches for r in b.rows],
-    )
-
-
-def _split(held: ScanBatch) -> Iterator[ScanBatch]:
-    for start in range(0, len(held), READ_BATCH):
-        end = start + READ_BATCH
-        yield ScanBatch(held.pks[start:end], held.vectors[start:end], held.rows[start:end])
+    return rows.vectors
