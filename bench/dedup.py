@@ -39,12 +39,15 @@ from dedup_vectors import bible_texts, bible_vectors
 from embedfleet import dedup, partitions
 from embedfleet.collection_scan import RowBatch
 from embedfleet.domain import DedupMode, DedupParams, KeepPolicy, ResultsRef
+from embedfleet.gateway.kinds.dedup import DEFAULT_PROBE
 from embedfleet.worker.kinds.dedup import find_pairs
 
 _OUT = ResultsRef(filesystem="/tmp", directory="/tmp/unused")
 
 
-def _params(mode: DedupMode, threshold: float, n_probe: int = 3, policy: KeepPolicy = KeepPolicy.FIRST) -> DedupParams:
+def _params(
+    mode: DedupMode, threshold: float, n_probe: int = DEFAULT_PROBE, policy: KeepPolicy = KeepPolicy.FIRST
+) -> DedupParams:
     return DedupParams(collection="bench", mode=mode, threshold=threshold, n_probe=n_probe, policy=policy, output=_OUT)
 
 
@@ -58,7 +61,9 @@ def exact(rows: RowBatch, threshold: float) -> dedup.Pairs:
     return find_pairs(rows, probes, [0], _params(DedupMode.EXACT, threshold))
 
 
-def partitioned(rows: RowBatch, threshold: float, k: int = 0, n_probe: int = 3, seed: int = 0) -> dedup.Pairs:
+def partitioned(
+    rows: RowBatch, threshold: float, k: int = 0, n_probe: int = DEFAULT_PROBE, seed: int = 0
+) -> dedup.Pairs:
     """Train on a sample, assign, compare within partitions: what a job's planner and parts do together."""
     n = len(rows)
     k = k or partitions.default_k(n)
@@ -125,11 +130,12 @@ def bible(thresholds: list[float], with_semhash: bool, verses: int) -> None:
     for t in thresholds:
         ex, ex_s = _timed(functools.partial(exact, rows, t))
         pa, pa_s = _timed(functools.partial(partitioned, rows, t))
-        ex_raw, pa_raw = _pair_set(ex.left, ex.right), _pair_set(pa.left, pa.right)
-        for name, raw, pairs, secs in (
-            ("exact", ex_raw, ex, ex_s),
-            (f"partitioned k={partitions.default_k(len(rows))} probe 3", pa_raw, pa, pa_s),
-        ):
+        ex_raw = _pair_set(ex.left, ex.right)
+        label = f"partitioned k={partitions.default_k(len(rows))} probe {DEFAULT_PROBE}"
+        runs = [("exact", ex, ex_s), (label, pa, pa_s)]
+        runs += [(f"{name} + mutual", dedup.mutual_best(p, len(rows)), s) for name, p, s in runs]
+        for name, pairs, secs in runs:
+            raw = _pair_set(pairs.left, pairs.right)
             star = star_pairs(pairs, rows)
             rp, rr, rf = prf(raw, truth)
             sp, sr, sf = prf(star, truth)
@@ -170,12 +176,12 @@ def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return out, np.stack([originals, np.arange(base_n, n)], axis=1)
 
 
-def _child(task: str, n: int, threshold: float, sub: int, queries: int) -> dict[str, Any]:
+def _child(task: str, n: int, threshold: float, sub: int, queries: int, n_probe: int) -> dict[str, Any]:
     out: dict[str, Any] = {"import_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     vectors, planted = synthetic(n)
     rows = _rows(vectors, [])
     if task == "partitioned":
-        pairs, secs = _timed(lambda: partitioned(rows, threshold))
+        pairs, secs = _timed(lambda: partitioned(rows, threshold, n_probe=n_probe))
         found = _pair_set(pairs.left, pairs.right)
         out.update(seconds=secs, pairs=len(found))
         out["planted_recall"] = len(found & _pair_set(planted[:, 0], planted[:, 1])) / len(planted)
@@ -200,12 +206,12 @@ def _child(task: str, n: int, threshold: float, sub: int, queries: int) -> dict[
     return out
 
 
-def scale(n: int, threshold: float, sub: int, queries: int) -> None:
+def scale(n: int, threshold: float, sub: int, queries: int, n_probe: int) -> None:
     ctx = mp.get_context("spawn")
     results: dict[str, dict[str, Any]] = {}
     for task in ("exact", "partitioned"):
         with ctx.Pool(1, maxtasksperchild=1) as pool:
-            results[task] = pool.apply(_child, (task, n, threshold, sub, queries))
+            results[task] = pool.apply(_child, (task, n, threshold, sub, queries, n_probe))
         print(task, results[task])
         sys.stdout.flush()
     ex, pa = results["exact"], results["partitioned"]
@@ -241,11 +247,12 @@ def main() -> None:
     s.add_argument("--threshold", type=float, default=0.85)
     s.add_argument("--exact-rows", type=int, default=20_000, help="subsample exact mode runs on")
     s.add_argument("--queries", type=int, default=1000, help="rows whose exact neighbours check recall")
+    s.add_argument("--n-probe", type=int, default=3, help="partitions each row probes (the job's default is 8)")
     args = parser.parse_args()
     if args.what == "bible":
         bible([float(t) for t in args.thresholds.split(",")], not args.no_semhash, args.verses)
     else:
-        scale(args.rows, args.threshold, args.exact_rows, args.queries)
+        scale(args.rows, args.threshold, args.exact_rows, args.queries, args.n_probe)
 
 
 if __name__ == "__main__":

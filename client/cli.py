@@ -716,6 +716,7 @@ def completion(shell: str) -> None:
 @click.option("--partitions", default=0, help="k-means partitions (0: about sqrt(rows)).")
 @click.option("--n-probe", default=0, help="Partitions each row probes (0: 3).")
 @click.option("--no-text-pass", is_flag=True, help="Skip pairing identical normalized texts first.")
+@click.option("--mutual", is_flag=True, help="Keep only reciprocal best matches before grouping (fewer chains).")
 @click.option("--delete", is_flag=True, help="Delete the removed rows from the collection (default: a dry run).")
 @click.option("-o", "--output", default="", help="Also export the groups to a .parquet or .jsonl file.")
 @click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
@@ -731,6 +732,7 @@ def dedup(
     partitions: int,
     n_probe: int,
     no_text_pass: bool,
+    mutual: bool,
     delete: bool,
     output: str,
     no_wait: bool,
@@ -749,6 +751,7 @@ def dedup(
             partitions=partitions,
             n_probe=n_probe,
             text_pass=not no_text_pass,
+            mutual=mutual,
             delete=delete,
         )
         if no_wait:

@@ -276,6 +276,7 @@ def dedup_request(
     text_pass: bool = True,
     delete: bool = False,
     display_name: str = "",
+    mutual: bool = False,
 ) -> jobs_pb2.SubmitDedupJobRequest:
     """A dedup job: a dry run unless ``delete`` is True (then the removed rows are deleted from Milvus)."""
     return jobs_pb2.SubmitDedupJobRequest(
@@ -292,6 +293,7 @@ def dedup_request(
             skip_text_pass=not text_pass,
             action=jobs_pb2.DEDUP_ACTION_DELETE if delete else jobs_pb2.DEDUP_ACTION_DRY_RUN,
             display_name=display_name,
+            mutual_best=mutual,
         )
     )
 

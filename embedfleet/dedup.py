@@ -163,6 +163,21 @@ def partition_pairs(vectors: np.ndarray, probes: np.ndarray, threshold: float) -
     return Pairs.concat(found)
 
 
+def mutual_best(pairs: Pairs, n: int) -> Pairs:
+    """Only the pairs in which each row is the other's most similar row (reciprocal nearest neighbours
+    among the pairs found), plus every pair at similarity 1 (identical texts and vectors).
+
+    Union-find over every pair above a threshold chains rows that are each close to the next one but not
+    to each other (neighbouring verses, boilerplate variants); keeping only reciprocal best matches breaks
+    those chains. Run it on all of a job's pairs at once: a row's best match may be in another part."""
+    best = np.full(n, -np.inf, dtype=np.float32)
+    np.maximum.at(best, pairs.left, pairs.similarity)
+    np.maximum.at(best, pairs.right, pairs.similarity)
+    sim = pairs.similarity
+    keep = ((sim >= best[pairs.left]) & (sim >= best[pairs.right])) | (sim >= 1 - 1e-6)
+    return Pairs(pairs.left[keep], pairs.right[keep], sim[keep])
+
+
 @dataclass(frozen=True)
 class Group:
     """One group of near-duplicates: the kept row, the removed rows and each one's cosine to the kept row."""

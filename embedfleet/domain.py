@@ -281,8 +281,10 @@ class DedupParams(BaseModel):
     threshold: float
     policy: KeepPolicy = KeepPolicy.FIRST
     partitions: int = 1
-    n_probe: int = 3
+    n_probe: int = 8
     text_pass: bool = True
+    # Keep only reciprocal best matches before grouping (``dedup.mutual_best``).
+    mutual: bool = False
     action: DedupAction = DedupAction.DRY_RUN
     # Rows the filter selected at submission (the job's total).
     rows: int = 0

@@ -290,6 +290,7 @@ def dedup_from_pb(config: jobs_pb2.DedupJobConfig) -> DedupRequest:
         n_probe=config.n_probe,
         parts=config.parts,
         skip_text_pass=config.skip_text_pass,
+        mutual=config.mutual_best,
         action=wire.DEDUP_ACTION.from_pb(config.action, "config.action"),
         display_name=config.display_name,
     )

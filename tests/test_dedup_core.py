@@ -83,3 +83,10 @@ def test_default_k_grows_like_the_square_root() -> None:
     assert partitions.default_k(1) == 1
     assert partitions.default_k(10_000) == 100
     assert partitions.default_k(40) == 5  # each centroid keeps a few training points
+
+
+def test_mutual_best_keeps_reciprocal_matches_and_identical_rows() -> None:
+    # A chain a-b-c-d: b and c are each other's best; a's best is b but b prefers c; d's best is c.
+    pairs = dedup.Pairs(np.array([0, 1, 2, 4]), np.array([1, 2, 3, 5]), np.array([0.85, 0.95, 0.9, 1.0], np.float32))
+    kept = dedup.mutual_best(pairs, 6)
+    assert list(zip(kept.left.tolist(), kept.right.tolist(), strict=True)) == [(1, 2), (4, 5)]

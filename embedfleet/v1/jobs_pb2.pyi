@@ -1431,6 +1431,7 @@ class DedupJobConfig(_message.Message):
     SKIP_TEXT_PASS_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    MUTUAL_BEST_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     """The collection to deduplicate; NOT_FOUND if it does not exist."""
     threshold: _builtins.float
@@ -1450,7 +1451,7 @@ class DedupJobConfig(_message.Message):
     partitions: _builtins.int
     """Partitioned mode: number of k-means partitions; 0 chooses about sqrt(rows)."""
     n_probe: _builtins.int
-    """Partitioned mode: partitions each row probes (its own and the nearest neighbours), 1-16; 0 means 3."""
+    """Partitioned mode: partitions each row probes (its own and the nearest neighbours), 1-32; 0 means 8."""
     parts: _builtins.int
     """Partitioned mode: parts (tasks) the partitions are spread over; 0 means min(8, partitions)."""
     skip_text_pass: _builtins.bool
@@ -1459,6 +1460,11 @@ class DedupJobConfig(_message.Message):
     """Dry run (default) or delete."""
     display_name: _builtins.str
     """A free-form label shown by ListJobs and the CLI."""
+    mutual_best: _builtins.bool
+    """Keep only reciprocal best matches (each row the other's most similar row among the pairs at or above
+    the threshold; identical texts always pair) before grouping: breaks chains of rows that are each close to
+    the next but not to each other. On the Bible verse pairs it raised pair precision from 0.46 to 0.82 at 0.80.
+    """
     def __init__(
         self,
         *,
@@ -1474,10 +1480,11 @@ class DedupJobConfig(_message.Message):
         skip_text_pass: _builtins.bool = ...,
         action: Global___DedupAction.ValueType = ...,
         display_name: _builtins.str = ...,
+        mutual_best: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "collection", b"collection", "display_name", b"display_name", "filter", b"filter", "mode", b"mode", "model", b"model", "n_probe", b"n_probe", "partitions", b"partitions", "parts", b"parts", "policy", b"policy", "skip_text_pass", b"skip_text_pass", "threshold", b"threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "collection", b"collection", "display_name", b"display_name", "filter", b"filter", "mode", b"mode", "model", b"model", "mutual_best", b"mutual_best", "n_probe", b"n_probe", "partitions", b"partitions", "parts", b"parts", "policy", b"policy", "skip_text_pass", b"skip_text_pass", "threshold", b"threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -32,8 +32,9 @@ from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
 # Exact mode compares all pairs of rows in one part: beyond this, use partitioned mode.
 MAX_EXACT_ROWS = 200_000
 MAX_PARTITIONS = 65_536
-MAX_PROBE = 16
-DEFAULT_PROBE = 3
+MAX_PROBE = 32
+# Home + 7 neighbours: >= 0.99 of exact mode's pairs at cosine 0.80 on the Bible verse pairs (3 kept 0.96).
+DEFAULT_PROBE = 8
 # Parts of a partitioned job unless the request says: each part reads the collection once.
 DEFAULT_PARTS = 8
 MAX_PARTS = 256
@@ -54,6 +55,7 @@ class DedupRequest:
     n_probe: int = 0
     parts: int = 0
     skip_text_pass: bool = False
+    mutual: bool = False
     action: DedupAction = DedupAction.DRY_RUN
     display_name: str = ""
 
@@ -136,6 +138,7 @@ class DedupPlanner:
             partitions=k,
             n_probe=request.n_probe or DEFAULT_PROBE,
             text_pass=not request.skip_text_pass,
+            mutual=request.mutual,
             action=request.action,
             rows=rows,
             output=output,

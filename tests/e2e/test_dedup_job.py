@@ -141,6 +141,7 @@ def test_bad_dedup_parameters_say_what_to_change(
             "fix the expression",
         ),
         (dict(collection="e2e_no_such", threshold=0.9), grpc.StatusCode.NOT_FOUND, "run an index job to create it"),
+        (dict(collection=bible_collection, threshold=0.9, n_probe=33), grpc.StatusCode.INVALID_ARGUMENT, "n_probe"),
     ]
     for config, code, message in cases:
         got, details = _code(lambda config=config: submit(**config))

@@ -28,6 +28,8 @@ def merge(
     left = order[np.searchsorted(pks, found.left)]
     right = order[np.searchsorted(pks, found.right)]
     pairs = dedup.Pairs.concat([dedup.Pairs(np.minimum(left, right), np.maximum(left, right), found.similarity)])
+    if params.mutual:
+        pairs = dedup.mutual_best(pairs, len(found.pks))
     groups = dedup.group(
         pairs,
         len(found.pks),
