@@ -135,7 +135,7 @@ class Run:
         ids: list[str] = []
         for batch in _iterate_ids(client, self.collection):
             ids.extend(batch)
-        return len(ids) == len(self.docs) and sorted(ids) == sorted(d["id"] for d in self.docs)
+        return len(ids) == len(self.docs) and sorted(ids) == sorted(str(d["id"]) for d in self.docs)
 
     def cell(self, fault: str, outcome: str, stall_s: float) -> Cell:
         return Cell(self.cluster.backend, fault, outcome, stall_s, time.monotonic() - self.started, self.exactly_once())

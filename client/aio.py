@@ -17,10 +17,13 @@ import pyarrow as pa
 
 from embedfleet import wire
 from embedfleet.client import requests as rq
+from embedfleet.client.clusters import assignment_from_pb, map_from_pb, summary_from_pb
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, JobProgress
 from embedfleet.client.stubs import ClientBase, Connection
-from embedfleet.client.types import DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.client.types import DedupGroup, DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.cluster_types import Assignment, ClusterMap, ClusterSummary
+from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
 from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, status_pb2
 
@@ -61,6 +64,7 @@ class AsyncEmbedfleetClient(ClientBase):
         columns: Mapping[str, str] | None = None,
         extra_fields: Iterable[Mapping[str, Any]] = (),
         index: Mapping[str, Any] | None = None,
+        dedup: Mapping[str, Any] | None = None,
     ) -> Job:
         options = rq.embedding_options(model, dimensions)
         stream = rq.index_stream(
@@ -74,6 +78,7 @@ class AsyncEmbedfleetClient(ClientBase):
             display_name=display_name,
             extra_fields=extra_fields,
             index=index,
+            dedup=dedup,
         )
         return await self._submit(self.jobs.SubmitIndexJob, stream)
 
@@ -169,6 +174,27 @@ class AsyncEmbedfleetClient(ClientBase):
         response = await self.jobs.ResumeJob(jobs_pb2.ResumeJobRequest(job_id=job_id), timeout=self.timeout)
         return Job.from_pb(response.job)
 
+    async def submit_dedup(self, collection: str, threshold: float, **kwargs: Any) -> Job:
+        """See ``EmbedfleetClient.submit_dedup``."""
+        request = rq.dedup_request(collection, threshold, **kwargs)
+        return Job.from_pb((await self.jobs.SubmitDedupJob(request, timeout=self.timeout)).job)
+
+    async def dedup_groups(self, job_id: str, page_size: int = 500) -> AsyncIterator[DedupGroup]:
+        """See ``EmbedfleetClient.dedup_groups``."""
+        token = ""
+        while True:
+            request = rq.dedup_groups_request(job_id, page_size, token)
+            response = await self.jobs.GetDedupGroups(request, timeout=self.timeout)
+            for group in response.groups:
+                yield DedupGroup.from_pb(group)
+            token = response.next_page_token
+            if not token:
+                return
+
+    async def export_dedup_groups(self, job_id: str, output: str | Path) -> int:
+        """See ``EmbedfleetClient.export_dedup_groups``."""
+        return export_groups([g async for g in self.dedup_groups(job_id)], output)
+
     async def list_jobs(self, state: JobState | None = None, page_size: int = 50) -> AsyncIterator[Job]:
         """See ``EmbedfleetClient.list_jobs``."""
         token = ""
@@ -237,3 +263,49 @@ class AsyncEmbedfleetClient(ClientBase):
         request = rq.search_request(collection, queries, **options)
         response = await self.searches.Search(request, timeout=self.timeout)
         return [[SearchHit.from_pb(h) for h in result.hits] for result in response.results]
+
+    # -- clustering ---------------------------------------------------------------------------
+    async def submit_cluster(self, collection: str, **kwargs: Any) -> Job:
+        """Queue a cluster job on ``collection`` (see ``EmbedfleetClient.submit_cluster``)."""
+        request = rq.cluster_request(collection, **kwargs)
+        return Job.from_pb((await self.jobs.SubmitClusterJob(request, timeout=self.timeout)).job)
+
+    async def cluster(
+        self, collection: str, *, progress: bool = False, timeout: float | None = None, **kwargs: Any
+    ) -> Job:
+        """Submit a cluster job and wait for it to finish."""
+        job = await self.submit_cluster(collection, **kwargs)
+        return await self.wait(job.id, progress=progress, timeout=timeout)
+
+    async def clusters(self, job_id: str, page_size: int = 100) -> list[ClusterSummary]:
+        """A finished cluster job's clusters, largest first, fetched page by page."""
+        found: list[ClusterSummary] = []
+        token = ""
+        while True:
+            response = await self.jobs.ListClusters(
+                rq.list_clusters_request(job_id, page_size, token), timeout=self.timeout
+            )
+            found.extend(summary_from_pb(c) for c in response.clusters)
+            token = response.next_page_token
+            if not token:
+                return found
+
+    async def cluster_assignments(
+        self, job_id: str, cluster: int | None = None, page_size: int = 1000
+    ) -> AsyncIterator[Assignment]:
+        """Every row's cluster (only ``cluster``'s rows if given), fetched page by page."""
+        token = ""
+        while True:
+            request = rq.cluster_assignments_request(job_id, cluster, page_size, token)
+            response = await self.jobs.ListClusterAssignments(request, timeout=self.timeout)
+            for assignment in response.assignments:
+                yield assignment_from_pb(assignment)
+            token = response.next_page_token
+            if not token:
+                return
+
+    async def cluster_map(self, job_id: str) -> ClusterMap:
+        """A sample of the job's rows projected to 2-D with their clusters."""
+        return map_from_pb(
+            await self.jobs.GetClusterMap(jobs_pb2.GetClusterMapRequest(job_id=job_id), timeout=self.timeout)
+        )

@@ -705,3 +705,186 @@ def completion(shell: str) -> None:
     completer = get_completion_class(shell)
     assert completer is not None
     click.echo(completer(main, {}, "embedfleet", "_EMBEDFLEET_COMPLETE").source())
+
+
+@main.command()
+@click.argument("collection")
+@click.option("--threshold", type=float, default=0.9, show_default=True, help="Cosine at or above which rows pair.")
+@click.option("--mode", type=click.Choice(["partitioned", "exact"]), default="partitioned", show_default=True)
+@click.option("--policy", type=click.Choice(["first", "nearest", "longest"]), default="first", show_default=True)
+@click.option("--filter", "filter_expr", default="", help="Milvus filter selecting the rows to deduplicate.")
+@click.option("--partitions", default=0, help="k-means partitions (0: about sqrt(rows)).")
+@click.option("--n-probe", default=0, help="Partitions each row probes (0: 3).")
+@click.option("--no-text-pass", is_flag=True, help="Skip pairing identical normalized texts first.")
+@click.option("--mutual", is_flag=True, help="Keep only reciprocal best matches before grouping (fewer chains).")
+@click.option("--delete", is_flag=True, help="Delete the removed rows from the collection (default: a dry run).")
+@click.option("-o", "--output", default="", help="Also export the groups to a .parquet or .jsonl file.")
+@click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
+@click.pass_context
+@_fail_cleanly
+def dedup(
+    ctx: click.Context,
+    collection: str,
+    threshold: float,
+    mode: str,
+    policy: str,
+    filter_expr: str,
+    partitions: int,
+    n_probe: int,
+    no_text_pass: bool,
+    mutual: bool,
+    delete: bool,
+    output: str,
+    no_wait: bool,
+) -> None:
+    """Find near-duplicate rows of COLLECTION (a dry run unless --delete).
+
+    Example: embedfleet dedup docs --threshold 0.9 -o groups.parquet
+    """
+    with _client(ctx) as client:
+        job = client.submit_dedup(
+            collection,
+            threshold,
+            mode=mode,
+            policy=policy,
+            filter=filter_expr,
+            partitions=partitions,
+            n_probe=n_probe,
+            text_pass=not no_text_pass,
+            mutual=mutual,
+            delete=delete,
+        )
+        if no_wait:
+            _print_json(job) if _json_mode() else console.print(job.id)
+            return
+        final = client.wait(job.id, progress=not _json_mode())
+        _show_metrics(final)
+        if output and final.state == JobState.SUCCEEDED:
+            count = client.export_dedup_groups(job.id, output)
+            err_console.print(f"wrote {count} groups to {output}")
+        _exit_for(final)
+
+
+@main.command("dedup-export")
+@click.argument("job_id")
+@click.option("-o", "--output", required=True, help="A .parquet or .jsonl file.")
+@click.pass_context
+@_fail_cleanly
+def dedup_export(ctx: click.Context, job_id: str, output: str) -> None:
+    """Write a succeeded dedup job's groups (kept id, removed ids, similarities) to a file."""
+    with _client(ctx) as client:
+        count = client.export_dedup_groups(job_id, output)
+        _print_json({"job_id": job_id, "groups": count, "output": output}) if _json_mode() else console.print(
+            f"wrote {count} groups to {output}"
+        )
+
+
+# -- clustering -------------------------------------------------------------------------------
+def _show_clusters(clusters: list[Any], title: str) -> None:
+    if _json_mode():
+        _print_json({"clusters": clusters})
+        return
+    table = Table("cluster", "size", "top terms", "nearest the centre", title=title, title_justify="left")
+    for c in clusters:
+        nearest = c.representatives[0].text[:70] if c.representatives else ""
+        table.add_row(str(c.cluster), str(c.size), ", ".join(t for t, _ in c.terms[:6]), nearest)
+    console.print(table)
+
+
+@main.command()
+@click.argument("collection")
+@click.option("--method", type=click.Choice(["kmeans", "hdbscan"]), default="kmeans", show_default=True)
+@click.option("-k", "--k", "k", default=0, help="Clusters (k-means); 0 chooses k by silhouette in --k-min..--k-max.")
+@click.option("--k-min", default=0, help="Smallest k tried when choosing (0 = 2).")
+@click.option("--k-max", default=0, help="Largest k tried when choosing (0 = 30).")
+@click.option(
+    "--filter", "filter_expr", default="", help="Milvus filter choosing the rows, e.g. 'metadata[\"a\"] > 1'."
+)
+@click.option("--sample-size", default=0, help="Vectors k-means trains on (0 = 100,000).")
+@click.option("--min-cluster-size", default=0, help="HDBSCAN: smallest cluster (0 = 10).")
+@click.option("--min-samples", default=0, help="HDBSCAN: neighbours of a core point (0 = min cluster size).")
+@click.option("--top-terms", default=0, help="c-TF-IDF terms per cluster (0 = 10).")
+@click.option("--model", default="", help="Refuse unless the collection was filled by this model.")
+@click.option("--seed", default=0, help="Seed of sampling and k-means (0 = 1).")
+@click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
+@click.pass_context
+@_fail_cleanly
+def cluster(
+    ctx: click.Context,
+    collection: str,
+    method: str,
+    k: int,
+    k_min: int,
+    k_max: int,
+    filter_expr: str,
+    sample_size: int,
+    min_cluster_size: int,
+    min_samples: int,
+    top_terms: int,
+    model: str,
+    seed: int,
+    no_wait: bool,
+) -> None:
+    """Cluster COLLECTION's vectors on a worker; print the clusters (size, top terms, a typical document).
+
+    Example: embedfleet cluster docs -k 20, then embedfleet cluster-map JOB -o map.html
+    """
+    with _client(ctx) as client:
+        job = client.submit_cluster(
+            collection,
+            method=method,
+            k=k,
+            k_min=k_min,
+            k_max=k_max,
+            filter=filter_expr,
+            sample_size=sample_size,
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            top_terms=top_terms,
+            model=model,
+            seed=seed,
+        )
+        if no_wait:
+            _show_job(job)
+            return
+        final = client.wait(job.id, progress=not _json_mode())
+        if final.state == JobState.SUCCEEDED and not _json_mode():
+            _show_clusters(client.clusters(final.id), f"cluster job {final.id} on {collection}")
+        _exit_for(final)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--rows", "rows_path", default=None, help="Also write every row's cluster to this .jsonl file.")
+@click.pass_context
+@_fail_cleanly
+def clusters(ctx: click.Context, job_id: str, rows_path: str | None) -> None:
+    """Show a finished cluster job's clusters; optionally export the row assignments."""
+    with _client(ctx) as client:
+        _show_clusters(client.clusters(job_id), f"cluster job {job_id}")
+        if rows_path:
+            with open(rows_path, "w", encoding="utf-8") as out:
+                for row in client.cluster_assignments(job_id):
+                    out.write(json.dumps(dataclasses.asdict(row), ensure_ascii=False) + "\n")
+            err_console.print(f"rows written to {rows_path}")
+
+
+@main.command("cluster-map")
+@click.argument("job_id")
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="map.png or map.html")
+@click.option("--title", default="", help="Title of the picture.")
+@click.pass_context
+@_fail_cleanly
+def cluster_map(ctx: click.Context, job_id: str, output: Path, title: str) -> None:
+    """Draw a cluster job's map: a 2-D projection of a sample, coloured and labelled by cluster.
+
+    The .html file is self-contained and shows each document's text on hover.
+    """
+    from embedfleet.client.cluster_map import render
+
+    with _client(ctx) as client:
+        drawn = render(client.cluster_map(job_id), output, title)
+    if _json_mode():
+        _print_json({"output": str(drawn)})
+    else:
+        console.print(f"map written to {drawn}")

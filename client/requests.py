@@ -149,6 +149,7 @@ def index_stream(
     display_name: str = "",
     extra_fields: Iterable[Mapping[str, Any]] = (),
     index: Mapping[str, Any] | None = None,
+    dedup: Mapping[str, Any] | None = None,
 ) -> RequestStream:
     config = jobs_pb2.IndexJobConfig(
         collection=collection,
@@ -158,6 +159,7 @@ def index_stream(
         display_name=display_name,
         extra_fields=[vector_field(**dict(f)) for f in extra_fields],
         index=index_spec(index),
+        dedup=ingest_dedup(dedup),
     )
     documents = iter_documents(corpus) if corpus is not None else iter(())
     return RequestStream(jobs_pb2.SubmitIndexJobRequest(config=config), documents, jobs_pb2.SubmitIndexJobRequest)
@@ -258,3 +260,106 @@ def search_request(
 def list_jobs_request(state: JobState | None, page_size: int, page_token: str) -> jobs_pb2.ListJobsRequest:
     code = wire.JOB_STATE.to_pb(state) if state else jobs_pb2.JOB_STATE_UNSPECIFIED
     return jobs_pb2.ListJobsRequest(page_size=page_size, page_token=page_token, state=code)  # type: ignore[arg-type]
+
+
+def dedup_request(
+    collection: str,
+    threshold: float,
+    *,
+    mode: str = "partitioned",
+    policy: str = "first",
+    filter: str = "",
+    model: str = "",
+    partitions: int = 0,
+    n_probe: int = 0,
+    parts: int = 0,
+    text_pass: bool = True,
+    delete: bool = False,
+    display_name: str = "",
+    mutual: bool = False,
+) -> jobs_pb2.SubmitDedupJobRequest:
+    """A dedup job: a dry run unless ``delete`` is True (then the removed rows are deleted from Milvus)."""
+    return jobs_pb2.SubmitDedupJobRequest(
+        config=jobs_pb2.DedupJobConfig(
+            collection=collection,
+            threshold=threshold,
+            mode=wire.DEDUP_MODE.to_pb(wire.DEDUP_MODE.parse(mode, "mode")),  # type: ignore[arg-type]
+            policy=wire.KEEP_POLICY.to_pb(wire.KEEP_POLICY.parse(policy, "policy")),  # type: ignore[arg-type]
+            filter=filter,
+            model=model,
+            partitions=partitions,
+            n_probe=n_probe,
+            parts=parts,
+            skip_text_pass=not text_pass,
+            action=jobs_pb2.DEDUP_ACTION_DELETE if delete else jobs_pb2.DEDUP_ACTION_DRY_RUN,
+            display_name=display_name,
+            mutual_best=mutual,
+        )
+    )
+
+
+def dedup_groups_request(job_id: str, page_size: int, page_token: str) -> jobs_pb2.GetDedupGroupsRequest:
+    return jobs_pb2.GetDedupGroupsRequest(job_id=job_id, page_size=page_size, page_token=page_token)
+
+
+def ingest_dedup(options: Mapping[str, Any] | None) -> jobs_pb2.IngestDedup | None:
+    """Dedup on ingest, e.g. ``{"threshold": 0.95, "action": "mark"}`` (action skip by default)."""
+    if options is None:
+        return None
+    action = wire.INGEST_DEDUP_ACTION.parse(str(options.get("action", "skip")), "dedup.action")
+    return jobs_pb2.IngestDedup(
+        threshold=float(options["threshold"]),
+        action=wire.INGEST_DEDUP_ACTION.to_pb(action),  # type: ignore[arg-type]
+    )
+
+
+def cluster_request(
+    collection: str,
+    *,
+    method: str = "kmeans",
+    k: int = 0,
+    filter: str = "",
+    k_min: int = 0,
+    k_max: int = 0,
+    sample_size: int = 0,
+    min_cluster_size: int = 0,
+    min_samples: int = 0,
+    top_terms: int = 0,
+    representatives: int = 0,
+    model: str = "",
+    seed: int = 0,
+    display_name: str = "",
+) -> jobs_pb2.SubmitClusterJobRequest:
+    """A cluster job: ``method`` kmeans (``k``, or k = 0 to choose it in [k_min, k_max]) or hdbscan."""
+    code = wire.CLUSTER_METHOD.to_pb(wire.CLUSTER_METHOD.parse(method, "method"))
+    return jobs_pb2.SubmitClusterJobRequest(
+        config=jobs_pb2.ClusterJobConfig(
+            collection=collection,
+            filter=filter,
+            method=code,  # type: ignore[arg-type]
+            k=k,
+            k_min=k_min,
+            k_max=k_max,
+            sample_size=sample_size,
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            top_terms=top_terms,
+            representatives=representatives,
+            model=model,
+            seed=seed,
+            display_name=display_name,
+        )
+    )
+
+
+def list_clusters_request(job_id: str, page_size: int, page_token: str) -> jobs_pb2.ListClustersRequest:
+    return jobs_pb2.ListClustersRequest(job_id=job_id, page_size=page_size, page_token=page_token)
+
+
+def cluster_assignments_request(
+    job_id: str, cluster: int | None, page_size: int, page_token: str
+) -> jobs_pb2.ListClusterAssignmentsRequest:
+    request = jobs_pb2.ListClusterAssignmentsRequest(job_id=job_id, page_size=page_size, page_token=page_token)
+    if cluster is not None:
+        request.cluster_id = cluster
+    return request

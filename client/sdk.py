@@ -21,10 +21,13 @@ import pyarrow as pa
 
 from embedfleet import wire
 from embedfleet.client import requests as rq
+from embedfleet.client.clusters import assignment_from_pb, map_from_pb, summary_from_pb
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, follow
 from embedfleet.client.stubs import ClientBase, Connection
-from embedfleet.client.types import DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.client.types import DedupGroup, DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.cluster_types import Assignment, ClusterMap, ClusterSummary
+from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
 from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, status_pb2
 
@@ -67,13 +70,15 @@ class EmbedfleetClient(ClientBase):
         columns: Mapping[str, str] | None = None,
         extra_fields: Iterable[Mapping[str, Any]] = (),
         index: Mapping[str, Any] | None = None,
+        dedup: Mapping[str, Any] | None = None,
     ) -> Job:
         """Queue an index job; returns at once with the job QUEUED (see ``wait``).
 
         ``extra_fields`` adds representations of the same vectors to each row, e.g.
         ``[{"name": "v128", "dimensions": 128}, {"name": "bits", "precision": "binary"}]``. ``index`` fixes
         how a new collection is indexed, e.g. ``{"type": "HNSW", "params": {"M": 16}}`` (see
-        ``requests.index_spec``).
+        ``requests.index_spec``). ``dedup`` checks each document against its chunk and the collection
+        and skips (or marks) near-duplicates, e.g. ``{"threshold": 0.95, "action": "skip"}``.
         """
         options = rq.embedding_options(model, dimensions)
         stream = rq.index_stream(
@@ -87,6 +92,7 @@ class EmbedfleetClient(ClientBase):
             display_name=display_name,
             extra_fields=extra_fields,
             index=index,
+            dedup=dedup,
         )
         return self._submit(self.jobs.SubmitIndexJob, stream)
 
@@ -183,6 +189,28 @@ class EmbedfleetClient(ClientBase):
         request = rq.evaluate_request(model, **kwargs)
         return Job.from_pb(self.jobs.SubmitEvaluateJob(request, timeout=self.timeout).job)
 
+    def submit_dedup(self, collection: str, threshold: float, **kwargs: Any) -> Job:
+        """Queue a dedup job on a collection (see ``requests.dedup_request``: mode, policy, filter,
+        partitions, n_probe, delete...); a dry run unless ``delete=True``. Its outputs count the groups,
+        duplicates and removed rows; ``dedup_groups`` reads the groups."""
+        request = rq.dedup_request(collection, threshold, **kwargs)
+        return Job.from_pb(self.jobs.SubmitDedupJob(request, timeout=self.timeout).job)
+
+    def dedup_groups(self, job_id: str, page_size: int = 500) -> Iterator[DedupGroup]:
+        """A succeeded dedup job's groups in kept-id order, fetched page by page."""
+        token = ""
+        while True:
+            request = rq.dedup_groups_request(job_id, page_size, token)
+            response = self.jobs.GetDedupGroups(request, timeout=self.timeout)
+            yield from (DedupGroup.from_pb(g) for g in response.groups)
+            token = response.next_page_token
+            if not token:
+                return
+
+    def export_dedup_groups(self, job_id: str, output: str | Path) -> int:
+        """Write a dedup job's groups to a .parquet or .jsonl file; returns how many."""
+        return export_groups(self.dedup_groups(job_id), output)
+
     # -- following ----------------------------------------------------------------------------
     def get_job(self, job_id: str) -> Job:
         """The job now (``NotFound`` for an unknown or expired id)."""
@@ -271,3 +299,43 @@ class EmbedfleetClient(ClientBase):
         """One call for many queries (batched through the model and Milvus): hits per query, in order."""
         response = self.searches.Search(rq.search_request(collection, queries, **options), timeout=self.timeout)
         return [[SearchHit.from_pb(h) for h in result.hits] for result in response.results]
+
+    # -- clustering ---------------------------------------------------------------------------
+    def submit_cluster(self, collection: str, **kwargs: Any) -> Job:
+        """Queue a cluster job on ``collection`` (see ``requests.cluster_request``: ``method`` kmeans or hdbscan,
+        ``k`` (0 chooses it), ``filter``, ...); when it succeeds, read ``clusters``/``cluster_assignments``."""
+        request = rq.cluster_request(collection, **kwargs)
+        return Job.from_pb(self.jobs.SubmitClusterJob(request, timeout=self.timeout).job)
+
+    def cluster(self, collection: str, *, progress: bool = False, timeout: float | None = None, **kwargs: Any) -> Job:
+        """Submit a cluster job and wait for it to finish (see ``submit_cluster`` and ``wait``)."""
+        return self.wait(self.submit_cluster(collection, **kwargs).id, progress=progress, timeout=timeout)
+
+    def clusters(self, job_id: str, page_size: int = 100) -> list[ClusterSummary]:
+        """A finished cluster job's clusters, largest first (noise, -1, last), fetched page by page."""
+        found: list[ClusterSummary] = []
+        token = ""
+        while True:
+            response = self.jobs.ListClusters(rq.list_clusters_request(job_id, page_size, token), timeout=self.timeout)
+            found.extend(summary_from_pb(c) for c in response.clusters)
+            token = response.next_page_token
+            if not token:
+                return found
+
+    def cluster_assignments(
+        self, job_id: str, cluster: int | None = None, page_size: int = 1000
+    ) -> Iterator[Assignment]:
+        """Every row's cluster (only ``cluster``'s rows if given), fetched page by page."""
+        token = ""
+        while True:
+            request = rq.cluster_assignments_request(job_id, cluster, page_size, token)
+            response = self.jobs.ListClusterAssignments(request, timeout=self.timeout)
+            yield from (assignment_from_pb(a) for a in response.assignments)
+            token = response.next_page_token
+            if not token:
+                return
+
+    def cluster_map(self, job_id: str) -> ClusterMap:
+        """A sample of the job's rows projected to 2-D with their clusters (``client.cluster_map`` draws it)."""
+        request = jobs_pb2.GetClusterMapRequest(job_id=job_id)
+        return map_from_pb(self.jobs.GetClusterMap(request, timeout=self.timeout))

@@ -162,3 +162,17 @@ class DeploymentStatus:
             jobs=[Job.from_pb(j) for j in pb.jobs],
             active_jobs=pb.active_jobs,
         )
+
+
+@dataclass(frozen=True)
+class DedupGroup:
+    """One group of near-duplicates a dedup job found: the kept row's id, the removed rows' ids and
+    each one's cosine similarity to the kept row."""
+
+    kept_id: str
+    removed_ids: list[str]
+    similarity: list[float]
+
+    @classmethod
+    def from_pb(cls, pb: jobs_pb2.DedupGroup) -> DedupGroup:
+        return cls(pb.kept_id, list(pb.removed_ids), [round(s, 6) for s in pb.similarity])

@@ -33,6 +33,8 @@ class JobKind(StrEnum):
     EMBED = "embed"
     DISTILL = "distill"
     EVALUATE = "evaluate"
+    DEDUP = "dedup"
+    CLUSTER = "cluster"
 
 
 class SearchMode(StrEnum):
@@ -174,6 +176,24 @@ class ResultsRef(BaseModel):
 # kind's settings never leak into another's and adding a kind adds one class here.
 
 
+class IngestDedupAction(StrEnum):
+    """What an index job does with a near-duplicate: leave it out, or write it marked."""
+
+    SKIP = "skip"
+    MARK = "mark"
+
+
+class IngestDedup(BaseModel):
+    """Dedup on ingest: each part's documents are checked against the part and the collection; what was
+    found is recorded under ``output`` (``embedfleet.worker.kinds.dedup_ingest``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    threshold: float
+    action: IngestDedupAction = IngestDedupAction.SKIP
+    output: ResultsRef
+
+
 class IndexParams(BaseModel):
     """Embed documents and upsert them into a model-bound Milvus collection."""
 
@@ -185,6 +205,8 @@ class IndexParams(BaseModel):
     index: IndexSpec = DEFAULT_INDEX
     # Set when the corpus is read by reference; None when its parts were staged by the gateway.
     corpus: CorpusRef | None = None
+    # Dedup on ingest; None writes every document.
+    dedup: IngestDedup | None = None
 
 
 class EmbedParams(BaseModel):
@@ -223,7 +245,87 @@ class EvaluateParams(BaseModel):
     eval_limit: int
 
 
-JobParams = Annotated[IndexParams | EmbedParams | DistillParams | EvaluateParams, Field(discriminator="kind")]
+class DedupMode(StrEnum):
+    """How a dedup job finds pairs: within k-means partitions and their neighbours, or all pairs."""
+
+    PARTITIONED = "partitioned"
+    EXACT = "exact"
+
+
+class KeepPolicy(StrEnum):
+    """Which row of a duplicate group stays: the smallest id, the one nearest the group's mean vector,
+    or the one with the longest text."""
+
+    FIRST = "first"
+    NEAREST = "nearest"
+    LONGEST = "longest"
+
+
+class DedupAction(StrEnum):
+    """What a dedup job does to the removed rows: nothing (a dry run, the default) or delete them."""
+
+    DRY_RUN = "dry_run"
+    DELETE = "delete"
+
+
+class DedupParams(BaseModel):
+    """Find near-duplicate rows of a collection (or of the rows a filter selects), resolved at submission.
+
+    Parts are groups of partitions (part ``i`` handles partitions ``p`` with ``p % parts == i``); the
+    partitions' centroids are stored beside the output (``output.directory/centroids.npy``)."""
+
+    kind: Literal[JobKind.DEDUP] = JobKind.DEDUP
+    collection: str
+    filter: str = ""
+    mode: DedupMode = DedupMode.PARTITIONED
+    threshold: float
+    policy: KeepPolicy = KeepPolicy.FIRST
+    partitions: int = 1
+    n_probe: int = 8
+    text_pass: bool = True
+    # Keep only reciprocal best matches before grouping (``dedup.mutual_best``).
+    mutual: bool = False
+    action: DedupAction = DedupAction.DRY_RUN
+    # Rows the filter selected at submission (the job's total).
+    rows: int = 0
+    # Where the parts write their pairs and the last one the groups (``embedfleet/dedup_store.py``).
+    output: ResultsRef
+
+
+class ClusterMethod(StrEnum):
+    """How a cluster job groups vectors (see ``embedfleet/cluster.py``)."""
+
+    KMEANS = "kmeans"
+    HDBSCAN = "hdbscan"
+
+
+class ClusterParams(BaseModel):
+    """A cluster job's settings, resolved and validated at submission (defaults filled in).
+
+    ``k`` 0 means "choose k in [k_min, k_max] on a sample"; ``rows`` is what the filter selected then.
+    The tables go to ``results`` (the dataset store, beside the collection), not into Milvus rows."""
+
+    kind: Literal[JobKind.CLUSTER] = JobKind.CLUSTER
+    collection: str
+    filter: str = ""
+    method: ClusterMethod = ClusterMethod.KMEANS
+    k: int = 0
+    k_min: int = 2
+    k_max: int = 30
+    sample_size: int = 100_000
+    min_cluster_size: int = 10
+    min_samples: int = 10
+    top_terms: int = 10
+    representatives: int = 5
+    seed: int = 1
+    rows: int = 0
+    results: ResultsRef
+
+
+JobParams = Annotated[
+    IndexParams | EmbedParams | DistillParams | EvaluateParams | DedupParams | ClusterParams,
+    Field(discriminator="kind"),
+]
 
 
 class ProgressUnit(StrEnum):
@@ -258,7 +360,7 @@ class JobSpec(BaseModel):
 
     @property
     def collection(self) -> str:
-        return self.params.collection if isinstance(self.params, IndexParams) else ""
+        return self.params.collection if isinstance(self.params, IndexParams | DedupParams | ClusterParams) else ""
 
 
 @dataclass(frozen=True)

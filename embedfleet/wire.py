@@ -13,7 +13,19 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from embedfleet.domain import CorpusFormat, InputType, JobKind, JobState, Precision, SearchMode
+from embedfleet.domain import (
+    ClusterMethod,
+    CorpusFormat,
+    DedupAction,
+    DedupMode,
+    IngestDedupAction,
+    InputType,
+    JobKind,
+    JobState,
+    KeepPolicy,
+    Precision,
+    SearchMode,
+)
 from embedfleet.errors import InvalidArgument
 from embedfleet.registry import ModelRole
 from embedfleet.v1 import common_pb2, jobs_pb2, models_pb2, search_pb2
@@ -69,6 +81,13 @@ JOB_KIND = EnumCodec(JobKind, jobs_pb2.JobKind, "JOB_KIND", None)
 MODEL_ROLE = EnumCodec(ModelRole, models_pb2.ModelRole, "MODEL_ROLE", None)
 SEARCH_MODE = EnumCodec(SearchMode, search_pb2.SearchMode, "SEARCH_MODE", SearchMode.FULL)
 CORPUS_FORMAT = EnumCodec(CorpusFormat, jobs_pb2.CorpusFormat, "CORPUS_FORMAT", None)  # 0: from the file names
+DEDUP_MODE = EnumCodec(DedupMode, jobs_pb2.DedupMode, "DEDUP_MODE", DedupMode.PARTITIONED)
+KEEP_POLICY = EnumCodec(KeepPolicy, jobs_pb2.KeepPolicy, "KEEP_POLICY", KeepPolicy.FIRST)
+INGEST_DEDUP_ACTION = EnumCodec(
+    IngestDedupAction, jobs_pb2.IngestDedupAction, "INGEST_DEDUP_ACTION", IngestDedupAction.SKIP
+)
+DEDUP_ACTION = EnumCodec(DedupAction, jobs_pb2.DedupAction, "DEDUP_ACTION", DedupAction.DRY_RUN)
+CLUSTER_METHOD = EnumCodec(ClusterMethod, jobs_pb2.ClusterMethod, "CLUSTER_METHOD", ClusterMethod.KMEANS)
 
 # ``EmbeddingBatch.data`` element type per precision (little-endian; binary is packed bits).
 DTYPES: dict[Precision, np.dtype] = {

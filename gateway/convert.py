@@ -8,8 +8,11 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from embedfleet import wire
+from embedfleet.cluster_types import Assignment, ClusterSummary, MapPoint
 from embedfleet.datastore import location_uri
+from embedfleet.dedup_store import StoredGroup
 from embedfleet.domain import (
+    DedupParams,
     Document,
     EmbeddingOptions,
     EmbedParams,
@@ -20,10 +23,12 @@ from embedfleet.domain import (
     VectorField,
 )
 from embedfleet.gateway.embedding import EmbedResult
+from embedfleet.gateway.kinds.cluster import ClusterRequest
+from embedfleet.gateway.kinds.dedup import DedupRequest
 from embedfleet.gateway.kinds.distill import DistillRequest
 from embedfleet.gateway.kinds.embed import EmbedJobRequest
 from embedfleet.gateway.kinds.evaluate import EvaluateRequest
-from embedfleet.gateway.kinds.index import IndexRequest
+from embedfleet.gateway.kinds.index import IndexRequest, IngestDedupRequest
 from embedfleet.gateway.kinds.references import CorpusReference
 from embedfleet.gateway.models import ModelStatus
 from embedfleet.gateway.search import SearchRequest
@@ -81,6 +86,14 @@ def index_from_pb(config: jobs_pb2.IndexJobConfig) -> IndexRequest:
         display_name=config.display_name,
         extra_fields=tuple(field_from_pb(f, f"config.extra_fields[{i}]") for i, f in enumerate(config.extra_fields)),
         index=IndexSpec(type=config.index.type, params=dict(config.index.params)),
+        dedup=(
+            IngestDedupRequest(
+                threshold=config.dedup.threshold,
+                action=wire.INGEST_DEDUP_ACTION.from_pb(config.dedup.action, "config.dedup.action"),
+            )
+            if config.HasField("dedup")
+            else None
+        ),
     )
 
 
@@ -178,6 +191,8 @@ def job_to_pb(snap: JobSnapshot) -> jobs_pb2.Job:
 def _results_uri(snap: JobSnapshot) -> str:
     params = snap.spec.params
     results = params.results if isinstance(params, EmbedParams) else None
+    if isinstance(params, DedupParams):
+        results = params.output
     return location_uri(results.filesystem, results.directory) if results is not None else ""
 
 
@@ -260,4 +275,75 @@ def status_to_pb(status: DeploymentStatus) -> status_pb2.GetStatusResponse:
         parts_running=status.activity.parts["running"],
         jobs=[job_to_pb(j) for j in status.jobs],
         active_jobs=status.active_jobs,
+    )
+
+
+def dedup_from_pb(config: jobs_pb2.DedupJobConfig) -> DedupRequest:
+    return DedupRequest(
+        collection=config.collection,
+        threshold=config.threshold,
+        mode=wire.DEDUP_MODE.from_pb(config.mode, "config.mode"),
+        policy=wire.KEEP_POLICY.from_pb(config.policy, "config.policy"),
+        filter=config.filter,
+        model=config.model,
+        partitions=config.partitions,
+        n_probe=config.n_probe,
+        parts=config.parts,
+        skip_text_pass=config.skip_text_pass,
+        mutual=config.mutual_best,
+        action=wire.DEDUP_ACTION.from_pb(config.action, "config.action"),
+        display_name=config.display_name,
+    )
+
+
+def dedup_groups_to_pb(groups: list[StoredGroup], token: str, total: int) -> jobs_pb2.GetDedupGroupsResponse:
+    return jobs_pb2.GetDedupGroupsResponse(
+        groups=[
+            jobs_pb2.DedupGroup(kept_id=g.kept_id, removed_ids=g.removed_ids, similarity=g.similarity) for g in groups
+        ],
+        next_page_token=token,
+        total_groups=total,
+    )
+
+
+def cluster_from_pb(config: jobs_pb2.ClusterJobConfig) -> ClusterRequest:
+    return ClusterRequest(
+        collection=config.collection,
+        filter=config.filter,
+        method=wire.CLUSTER_METHOD.from_pb(config.method, "config.method"),
+        k=config.k,
+        k_min=config.k_min,
+        k_max=config.k_max,
+        sample_size=config.sample_size,
+        min_cluster_size=config.min_cluster_size,
+        min_samples=config.min_samples,
+        top_terms=config.top_terms,
+        representatives=config.representatives,
+        model=config.model,
+        seed=config.seed,
+        display_name=config.display_name,
+    )
+
+
+def cluster_to_pb(summary: ClusterSummary, with_documents: bool = True) -> jobs_pb2.ClusterSummary:
+    return jobs_pb2.ClusterSummary(
+        cluster_id=summary.cluster,
+        size=summary.size,
+        terms=[jobs_pb2.ClusterTerm(term=t, score=s) for t, s in summary.terms],
+        representatives=[
+            jobs_pb2.ClusterDocument(id=r.id, text=r.text, similarity=r.similarity)
+            for r in (summary.representatives if with_documents else [])
+        ],
+    )
+
+
+def assignment_to_pb(row: Assignment) -> jobs_pb2.ClusterAssignment:
+    return jobs_pb2.ClusterAssignment(id=row.id, cluster_id=row.cluster, similarity=row.similarity)
+
+
+def map_to_pb(points: list[MapPoint], summaries: list[ClusterSummary]) -> jobs_pb2.GetClusterMapResponse:
+    return jobs_pb2.GetClusterMapResponse(
+        points=[jobs_pb2.ClusterMapPoint(id=p.id, cluster_id=p.cluster, x=p.x, y=p.y, text=p.text) for p in points],
+        clusters=[cluster_to_pb(s, with_documents=False) for s in summaries],
+        projection="pca",
     )

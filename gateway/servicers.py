@@ -14,10 +14,12 @@ import grpc
 from embedfleet.domain import Document
 from embedfleet.errors import InvalidArgument
 from embedfleet.gateway import convert
+from embedfleet.gateway.clusters import ClustersCore
 from embedfleet.gateway.embedding import EmbedCore
 from embedfleet.gateway.errors import translate_errors
 from embedfleet.gateway.jobs import JobsCore
 from embedfleet.gateway.kinds import JobRequest
+from embedfleet.gateway.kinds.dedup import read_groups
 from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.search import SearchCore
 from embedfleet.gateway.status import StatusCore
@@ -58,6 +60,7 @@ def _split_submission(
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, jobs: JobsCore) -> None:
         self.jobs = jobs
+        self.clusters = ClustersCore(jobs.store)
 
     def _submit_stream(self, requests: Iterator[Any], from_pb: Callable[[Any], JobRequest]) -> jobs_pb2.Job:
         request, documents = _split_submission(requests, from_pb)
@@ -89,6 +92,19 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.SubmitEvaluateJobRequest, context: grpc.ServicerContext
     ) -> jobs_pb2.SubmitEvaluateJobResponse:
         return jobs_pb2.SubmitEvaluateJobResponse(job=self._submit_one(request.config, convert.evaluate_from_pb))
+
+    @translate_errors
+    def SubmitDedupJob(
+        self, request: jobs_pb2.SubmitDedupJobRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.SubmitDedupJobResponse:
+        return jobs_pb2.SubmitDedupJobResponse(job=self._submit_one(request.config, convert.dedup_from_pb))
+
+    @translate_errors
+    def GetDedupGroups(
+        self, request: jobs_pb2.GetDedupGroupsRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.GetDedupGroupsResponse:
+        snapshot = self.jobs.get(request.job_id)
+        return convert.dedup_groups_to_pb(*read_groups(snapshot, request.page_size, request.page_token))
 
     @translate_errors
     def ResumeJob(
@@ -125,6 +141,37 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     ) -> Iterator[jobs_pb2.StreamJobResultsResponse]:
         for part, first, result in self.jobs.results(request.job_id, context.is_active):
             yield convert.part_result_to_pb(part, first, result)
+
+    @translate_errors
+    def SubmitClusterJob(
+        self, request: jobs_pb2.SubmitClusterJobRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.SubmitClusterJobResponse:
+        return jobs_pb2.SubmitClusterJobResponse(job=self._submit_one(request.config, convert.cluster_from_pb))
+
+    @translate_errors
+    def ListClusters(
+        self, request: jobs_pb2.ListClustersRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.ListClustersResponse:
+        clusters, token, total = self.clusters.clusters(request.job_id, request.page_size, request.page_token)
+        return jobs_pb2.ListClustersResponse(
+            clusters=[convert.cluster_to_pb(c) for c in clusters], next_page_token=token, total=total
+        )
+
+    @translate_errors
+    def ListClusterAssignments(
+        self, request: jobs_pb2.ListClusterAssignmentsRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.ListClusterAssignmentsResponse:
+        cluster = request.cluster_id if request.HasField("cluster_id") else None
+        rows, token = self.clusters.assignments(request.job_id, request.page_size, request.page_token, cluster)
+        return jobs_pb2.ListClusterAssignmentsResponse(
+            assignments=[convert.assignment_to_pb(r) for r in rows], next_page_token=token
+        )
+
+    @translate_errors
+    def GetClusterMap(
+        self, request: jobs_pb2.GetClusterMapRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.GetClusterMapResponse:
+        return convert.map_to_pb(*self.clusters.cluster_map(request.job_id))
 
 
 class EmbedServicer(embed_pb2_grpc.EmbedServiceServicer):

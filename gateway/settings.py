@@ -43,6 +43,9 @@ class GatewaySettings(CommonSettings):
     max_embed_texts: int = Field(default=256, gt=0)
     # Longest search filter expression accepted (a huge expression ties Milvus up long after the client gave up).
     max_filter_bytes: int = Field(default=8192, gt=0)
+    # Most rows a cluster job may give HDBSCAN (its time and memory grow with the square of the rows);
+    # larger selections are FAILED_PRECONDITION, pointing to k-means.
+    max_hdbscan_rows: int = Field(default=50_000, gt=0)
     # How long Embed waits for a worker before DEADLINE_EXCEEDED (a shorter client deadline wins).
     embed_timeout_seconds: float = Field(default=30.0, gt=0)
     # Server-side corpus paths (CorpusSource.path) must lie under one of these; empty disables them.

@@ -21,6 +21,11 @@ CODECS = [
     wire.MODEL_ROLE,
     wire.SEARCH_MODE,
     wire.CORPUS_FORMAT,
+    wire.DEDUP_MODE,
+    wire.KEEP_POLICY,
+    wire.INGEST_DEDUP_ACTION,
+    wire.DEDUP_ACTION,
+    wire.CLUSTER_METHOD,
 ]
 
 

@@ -72,6 +72,12 @@ class _JobKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobKind.Value
     """Train a student model to mimic a teacher; register it, promote it if it passes the quality gate."""
     JOB_KIND_EVALUATE: _JobKind.ValueType  # 4
     """Measure a model's quality on the labelled evaluation data."""
+    JOB_KIND_DEDUP: _JobKind.ValueType  # 5
+    """Find near-duplicate rows of a collection; optionally delete them (GetDedupGroups)."""
+    JOB_KIND_CLUSTER: _JobKind.ValueType  # 6
+    """Cluster a Milvus collection's vectors (k-means or HDBSCAN); summaries and row assignments
+    through ListClusters, ListClusterAssignments and GetClusterMap. (5 is left for dedup jobs.)
+    """
 
 class JobKind(_JobKind, metaclass=_JobKindEnumTypeWrapper):
     """What a job does."""
@@ -85,6 +91,12 @@ JOB_KIND_DISTILL: JobKind.ValueType  # 3
 """Train a student model to mimic a teacher; register it, promote it if it passes the quality gate."""
 JOB_KIND_EVALUATE: JobKind.ValueType  # 4
 """Measure a model's quality on the labelled evaluation data."""
+JOB_KIND_DEDUP: JobKind.ValueType  # 5
+"""Find near-duplicate rows of a collection; optionally delete them (GetDedupGroups)."""
+JOB_KIND_CLUSTER: JobKind.ValueType  # 6
+"""Cluster a Milvus collection's vectors (k-means or HDBSCAN); summaries and row assignments
+through ListClusters, ListClusterAssignments and GetClusterMap. (5 is left for dedup jobs.)
+"""
 Global___JobKind: _TypeAlias = JobKind  # noqa: Y015
 
 class _CorpusFormat:
@@ -108,6 +120,147 @@ CORPUS_FORMAT_PARQUET: CorpusFormat.ValueType  # 1
 CORPUS_FORMAT_JSONL: CorpusFormat.ValueType  # 2
 """One JSON object per line; .gz and .zst files are decompressed while read."""
 Global___CorpusFormat: _TypeAlias = CorpusFormat  # noqa: Y015
+
+class _IngestDedupAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _IngestDedupActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_IngestDedupAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INGEST_DEDUP_ACTION_UNSPECIFIED: _IngestDedupAction.ValueType  # 0
+    """Skip."""
+    INGEST_DEDUP_ACTION_SKIP: _IngestDedupAction.ValueType  # 1
+    """Do not write it."""
+    INGEST_DEDUP_ACTION_MARK: _IngestDedupAction.ValueType  # 2
+    """Write it with metadata `duplicate_of` (the id it duplicates) and `duplicate_similarity`."""
+
+class IngestDedupAction(_IngestDedupAction, metaclass=_IngestDedupActionEnumTypeWrapper):
+    """What an index job does with a document that duplicates one before it."""
+
+INGEST_DEDUP_ACTION_UNSPECIFIED: IngestDedupAction.ValueType  # 0
+"""Skip."""
+INGEST_DEDUP_ACTION_SKIP: IngestDedupAction.ValueType  # 1
+"""Do not write it."""
+INGEST_DEDUP_ACTION_MARK: IngestDedupAction.ValueType  # 2
+"""Write it with metadata `duplicate_of` (the id it duplicates) and `duplicate_similarity`."""
+Global___IngestDedupAction: _TypeAlias = IngestDedupAction  # noqa: Y015
+
+class _DedupMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DedupModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DedupMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEDUP_MODE_UNSPECIFIED: _DedupMode.ValueType  # 0
+    """Partitioned."""
+    DEDUP_MODE_PARTITIONED: _DedupMode.ValueType  # 1
+    """k-means partitions (trained on a sample); pairs compared within each partition and the nearest
+    neighbouring partitions (n_probe), so pairs across a border are still found. Scales to large collections.
+    """
+    DEDUP_MODE_EXACT: _DedupMode.ValueType  # 2
+    """Every pair, in blocks: for small collections (at most 200,000 rows) and as the reference."""
+
+class DedupMode(_DedupMode, metaclass=_DedupModeEnumTypeWrapper):
+    """How a dedup job finds pairs."""
+
+DEDUP_MODE_UNSPECIFIED: DedupMode.ValueType  # 0
+"""Partitioned."""
+DEDUP_MODE_PARTITIONED: DedupMode.ValueType  # 1
+"""k-means partitions (trained on a sample); pairs compared within each partition and the nearest
+neighbouring partitions (n_probe), so pairs across a border are still found. Scales to large collections.
+"""
+DEDUP_MODE_EXACT: DedupMode.ValueType  # 2
+"""Every pair, in blocks: for small collections (at most 200,000 rows) and as the reference."""
+Global___DedupMode: _TypeAlias = DedupMode  # noqa: Y015
+
+class _KeepPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _KeepPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KeepPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    KEEP_POLICY_UNSPECIFIED: _KeepPolicy.ValueType  # 0
+    """First."""
+    KEEP_POLICY_FIRST: _KeepPolicy.ValueType  # 1
+    """The smallest document id."""
+    KEEP_POLICY_NEAREST: _KeepPolicy.ValueType  # 2
+    """The row nearest the group's mean vector."""
+    KEEP_POLICY_LONGEST: _KeepPolicy.ValueType  # 3
+    """The row with the longest text (ties: the smallest id)."""
+
+class KeepPolicy(_KeepPolicy, metaclass=_KeepPolicyEnumTypeWrapper):
+    """Which row of a group of near-duplicates is kept."""
+
+KEEP_POLICY_UNSPECIFIED: KeepPolicy.ValueType  # 0
+"""First."""
+KEEP_POLICY_FIRST: KeepPolicy.ValueType  # 1
+"""The smallest document id."""
+KEEP_POLICY_NEAREST: KeepPolicy.ValueType  # 2
+"""The row nearest the group's mean vector."""
+KEEP_POLICY_LONGEST: KeepPolicy.ValueType  # 3
+"""The row with the longest text (ties: the smallest id)."""
+Global___KeepPolicy: _TypeAlias = KeepPolicy  # noqa: Y015
+
+class _DedupAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DedupActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DedupAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEDUP_ACTION_UNSPECIFIED: _DedupAction.ValueType  # 0
+    """A dry run."""
+    DEDUP_ACTION_DRY_RUN: _DedupAction.ValueType  # 1
+    """Find the groups only; the collection is not changed (the default)."""
+    DEDUP_ACTION_DELETE: _DedupAction.ValueType  # 2
+    """Delete every removed row from the collection; Job.outputs["removed"] says how many are gone."""
+
+class DedupAction(_DedupAction, metaclass=_DedupActionEnumTypeWrapper):
+    """What a dedup job does to the rows it would remove."""
+
+DEDUP_ACTION_UNSPECIFIED: DedupAction.ValueType  # 0
+"""A dry run."""
+DEDUP_ACTION_DRY_RUN: DedupAction.ValueType  # 1
+"""Find the groups only; the collection is not changed (the default)."""
+DEDUP_ACTION_DELETE: DedupAction.ValueType  # 2
+"""Delete every removed row from the collection; Job.outputs["removed"] says how many are gone."""
+Global___DedupAction: _TypeAlias = DedupAction  # noqa: Y015
+
+class _ClusterMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ClusterMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ClusterMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CLUSTER_METHOD_UNSPECIFIED: _ClusterMethod.ValueType  # 0
+    """k-means (the default)."""
+    CLUSTER_METHOD_KMEANS: _ClusterMethod.ValueType  # 1
+    """Spherical k-means (faiss) trained on a sample of at most `sample_size` vectors, then every row is
+    assigned to its nearest centroid (cosine). Scales to collections far larger than a worker's RAM.
+    """
+    CLUSTER_METHOD_HDBSCAN: _ClusterMethod.ValueType  # 2
+    """HDBSCAN (scikit-learn) on every selected vector: finds the number of clusters itself and leaves
+    outliers as noise (cluster id -1). Refused (FAILED_PRECONDITION) above the gateway's HDBSCAN row limit
+    (default 50,000): its cost grows quadratically with the rows.
+    """
+
+class ClusterMethod(_ClusterMethod, metaclass=_ClusterMethodEnumTypeWrapper):
+    """-- clustering ------------------------------------------------------------------------------------
+
+    How a cluster job groups the vectors.
+    """
+
+CLUSTER_METHOD_UNSPECIFIED: ClusterMethod.ValueType  # 0
+"""k-means (the default)."""
+CLUSTER_METHOD_KMEANS: ClusterMethod.ValueType  # 1
+"""Spherical k-means (faiss) trained on a sample of at most `sample_size` vectors, then every row is
+assigned to its nearest centroid (cosine). Scales to collections far larger than a worker's RAM.
+"""
+CLUSTER_METHOD_HDBSCAN: ClusterMethod.ValueType  # 2
+"""HDBSCAN (scikit-learn) on every selected vector: finds the number of clusters itself and leaves
+outliers as noise (cluster id -1). Refused (FAILED_PRECONDITION) above the gateway's HDBSCAN row limit
+(default 50,000): its cost grows quadratically with the rows.
+"""
+Global___ClusterMethod: _TypeAlias = ClusterMethod  # noqa: Y015
 
 @_typing.final
 class CorpusSource(_message.Message):
@@ -268,6 +421,7 @@ class IndexJobConfig(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     EXTRA_FIELDS_FIELD_NUMBER: _builtins.int
     INDEX_FIELD_NUMBER: _builtins.int
+    DEDUP_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     """Target Milvus collection: letters, digits and underscores, starting with a
     letter or underscore, at most 255 characters. Created on first use; an
@@ -297,6 +451,12 @@ class IndexJobConfig(_message.Message):
         asks for another index than an existing collection has is FAILED_PRECONDITION.
         """
 
+    @_builtins.property
+    def dedup(self) -> Global___IngestDedup:
+        """Dedup on ingest: unset indexes every document. Set, each chunk's documents are checked against the
+        chunk itself and against the rows the collection already holds; near-duplicates are skipped or marked.
+        """
+
     def __init__(
         self,
         *,
@@ -307,14 +467,43 @@ class IndexJobConfig(_message.Message):
         display_name: _builtins.str = ...,
         extra_fields: _abc.Iterable[Global___VectorField] | None = ...,
         index: Global___IndexSpec | None = ...,
+        dedup: Global___IngestDedup | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "index", b"index", "source", b"source"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["dedup", b"dedup", "embedding", b"embedding", "index", b"index", "source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "collection", b"collection", "display_name", b"display_name", "embedding", b"embedding", "extra_fields", b"extra_fields", "index", b"index", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "collection", b"collection", "dedup", b"dedup", "display_name", b"display_name", "embedding", b"embedding", "extra_fields", b"extra_fields", "index", b"index", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IndexJobConfig: _TypeAlias = IndexJobConfig  # noqa: Y015
+
+@_typing.final
+class IngestDedup(_message.Message):
+    """Dedup on ingest, an option of an index job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    threshold: _builtins.float
+    """Cosine similarity at or above which a document duplicates an earlier one (in its chunk, or a row
+    already in the collection), in (0, 1].
+    """
+    action: Global___IngestDedupAction.ValueType
+    """Skip (default) or mark."""
+    def __init__(
+        self,
+        *,
+        threshold: _builtins.float = ...,
+        action: Global___IngestDedupAction.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestDedup: _TypeAlias = IngestDedup  # noqa: Y015
 
 @_typing.final
 class SubmitIndexJobRequest(_message.Message):
@@ -1223,3 +1412,673 @@ class StreamJobResultsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamJobResultsResponse: _TypeAlias = StreamJobResultsResponse  # noqa: Y015
+
+@_typing.final
+class DedupJobConfig(_message.Message):
+    """Settings of a dedup job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    N_PROBE_FIELD_NUMBER: _builtins.int
+    PARTS_FIELD_NUMBER: _builtins.int
+    SKIP_TEXT_PASS_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    MUTUAL_BEST_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    """The collection to deduplicate; NOT_FOUND if it does not exist."""
+    threshold: _builtins.float
+    """Cosine similarity at or above which two rows are near-duplicates, in (0, 1]."""
+    mode: Global___DedupMode.ValueType
+    """Partitioned (default) or exact."""
+    policy: Global___KeepPolicy.ValueType
+    """Which row of a group is kept; first by default."""
+    filter: _builtins.str
+    """A Milvus filter expression selecting the rows to deduplicate (e.g. `metadata["lang"] == "en"`);
+    empty for every row. A bad expression is INVALID_ARGUMENT at submission.
+    """
+    model: _builtins.str
+    """The model the threshold was chosen for (name or role); empty means the collection's. A collection
+    filled by another model is FAILED_PRECONDITION.
+    """
+    partitions: _builtins.int
+    """Partitioned mode: number of k-means partitions; 0 chooses about sqrt(rows)."""
+    n_probe: _builtins.int
+    """Partitioned mode: partitions each row probes (its own and the nearest neighbours), 1-32; 0 means 8."""
+    parts: _builtins.int
+    """Partitioned mode: parts (tasks) the partitions are spread over; 0 means min(8, partitions)."""
+    skip_text_pass: _builtins.bool
+    """Skip the exact-text pass (identical normalized texts paired without a vector comparison)."""
+    action: Global___DedupAction.ValueType
+    """Dry run (default) or delete."""
+    display_name: _builtins.str
+    """A free-form label shown by ListJobs and the CLI."""
+    mutual_best: _builtins.bool
+    """Keep only reciprocal best matches (each row the other's most similar row among the pairs at or above
+    the threshold; identical texts always pair) before grouping: breaks chains of rows that are each close to
+    the next but not to each other. On the Bible verse pairs it raised pair precision from 0.46 to 0.82 at 0.80.
+    """
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        threshold: _builtins.float = ...,
+        mode: Global___DedupMode.ValueType = ...,
+        policy: Global___KeepPolicy.ValueType = ...,
+        filter: _builtins.str = ...,
+        model: _builtins.str = ...,
+        partitions: _builtins.int = ...,
+        n_probe: _builtins.int = ...,
+        parts: _builtins.int = ...,
+        skip_text_pass: _builtins.bool = ...,
+        action: Global___DedupAction.ValueType = ...,
+        display_name: _builtins.str = ...,
+        mutual_best: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "collection", b"collection", "display_name", b"display_name", "filter", b"filter", "mode", b"mode", "model", b"model", "mutual_best", b"mutual_best", "n_probe", b"n_probe", "partitions", b"partitions", "parts", b"parts", "policy", b"policy", "skip_text_pass", b"skip_text_pass", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DedupJobConfig: _TypeAlias = DedupJobConfig  # noqa: Y015
+
+@_typing.final
+class SubmitDedupJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def config(self) -> Global___DedupJobConfig:
+        """What to deduplicate."""
+
+    def __init__(
+        self,
+        *,
+        config: Global___DedupJobConfig | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitDedupJobRequest: _TypeAlias = SubmitDedupJobRequest  # noqa: Y015
+
+@_typing.final
+class SubmitDedupJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___Job:
+        """The job as stored, QUEUED; its progress counts rows."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitDedupJobResponse: _TypeAlias = SubmitDedupJobResponse  # noqa: Y015
+
+@_typing.final
+class DedupGroup(_message.Message):
+    """One group of near-duplicates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEPT_ID_FIELD_NUMBER: _builtins.int
+    REMOVED_IDS_FIELD_NUMBER: _builtins.int
+    SIMILARITY_FIELD_NUMBER: _builtins.int
+    kept_id: _builtins.str
+    """The document id of the row kept."""
+    @_builtins.property
+    def removed_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The document ids of the rows removed (or that a delete run removed)."""
+
+    @_builtins.property
+    def similarity(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Each removed row's cosine similarity to the kept row, in the order of removed_ids."""
+
+    def __init__(
+        self,
+        *,
+        kept_id: _builtins.str = ...,
+        removed_ids: _abc.Iterable[_builtins.str] | None = ...,
+        similarity: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kept_id", b"kept_id", "removed_ids", b"removed_ids", "similarity", b"similarity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DedupGroup: _TypeAlias = DedupGroup  # noqa: Y015
+
+@_typing.final
+class GetDedupGroupsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """A dedup job's id; FAILED_PRECONDITION until it has succeeded."""
+    page_size: _builtins.int
+    """Groups per page; 0 means 50, at most 1000."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDedupGroupsRequest: _TypeAlias = GetDedupGroupsRequest  # noqa: Y015
+
+@_typing.final
+class GetDedupGroupsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_GROUPS_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more groups."""
+    total_groups: _builtins.int
+    """Groups in the whole result."""
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___DedupGroup]:
+        """One page of groups, in kept-id order."""
+
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[Global___DedupGroup] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total_groups: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "next_page_token", b"next_page_token", "total_groups", b"total_groups"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDedupGroupsResponse: _TypeAlias = GetDedupGroupsResponse  # noqa: Y015
+
+@_typing.final
+class ClusterJobConfig(_message.Message):
+    """Settings of a cluster job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    K_FIELD_NUMBER: _builtins.int
+    K_MIN_FIELD_NUMBER: _builtins.int
+    K_MAX_FIELD_NUMBER: _builtins.int
+    SAMPLE_SIZE_FIELD_NUMBER: _builtins.int
+    MIN_CLUSTER_SIZE_FIELD_NUMBER: _builtins.int
+    MIN_SAMPLES_FIELD_NUMBER: _builtins.int
+    TOP_TERMS_FIELD_NUMBER: _builtins.int
+    REPRESENTATIVES_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    """The collection to cluster (it must exist; it is not changed)."""
+    filter: _builtins.str
+    """Optional Milvus filter expression choosing the rows, e.g. `metadata["lang"] == "en"`; at most the
+    gateway's filter size limit. Empty means every row.
+    """
+    method: Global___ClusterMethod.ValueType
+    """KMEANS (default) or HDBSCAN."""
+    k: _builtins.int
+    """k-means: the number of clusters, 2..1000, at most the rows selected. 0 chooses k on a sample: the k in
+    [k_min, k_max] with the best mean cosine silhouette (see docs/ARCHITECTURE.md, "Clustering").
+    """
+    k_min: _builtins.int
+    """k-means with k = 0: the range searched; 0 means 2 and 30."""
+    k_max: _builtins.int
+    sample_size: _builtins.int
+    """k-means: vectors the centroids are trained on (a uniform sample of the rows); 0 means 100,000,
+    at least 1,000, at most 1,000,000.
+    """
+    min_cluster_size: _builtins.int
+    """HDBSCAN: the smallest group that counts as a cluster; 0 means 10; 2..10,000."""
+    min_samples: _builtins.int
+    """HDBSCAN: neighbours that make a point a core point; 0 means min_cluster_size."""
+    top_terms: _builtins.int
+    """Terms (class-based TF-IDF) and documents nearest the centre kept per cluster; 0 means 10 and 5, at most 50."""
+    representatives: _builtins.int
+    model: _builtins.str
+    """The model whose vectors the collection holds (name or role); empty means the default model, as for
+    index jobs. A collection filled by another model is FAILED_PRECONDITION.
+    """
+    seed: _builtins.int
+    """Seed of the sampling and of k-means, for reproducible clusters; 0 means 1."""
+    display_name: _builtins.str
+    """A free-form label shown by ListJobs and the CLI."""
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        filter: _builtins.str = ...,
+        method: Global___ClusterMethod.ValueType = ...,
+        k: _builtins.int = ...,
+        k_min: _builtins.int = ...,
+        k_max: _builtins.int = ...,
+        sample_size: _builtins.int = ...,
+        min_cluster_size: _builtins.int = ...,
+        min_samples: _builtins.int = ...,
+        top_terms: _builtins.int = ...,
+        representatives: _builtins.int = ...,
+        model: _builtins.str = ...,
+        seed: _builtins.int = ...,
+        display_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "display_name", b"display_name", "filter", b"filter", "k", b"k", "k_max", b"k_max", "k_min", b"k_min", "method", b"method", "min_cluster_size", b"min_cluster_size", "min_samples", b"min_samples", "model", b"model", "representatives", b"representatives", "sample_size", b"sample_size", "seed", b"seed", "top_terms", b"top_terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterJobConfig: _TypeAlias = ClusterJobConfig  # noqa: Y015
+
+@_typing.final
+class SubmitClusterJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def config(self) -> Global___ClusterJobConfig:
+        """What to cluster."""
+
+    def __init__(
+        self,
+        *,
+        config: Global___ClusterJobConfig | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitClusterJobRequest: _TypeAlias = SubmitClusterJobRequest  # noqa: Y015
+
+@_typing.final
+class SubmitClusterJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___Job:
+        """The job as stored, QUEUED. When it succeeds, Job.outputs has `results_uri` (the Parquet tables),
+        `method`, `k` and `noise`; Job.metrics has `clusters`, `rows` and, when k was chosen, `silhouette`.
+        """
+
+    def __init__(
+        self,
+        *,
+        job: Global___Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitClusterJobResponse: _TypeAlias = SubmitClusterJobResponse  # noqa: Y015
+
+@_typing.final
+class ClusterTerm(_message.Message):
+    """A term that characterizes a cluster."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERM_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    term: _builtins.str
+    """The term (a word or a bigram of the collection's texts, lower-cased)."""
+    score: _builtins.float
+    """Its class-based TF-IDF weight in the cluster (as BERTopic computes it)."""
+    def __init__(
+        self,
+        *,
+        term: _builtins.str = ...,
+        score: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["score", b"score", "term", b"term"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterTerm: _TypeAlias = ClusterTerm  # noqa: Y015
+
+@_typing.final
+class ClusterDocument(_message.Message):
+    """A document of a cluster, with its cosine similarity to the cluster's centre."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    SIMILARITY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The document's id, as indexed."""
+    text: _builtins.str
+    """Its stored text."""
+    similarity: _builtins.float
+    """Cosine similarity to the cluster's (normalized mean) centre."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        text: _builtins.str = ...,
+        similarity: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "similarity", b"similarity", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterDocument: _TypeAlias = ClusterDocument  # noqa: Y015
+
+@_typing.final
+class ClusterSummary(_message.Message):
+    """One cluster of a cluster job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLUSTER_ID_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    TERMS_FIELD_NUMBER: _builtins.int
+    REPRESENTATIVES_FIELD_NUMBER: _builtins.int
+    cluster_id: _builtins.int
+    """The cluster's id: 0..k-1 by descending size; -1 is HDBSCAN's noise (rows in no cluster)."""
+    size: _builtins.int
+    """Rows assigned to it."""
+    @_builtins.property
+    def terms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterTerm]:
+        """The terms with the highest class-based TF-IDF, best first."""
+
+    @_builtins.property
+    def representatives(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterDocument]:
+        """The documents nearest the centre, nearest first."""
+
+    def __init__(
+        self,
+        *,
+        cluster_id: _builtins.int = ...,
+        size: _builtins.int = ...,
+        terms: _abc.Iterable[Global___ClusterTerm] | None = ...,
+        representatives: _abc.Iterable[Global___ClusterDocument] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "representatives", b"representatives", "size", b"size", "terms", b"terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterSummary: _TypeAlias = ClusterSummary  # noqa: Y015
+
+@_typing.final
+class ListClustersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """A cluster job's id."""
+    page_size: _builtins.int
+    """Clusters per page; 0 means 100, at most 1000."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListClustersRequest: _TypeAlias = ListClustersRequest  # noqa: Y015
+
+@_typing.final
+class ListClustersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLUSTERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more."""
+    total: _builtins.int
+    """Clusters in all."""
+    @_builtins.property
+    def clusters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterSummary]:
+        """One page of clusters, largest first (noise last)."""
+
+    def __init__(
+        self,
+        *,
+        clusters: _abc.Iterable[Global___ClusterSummary] | None = ...,
+        next_page_token: _builtins.str = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clusters", b"clusters", "next_page_token", b"next_page_token", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListClustersResponse: _TypeAlias = ListClustersResponse  # noqa: Y015
+
+@_typing.final
+class ClusterAssignment(_message.Message):
+    """A row's cluster."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CLUSTER_ID_FIELD_NUMBER: _builtins.int
+    SIMILARITY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The document's id, as indexed."""
+    cluster_id: _builtins.int
+    """Its cluster's id (-1: HDBSCAN noise)."""
+    similarity: _builtins.float
+    """Cosine similarity to the cluster's centre."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        cluster_id: _builtins.int = ...,
+        similarity: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "id", b"id", "similarity", b"similarity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterAssignment: _TypeAlias = ClusterAssignment  # noqa: Y015
+
+@_typing.final
+class ListClusterAssignmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CLUSTER_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """A cluster job's id."""
+    page_size: _builtins.int
+    """Rows per page; 0 means 1000, at most 10,000."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token; empty for the first page."""
+    cluster_id: _builtins.int
+    """Only this cluster's rows, if set."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        cluster_id: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cluster_id", b"_cluster_id", "cluster_id", b"cluster_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cluster_id", b"_cluster_id", "cluster_id", b"cluster_id", "job_id", b"job_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cluster_id: _TypeAlias = _typing.Literal["cluster_id"]  # noqa: Y015
+    _WhichOneofArgType__cluster_id: _TypeAlias = _typing.Literal["_cluster_id", b"_cluster_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cluster_id) -> _WhichOneofReturnType__cluster_id | None: ...
+
+Global___ListClusterAssignmentsRequest: _TypeAlias = ListClusterAssignmentsRequest  # noqa: Y015
+
+@_typing.final
+class ListClusterAssignmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more."""
+    @_builtins.property
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterAssignment]:
+        """One page of rows, in the order they were read from the collection."""
+
+    def __init__(
+        self,
+        *,
+        assignments: _abc.Iterable[Global___ClusterAssignment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListClusterAssignmentsResponse: _TypeAlias = ListClusterAssignmentsResponse  # noqa: Y015
+
+@_typing.final
+class ClusterMapPoint(_message.Message):
+    """A row of the cluster map."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CLUSTER_ID_FIELD_NUMBER: _builtins.int
+    X_FIELD_NUMBER: _builtins.int
+    Y_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The document's id."""
+    cluster_id: _builtins.int
+    """Its cluster's id (-1: noise)."""
+    x: _builtins.float
+    """Its position on the plane (the first two principal components of the sample)."""
+    y: _builtins.float
+    text: _builtins.str
+    """The start of its text (at most 300 characters), for a tooltip."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        cluster_id: _builtins.int = ...,
+        x: _builtins.float = ...,
+        y: _builtins.float = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "id", b"id", "text", b"text", "x", b"x", "y", b"y"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterMapPoint: _TypeAlias = ClusterMapPoint  # noqa: Y015
+
+@_typing.final
+class GetClusterMapRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """A cluster job's id."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClusterMapRequest: _TypeAlias = GetClusterMapRequest  # noqa: Y015
+
+@_typing.final
+class GetClusterMapResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    CLUSTERS_FIELD_NUMBER: _builtins.int
+    PROJECTION_FIELD_NUMBER: _builtins.int
+    projection: _builtins.str
+    """How the plane was made: "pca"."""
+    @_builtins.property
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterMapPoint]:
+        """A uniform sample of the clustered rows (at most 2,000), projected to 2-D."""
+
+    @_builtins.property
+    def clusters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClusterSummary]:
+        """The clusters, for labels (their representatives are left empty here)."""
+
+    def __init__(
+        self,
+        *,
+        points: _abc.Iterable[Global___ClusterMapPoint] | None = ...,
+        clusters: _abc.Iterable[Global___ClusterSummary] | None = ...,
+        projection: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clusters", b"clusters", "points", b"points", "projection", b"projection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClusterMapResponse: _TypeAlias = GetClusterMapResponse  # noqa: Y015

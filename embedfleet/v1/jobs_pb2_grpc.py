@@ -85,6 +85,36 @@ class JobServiceStub:
                 request_serializer=embedfleet_dot_v1_dot_jobs__pb2.ResumeJobRequest.SerializeToString,
                 response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.ResumeJobResponse.FromString,
                 _registered_method=True)
+        self.SubmitDedupJob = channel.unary_unary(
+                '/embedfleet.v1.JobService/SubmitDedupJob',
+                request_serializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitDedupJobRequest.SerializeToString,
+                response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitDedupJobResponse.FromString,
+                _registered_method=True)
+        self.GetDedupGroups = channel.unary_unary(
+                '/embedfleet.v1.JobService/GetDedupGroups',
+                request_serializer=embedfleet_dot_v1_dot_jobs__pb2.GetDedupGroupsRequest.SerializeToString,
+                response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.GetDedupGroupsResponse.FromString,
+                _registered_method=True)
+        self.SubmitClusterJob = channel.unary_unary(
+                '/embedfleet.v1.JobService/SubmitClusterJob',
+                request_serializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitClusterJobRequest.SerializeToString,
+                response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitClusterJobResponse.FromString,
+                _registered_method=True)
+        self.ListClusters = channel.unary_unary(
+                '/embedfleet.v1.JobService/ListClusters',
+                request_serializer=embedfleet_dot_v1_dot_jobs__pb2.ListClustersRequest.SerializeToString,
+                response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.ListClustersResponse.FromString,
+                _registered_method=True)
+        self.ListClusterAssignments = channel.unary_unary(
+                '/embedfleet.v1.JobService/ListClusterAssignments',
+                request_serializer=embedfleet_dot_v1_dot_jobs__pb2.ListClusterAssignmentsRequest.SerializeToString,
+                response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.ListClusterAssignmentsResponse.FromString,
+                _registered_method=True)
+        self.GetClusterMap = channel.unary_unary(
+                '/embedfleet.v1.JobService/GetClusterMap',
+                request_serializer=embedfleet_dot_v1_dot_jobs__pb2.GetClusterMapRequest.SerializeToString,
+                response_deserializer=embedfleet_dot_v1_dot_jobs__pb2.GetClusterMapResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -164,6 +194,50 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitDedupJob(self, request, context):
+        """Find near-duplicate rows of a collection (or of the rows a filter selects) on the workers. A dry run
+        unless action is DEDUP_ACTION_DELETE; the job's outputs say how many groups, duplicates and removed rows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDedupGroups(self, request, context):
+        """A succeeded dedup job's groups, a page at a time, in kept-id order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitClusterJob(self, request, context):
+        """Cluster a collection's vectors (or those a filter selects) on a worker; INVALID_ARGUMENT for bad
+        parameters, NOT_FOUND for an unknown collection, FAILED_PRECONDITION for one filled by another model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListClusters(self, request, context):
+        """A finished cluster job's clusters (size, top terms, documents nearest the centre), page by page.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListClusterAssignments(self, request, context):
+        """A finished cluster job's row assignments (document id -> cluster), page by page, optionally one cluster's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClusterMap(self, request, context):
+        """A finished cluster job's 2-D map: a sample of rows projected to the plane (PCA), for drawing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -216,6 +290,36 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ResumeJob,
                     request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.ResumeJobRequest.FromString,
                     response_serializer=embedfleet_dot_v1_dot_jobs__pb2.ResumeJobResponse.SerializeToString,
+            ),
+            'SubmitDedupJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitDedupJob,
+                    request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitDedupJobRequest.FromString,
+                    response_serializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitDedupJobResponse.SerializeToString,
+            ),
+            'GetDedupGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDedupGroups,
+                    request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.GetDedupGroupsRequest.FromString,
+                    response_serializer=embedfleet_dot_v1_dot_jobs__pb2.GetDedupGroupsResponse.SerializeToString,
+            ),
+            'SubmitClusterJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitClusterJob,
+                    request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitClusterJobRequest.FromString,
+                    response_serializer=embedfleet_dot_v1_dot_jobs__pb2.SubmitClusterJobResponse.SerializeToString,
+            ),
+            'ListClusters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListClusters,
+                    request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.ListClustersRequest.FromString,
+                    response_serializer=embedfleet_dot_v1_dot_jobs__pb2.ListClustersResponse.SerializeToString,
+            ),
+            'ListClusterAssignments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListClusterAssignments,
+                    request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.ListClusterAssignmentsRequest.FromString,
+                    response_serializer=embedfleet_dot_v1_dot_jobs__pb2.ListClusterAssignmentsResponse.SerializeToString,
+            ),
+            'GetClusterMap': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClusterMap,
+                    request_deserializer=embedfleet_dot_v1_dot_jobs__pb2.GetClusterMapRequest.FromString,
+                    response_serializer=embedfleet_dot_v1_dot_jobs__pb2.GetClusterMapResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -489,6 +593,168 @@ class JobService:
             '/embedfleet.v1.JobService/ResumeJob',
             embedfleet_dot_v1_dot_jobs__pb2.ResumeJobRequest.SerializeToString,
             embedfleet_dot_v1_dot_jobs__pb2.ResumeJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitDedupJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedfleet.v1.JobService/SubmitDedupJob',
+            embedfleet_dot_v1_dot_jobs__pb2.SubmitDedupJobRequest.SerializeToString,
+            embedfleet_dot_v1_dot_jobs__pb2.SubmitDedupJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDedupGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedfleet.v1.JobService/GetDedupGroups',
+            embedfleet_dot_v1_dot_jobs__pb2.GetDedupGroupsRequest.SerializeToString,
+            embedfleet_dot_v1_dot_jobs__pb2.GetDedupGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitClusterJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedfleet.v1.JobService/SubmitClusterJob',
+            embedfleet_dot_v1_dot_jobs__pb2.SubmitClusterJobRequest.SerializeToString,
+            embedfleet_dot_v1_dot_jobs__pb2.SubmitClusterJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListClusters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedfleet.v1.JobService/ListClusters',
+            embedfleet_dot_v1_dot_jobs__pb2.ListClustersRequest.SerializeToString,
+            embedfleet_dot_v1_dot_jobs__pb2.ListClustersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListClusterAssignments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedfleet.v1.JobService/ListClusterAssignments',
+            embedfleet_dot_v1_dot_jobs__pb2.ListClusterAssignmentsRequest.SerializeToString,
+            embedfleet_dot_v1_dot_jobs__pb2.ListClusterAssignmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClusterMap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/embedfleet.v1.JobService/GetClusterMap',
+            embedfleet_dot_v1_dot_jobs__pb2.GetClusterMapRequest.SerializeToString,
+            embedfleet_dot_v1_dot_jobs__pb2.GetClusterMapResponse.FromString,
             options,
             channel_credentials,
             insecure,

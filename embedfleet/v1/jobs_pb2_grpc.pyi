@@ -60,6 +60,22 @@ class JobServiceStub:
     ones are kept (their documents are not embedded again). FAILED_PRECONDITION for a job in any
     other state, or of a kind whose inputs do not outlive its chunks (distill, evaluate).
     """
+    SubmitDedupJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.SubmitDedupJobRequest, _jobs_pb2.SubmitDedupJobResponse]
+    """Find near-duplicate rows of a collection (or of the rows a filter selects) on the workers. A dry run
+    unless action is DEDUP_ACTION_DELETE; the job's outputs say how many groups, duplicates and removed rows.
+    """
+    GetDedupGroups: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.GetDedupGroupsRequest, _jobs_pb2.GetDedupGroupsResponse]
+    """A succeeded dedup job's groups, a page at a time, in kept-id order."""
+    SubmitClusterJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.SubmitClusterJobRequest, _jobs_pb2.SubmitClusterJobResponse]
+    """Cluster a collection's vectors (or those a filter selects) on a worker; INVALID_ARGUMENT for bad
+    parameters, NOT_FOUND for an unknown collection, FAILED_PRECONDITION for one filled by another model.
+    """
+    ListClusters: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListClustersRequest, _jobs_pb2.ListClustersResponse]
+    """A finished cluster job's clusters (size, top terms, documents nearest the centre), page by page."""
+    ListClusterAssignments: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListClusterAssignmentsRequest, _jobs_pb2.ListClusterAssignmentsResponse]
+    """A finished cluster job's row assignments (document id -> cluster), page by page, optionally one cluster's."""
+    GetClusterMap: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.GetClusterMapRequest, _jobs_pb2.GetClusterMapResponse]
+    """A finished cluster job's 2-D map: a sample of rows projected to the plane (PCA), for drawing."""
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
@@ -91,6 +107,22 @@ class JobServiceAsyncStub(JobServiceStub):
     ones are kept (their documents are not embedded again). FAILED_PRECONDITION for a job in any
     other state, or of a kind whose inputs do not outlive its chunks (distill, evaluate).
     """
+    SubmitDedupJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.SubmitDedupJobRequest, _jobs_pb2.SubmitDedupJobResponse]  # type: ignore[assignment]
+    """Find near-duplicate rows of a collection (or of the rows a filter selects) on the workers. A dry run
+    unless action is DEDUP_ACTION_DELETE; the job's outputs say how many groups, duplicates and removed rows.
+    """
+    GetDedupGroups: _aio.UnaryUnaryMultiCallable[_jobs_pb2.GetDedupGroupsRequest, _jobs_pb2.GetDedupGroupsResponse]  # type: ignore[assignment]
+    """A succeeded dedup job's groups, a page at a time, in kept-id order."""
+    SubmitClusterJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.SubmitClusterJobRequest, _jobs_pb2.SubmitClusterJobResponse]  # type: ignore[assignment]
+    """Cluster a collection's vectors (or those a filter selects) on a worker; INVALID_ARGUMENT for bad
+    parameters, NOT_FOUND for an unknown collection, FAILED_PRECONDITION for one filled by another model.
+    """
+    ListClusters: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListClustersRequest, _jobs_pb2.ListClustersResponse]  # type: ignore[assignment]
+    """A finished cluster job's clusters (size, top terms, documents nearest the centre), page by page."""
+    ListClusterAssignments: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListClusterAssignmentsRequest, _jobs_pb2.ListClusterAssignmentsResponse]  # type: ignore[assignment]
+    """A finished cluster job's row assignments (document id -> cluster), page by page, optionally one cluster's."""
+    GetClusterMap: _aio.UnaryUnaryMultiCallable[_jobs_pb2.GetClusterMapRequest, _jobs_pb2.GetClusterMapResponse]  # type: ignore[assignment]
+    """A finished cluster job's 2-D map: a sample of rows projected to the plane (PCA), for drawing."""
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     """Batch jobs and their lifecycle."""
@@ -179,5 +211,57 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         ones are kept (their documents are not embedded again). FAILED_PRECONDITION for a job in any
         other state, or of a kind whose inputs do not outlive its chunks (distill, evaluate).
         """
+
+    @_abc_1.abstractmethod
+    def SubmitDedupJob(
+        self,
+        request: _jobs_pb2.SubmitDedupJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.SubmitDedupJobResponse, _abc.Awaitable[_jobs_pb2.SubmitDedupJobResponse]]:
+        """Find near-duplicate rows of a collection (or of the rows a filter selects) on the workers. A dry run
+        unless action is DEDUP_ACTION_DELETE; the job's outputs say how many groups, duplicates and removed rows.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDedupGroups(
+        self,
+        request: _jobs_pb2.GetDedupGroupsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.GetDedupGroupsResponse, _abc.Awaitable[_jobs_pb2.GetDedupGroupsResponse]]:
+        """A succeeded dedup job's groups, a page at a time, in kept-id order."""
+
+    @_abc_1.abstractmethod
+    def SubmitClusterJob(
+        self,
+        request: _jobs_pb2.SubmitClusterJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.SubmitClusterJobResponse, _abc.Awaitable[_jobs_pb2.SubmitClusterJobResponse]]:
+        """Cluster a collection's vectors (or those a filter selects) on a worker; INVALID_ARGUMENT for bad
+        parameters, NOT_FOUND for an unknown collection, FAILED_PRECONDITION for one filled by another model.
+        """
+
+    @_abc_1.abstractmethod
+    def ListClusters(
+        self,
+        request: _jobs_pb2.ListClustersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.ListClustersResponse, _abc.Awaitable[_jobs_pb2.ListClustersResponse]]:
+        """A finished cluster job's clusters (size, top terms, documents nearest the centre), page by page."""
+
+    @_abc_1.abstractmethod
+    def ListClusterAssignments(
+        self,
+        request: _jobs_pb2.ListClusterAssignmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.ListClusterAssignmentsResponse, _abc.Awaitable[_jobs_pb2.ListClusterAssignmentsResponse]]:
+        """A finished cluster job's row assignments (document id -> cluster), page by page, optionally one cluster's."""
+
+    @_abc_1.abstractmethod
+    def GetClusterMap(
+        self,
+        request: _jobs_pb2.GetClusterMapRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.GetClusterMapResponse, _abc.Awaitable[_jobs_pb2.GetClusterMapResponse]]:
+        """A finished cluster job's 2-D map: a sample of rows projected to the plane (PCA), for drawing."""
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -6,8 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from embedfleet import errors, milvus, milvus_engine
-from embedfleet.domain import EmbeddingOptions, IndexParams, IndexSpec, Precision, ProgressUnit, VectorField
+from embedfleet.domain import (
+    EmbeddingOptions,
+    IndexParams,
+    IndexSpec,
+    IngestDedup,
+    IngestDedupAction,
+    Precision,
+    ProgressUnit,
+    ResultsRef,
+    VectorField,
+)
 from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
+from embedfleet.gateway.kinds.dedup import check_threshold
 from embedfleet.gateway.kinds.documents import part_size, plan_documents
 from embedfleet.gateway.kinds.references import CorpusReference
 
@@ -22,6 +33,13 @@ class IndexRequest:
     display_name: str = ""
     extra_fields: tuple[VectorField, ...] = ()
     index: IndexSpec = field(default_factory=IndexSpec)
+    dedup: IngestDedupRequest | None = None
+
+
+@dataclass(frozen=True)
+class IngestDedupRequest:
+    threshold: float
+    action: IngestDedupAction = IngestDedupAction.SKIP
 
 
 class IndexPlanner:
@@ -51,6 +69,24 @@ class IndexPlanner:
             )
         size = part_size(request.chunk_size, ctx)
         total, parts, corpus = plan_documents(sub, request.source_path, request.reference, size)
-        params = IndexParams(collection=request.collection, stored_fields=fields, index=index, corpus=corpus)
+        params = IndexParams(
+            collection=request.collection,
+            stored_fields=fields,
+            index=index,
+            corpus=corpus,
+            dedup=ingest_dedup(sub, request.dedup),
+        )
         spec = job_spec(params, model, unit=ProgressUnit.DOCUMENTS, part_size=size, display_name=request.display_name)
         return JobPlan(spec, total=total, parts=parts)
+
+
+def ingest_dedup(sub: Submission, request: IngestDedupRequest | None) -> IngestDedup | None:
+    """Dedup on ingest as the job will run it: the threshold checked, the records' place in the job's data."""
+    if request is None:
+        return None
+    data = sub.ctx.datastore
+    return IngestDedup(
+        threshold=check_threshold(request.threshold, "config.dedup.threshold"),
+        action=request.action,
+        output=ResultsRef(filesystem=data.uri, directory=f"{data.job_dir(sub.stager.job_id)}/ingest_dedup"),
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from embedfleet.domain import JobKind
 from embedfleet.worker.kinds.base import PartHandler
+from embedfleet.worker.kinds.cluster import ClusterPart
+from embedfleet.worker.kinds.dedup import DedupPart
 from embedfleet.worker.kinds.distill import DistillPart
 from embedfleet.worker.kinds.embed import EmbedPart
 from embedfleet.worker.kinds.evaluate import EvaluatePart
@@ -14,4 +16,6 @@ HANDLERS: dict[JobKind, PartHandler] = {
     JobKind.EMBED: EmbedPart(),
     JobKind.DISTILL: DistillPart(),
     JobKind.EVALUATE: EvaluatePart(),
+    JobKind.DEDUP: DedupPart(),
+    JobKind.CLUSTER: ClusterPart(),
 }

@@ -1,0 +1,116 @@
+"""Dedup parts: find the near-duplicate pairs of one group of partitions (or of the whole collection in
+exact mode), write them to the dataset store, and let the part that completes the set merge them.
+
+A part reads the collection in batches (``collection_scan``) and keeps only the rows its partitions
+need: those at home in them and those that probe them from a neighbouring one. Identical texts
+(``dedup.text_key``) pair at similarity 1.0 and only one of them takes part in vector comparisons.
+
+No part knows it is last, so each one, once its own files are in place, counts the parts' files; the
+one that sees them all merges (``dedup_merge``). Two parts that finish together may both merge: the
+merge is deterministic and deleting a row twice removes it once, so that costs time, not correctness.
+A killed part is redone by the runner, and redoing it rewrites the same files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from embedfleet import collection_scan, dedup
+from embedfleet.collection_scan import RowBatch
+from embedfleet.dedup_store import DedupStore, PartFindings
+from embedfleet.domain import DedupMode, DedupParams, JobState, KeepPolicy
+from embedfleet.partitions import Partitioner
+from embedfleet.worker.kinds.base import Part, PartCancelled, PartResult, WorkerContext
+from embedfleet.worker.kinds.dedup_merge import merge
+
+# Cancellation is checked every this many partitions.
+_CANCEL_CHECK_PARTITIONS = 16
+
+
+class DedupPart:
+    def run(self, part: Part, ctx: WorkerContext) -> PartResult:
+        params = part.spec.params
+        assert isinstance(params, DedupParams)
+        store = DedupStore(params.output)
+        client = ctx.sink().client
+        with_text = params.text_pass or params.policy == KeepPolicy.LONGEST
+        batches = collection_scan.scan(client, params.collection, expr=params.filter, with_text=with_text)
+        dims = part.spec.output_dimensions
+        if params.mode == DedupMode.EXACT:
+            rows = RowBatch.concat(list(batches), dims)
+            probes = np.zeros((len(rows), 1), np.int64)
+            mine = [0]
+        else:
+            partitioner = Partitioner(store.read_centroids())
+            mine = [p for p in range(partitioner.k) if p % part.parts_total == part.index]
+            rows, probes = _rows_of(batches, partitioner, params.n_probe, mine, dims)
+        found = find_pairs(rows, probes, mine, params, lambda: _check_cancelled(ctx, part))
+        store.write_part(part.index, findings(rows, found))
+        if store.parts_written() >= part.parts_total:
+            merge(params, store, part.parts_total, client, ctx.store, part.job_id)
+        return PartResult(done=part.units[1])
+
+
+def _rows_of(
+    batches: Iterator[RowBatch], partitioner: Partitioner, n_probe: int, mine: list[int], dims: int
+) -> tuple[RowBatch, np.ndarray]:
+    """The rows (and their probe lists) that the partitions ``mine`` need, one batch in memory at a time."""
+    kept: list[RowBatch] = []
+    kept_probes: list[np.ndarray] = []
+    wanted = np.asarray(mine, dtype=np.int64)
+    for batch in batches:
+        probes = partitioner.assign(batch.vectors, n_probe)
+        keep = np.nonzero(np.isin(probes, wanted).any(axis=1))[0]
+        kept.append(batch.take(keep))
+        kept_probes.append(probes[keep])
+    probes = np.concatenate(kept_probes) if kept_probes else np.zeros((0, max(1, n_probe)), np.int64)
+    return RowBatch.concat(kept, dims), probes
+
+
+def find_pairs(
+    rows: RowBatch,
+    probes: np.ndarray,
+    partitions: list[int],
+    params: DedupParams,
+    check: Callable[[], None] | None = None,
+) -> dedup.Pairs:
+    """Pairs (as positions in ``rows``) within ``partitions``: identical texts first, then vectors of
+    one row per text. Exact mode passes a single partition that every row is at home in."""
+    if params.text_pass and rows.texts:
+        keys = np.fromiter((dedup.text_key(t) for t in rows.texts), dtype=np.int64, count=len(rows))
+        text_pairs, reps = dedup.text_pairs(keys)
+    else:
+        text_pairs, reps = dedup.Pairs.concat([]), np.arange(len(rows))
+    vectors = np.ascontiguousarray(rows.vectors[reps])
+    rep_probes = probes[reps]
+    found = [text_pairs]
+    if params.mode == DedupMode.EXACT:
+        found.append(dedup.exact_pairs(vectors, params.threshold).remap(reps))
+    else:
+        for n, (_, members, guests) in enumerate(dedup.partition_members(rep_probes, partitions)):
+            if check is not None and n % _CANCEL_CHECK_PARTITIONS == 0:
+                check()
+            found.append(dedup.pairs_in_partition(vectors, members, guests, params.threshold).remap(reps))
+    return dedup.Pairs.concat(found)
+
+
+def findings(rows: RowBatch, pairs: dedup.Pairs) -> PartFindings:
+    """A part's pairs by primary key, with the rows they touch."""
+    touched = np.unique(np.concatenate([pairs.left, pairs.right]))
+    sub = rows.take(touched)
+    return PartFindings(
+        left=rows.pks[pairs.left],
+        right=rows.pks[pairs.right],
+        similarity=pairs.similarity.astype(np.float32),
+        pks=sub.pks,
+        ids=sub.ids,
+        text_bytes=np.asarray([len(t.encode()) for t in sub.texts] if sub.texts else [0] * len(sub), np.int64),
+        vectors=sub.vectors,
+    )
+
+
+def _check_cancelled(ctx: WorkerContext, part: Part) -> None:
+    if ctx.store.get(part.job_id).state == JobState.CANCELLED:
+        raise PartCancelled(f"job {part.job_id} was cancelled")
