@@ -13,10 +13,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from embedfleet.apikeys import Role
 from embedfleet.domain import CorpusFormat, InputType, JobKind, JobState, Precision, SearchMode
 from embedfleet.errors import InvalidArgument
 from embedfleet.registry import ModelRole
-from embedfleet.v1 import common_pb2, jobs_pb2, models_pb2, search_pb2
+from embedfleet.v1 import common_pb2, jobs_pb2, keys_pb2, models_pb2, search_pb2
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -69,6 +70,7 @@ JOB_KIND = EnumCodec(JobKind, jobs_pb2.JobKind, "JOB_KIND", None)
 MODEL_ROLE = EnumCodec(ModelRole, models_pb2.ModelRole, "MODEL_ROLE", None)
 SEARCH_MODE = EnumCodec(SearchMode, search_pb2.SearchMode, "SEARCH_MODE", SearchMode.FULL)
 CORPUS_FORMAT = EnumCodec(CorpusFormat, jobs_pb2.CorpusFormat, "CORPUS_FORMAT", None)  # 0: from the file names
+ROLE = EnumCodec(Role, keys_pb2.Role, "ROLE", None)
 
 # ``EmbeddingBatch.data`` element type per precision (little-endian; binary is packed bits).
 DTYPES: dict[Precision, np.dtype] = {

@@ -21,6 +21,7 @@ from embedfleet import errors, milvus, milvus_engine
 from embedfleet.corpus import read_corpus
 from embedfleet.datastore import DataStore
 from embedfleet.domain import Document, EmbeddingOptions
+from embedfleet.gateway import tenancy
 from embedfleet.gateway.queue import Dispatcher
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.jobstore import JobStore
@@ -69,6 +70,11 @@ class GatewayContext:
             return milvus.read_binding(self.milvus_client(), collection)
         except MilvusException as exc:
             raise errors.Unavailable(f"cannot reach Milvus at {self.settings.milvus_uri}: {exc.message}") from None
+
+    def collection(self, name: str) -> str:
+        """The Milvus collection the caller means by ``name``: its tenant's (see ``tenancy``)."""
+        milvus.validate_collection_name(name)
+        return tenancy.collection_name(name)
 
     def engine(self) -> MilvusEngine:
         """What the Milvus behind ``milvus_uri`` supports (asked per call: a server may be upgraded)."""
