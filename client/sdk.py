@@ -20,13 +20,22 @@ import numpy as np
 import pyarrow as pa
 
 from embedfleet import wire
+from embedfleet.apikeys import ApiKey
 from embedfleet.client import requests as rq
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import follow
 from embedfleet.client.stubs import ClientBase, Connection
-from embedfleet.client.types import DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.client.types import (
+    CreatedKey,
+    DeploymentStatus,
+    EmbedResult,
+    Job,
+    ModelInfo,
+    SearchHit,
+    api_key_from_pb,
+)
 from embedfleet.domain import JobState
-from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, status_pb2
+from embedfleet.v1 import embed_pb2, jobs_pb2, keys_pb2, models_pb2, status_pb2
 
 
 class EmbedfleetClient(ClientBase):
@@ -248,3 +257,20 @@ class EmbedfleetClient(ClientBase):
         """One call for many queries (batched through the model and Milvus): hits per query, in order."""
         response = self.searches.Search(rq.search_request(collection, queries, **options), timeout=self.timeout)
         return [[SearchHit.from_pb(h) for h in result.hits] for result in response.results]
+
+    # -- API keys (admin) ---------------------------------------------------------------------
+    def create_key(self, role: str, name: str = "") -> CreatedKey:
+        """A new API key of the caller's tenant (``role``: reader, writer or admin). Its ``secret`` is
+        returned this once: store it, it cannot be read again."""
+        response = self.keys.CreateKey(rq.create_key_request(role, name), timeout=self.timeout)
+        return CreatedKey(api_key_from_pb(response.key), response.secret)
+
+    def list_keys(self) -> list[ApiKey]:
+        """The caller's tenant's keys (ids, roles, names; never secrets)."""
+        response = self.keys.ListKeys(keys_pb2.ListKeysRequest(), timeout=self.timeout)
+        return [api_key_from_pb(k) for k in response.keys]
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke one of the tenant's keys by id; it stops working at once on every gateway."""
+        response = self.keys.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=key_id), timeout=self.timeout)
+        return api_key_from_pb(response.key)

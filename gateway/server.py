@@ -88,6 +88,7 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
     jobs = JobsCore(ctx)
     embedder = EmbedCore(ctx)
     keys = KeyStore(store.r, settings.key_prefix)
+    gate = Gate(settings, keys, RateLimiter(store.r, store.prefix))
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -95,10 +96,7 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
         options=options,
-        interceptors=[
-            RpcMetricsInterceptor(),
-            TenantInterceptor(Gate(settings, keys, RateLimiter(store.r, store.prefix))),
-        ],
+        interceptors=[RpcMetricsInterceptor(), TenantInterceptor(gate)],
     )
     models = ModelsCore(ctx)
     add_services(server, jobs, embedder, models, SearchCore(ctx, embedder), StatusCore(ctx))
@@ -114,7 +112,7 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
     server.start()
     openai = None
     if settings.openai_port is not None:
-        openai = OpenAIEndpoint(embedder, models, settings.host, settings.openai_port, settings.max_message_bytes)
+        openai = OpenAIEndpoint(embedder, models, settings.host, settings.openai_port, settings.max_message_bytes, gate)
         openai.start()
         log.info("OpenAI-compatible endpoint on http://%s:%d/v1/embeddings", settings.host, openai.port)
     stop = threading.Event()
