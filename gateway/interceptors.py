@@ -76,7 +76,7 @@ def _streaming_response(method: str, behavior: Behavior) -> Behavior:
 
 # (request streaming, response streaming) -> a wrapper of the method's behaviour.
 Wrap = Callable[[Behavior, bool, bool], Behavior]
-Continuation = Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None]
+Continuation = Callable[[grpc.HandlerCallDetails], "grpc.RpcMethodHandler[Any, Any] | None"]
 
 
 def _rewrapped(handler: grpc.RpcMethodHandler[Any, Any], wrap: Wrap) -> grpc.RpcMethodHandler[Any, Any]:
