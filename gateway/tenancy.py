@@ -23,6 +23,8 @@ from embedfleet import errors
 from embedfleet.apikeys import TENANT_PATTERN, Role
 
 NAMESPACE = "tenant_"
+# A tenant's own part of the dataset store: the paths it names (corpora, output_uri) are inside it.
+DATA_AREA = "tenants"
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,15 @@ def display_collection(physical: str) -> str:
 def owns(tenant: str) -> bool:
     """Whether the caller may see an object owned by ``tenant``."""
     return current().tenant == tenant
+
+
+def data_path(relative: str) -> str:
+    """A dataset-store path the caller named, inside its tenant's area (``tenants/<tenant>/``): no tenant
+    can name another's corpora, results or spilled inputs. With auth off, paths are the store's own,
+    except the tenants' area."""
+    tenant = current().tenant
+    if tenant:
+        return f"{DATA_AREA}/{tenant}/{relative}"
+    if relative == DATA_AREA or relative.startswith(f"{DATA_AREA}/"):
+        raise errors.InvalidArgument(f"the dataset store's {DATA_AREA}/ directory holds tenants' data", "uri")
+    return relative

@@ -111,6 +111,11 @@ def test_nothing_crosses_between_tenants_on_celery(
         assert a_jobs <= {j.id for j in a.reader.list_jobs()}
         assert a.reader.get_job(embedded.id).state == JobState.SUCCEEDED  # still the owner's
         assert sum(1 for _ in a.reader.results(embedded.id)) == 1
+        results_dir = f"jobs/{embedded.id}/results"  # A's vectors, by dataset-store path and by URI
+        store_uri = celery_system.gateway.ctx.datastore.uri.rstrip("/")
+        for uri in (results_dir, f"{store_uri}/{results_dir}", f"../../{results_dir}", f"tenants/{a.name}/x"):
+            with pytest.raises((errors.NotFound, errors.FailedPrecondition, errors.InvalidArgument)):
+                b.writer.submit_embed(None, source_uri=uri)
 
         # Search sees only the caller's collection, whatever the filter or the name guessed.
         assert {h.id for h in b.reader.search("docs", "a cat", top_k=10)} == {"b-0", "b-1", "b-2"}
