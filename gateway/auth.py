@@ -79,11 +79,13 @@ class Gate:
     def admit(self, method: str, metadata: Sequence[tuple[str, Any]]) -> tenancy.Principal:
         """The caller's principal, made current for this thread; raises Unauthenticated,
         PermissionDenied or ResourceExhausted."""
+        tenancy.act_as(tenancy.ANONYMOUS)  # a refused call is nobody's, not the thread's previous caller's
         if not self.settings.auth:
             principal = tenancy.LOCAL
         else:
             key = self.keys.verify(bearer_token(metadata))
             principal = tenancy.Principal(key.tenant, key.role, key.key_id)
+            tenancy.act_as(principal)  # a call its role refuses still counts as the tenant's
             needed = required_role(method)
             if not key.role.allows(needed):
                 raise errors.PermissionDenied(

@@ -16,10 +16,10 @@ from typing import Any
 
 import grpc
 
-from embedfleet.gateway import quotas
+from embedfleet.gateway import quotas, tenancy
 from embedfleet.gateway.auth import Gate
 from embedfleet.gateway.errors import rich_status
-from embedfleet.metrics import RPC_DURATION, RPC_REQUESTS
+from embedfleet.metrics import RPC_DURATION, RPC_REQUESTS, TENANT_RPC_REQUESTS
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 
@@ -34,6 +34,7 @@ def _final_code(context: grpc.ServicerContext, error: BaseException | None) -> s
 
 def _record(method: str, started: float, code: str) -> None:
     RPC_REQUESTS.labels(method, code).inc()
+    TENANT_RPC_REQUESTS.labels(tenancy.current().tenant, method, code).inc()  # set by the tenant gate
     RPC_DURATION.labels(method).observe(time.perf_counter() - started)
 
 
@@ -126,12 +127,16 @@ class TenantInterceptor(grpc.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         method = handler_call_details.method.lstrip("/")
-        if handler is None or self.gate.public(method):
-            return handler
+        if handler is None:
+            return None
         gate = self.gate
+        public = gate.public(method)
 
         def admitted(request: Any, context: grpc.ServicerContext, requests: bool) -> Any:
             """The request, once the call is admitted; aborts the call otherwise."""
+            if public:
+                tenancy.act_as(tenancy.ANONYMOUS)
+                return request
             try:
                 principal = gate.admit(method, context.invocation_metadata())
                 if requests:

@@ -35,6 +35,8 @@ class Principal:
 
 
 LOCAL = Principal(tenant="", role=Role.ADMIN)
+# A call not (yet) admitted: health checks, and a call while its key is being checked.
+ANONYMOUS = Principal(tenant="", role=Role.READER)
 
 # Set by the auth interceptor at the start of every call, in the thread that runs it; a pool thread
 # never carries one call's principal into the next, because the next sets its own first.

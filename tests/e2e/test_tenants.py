@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
+from prometheus_client import REGISTRY
 
 from embedfleet.apikeys import KeyStore, Role
 from embedfleet.client import errors
@@ -74,6 +75,11 @@ def auth_on(cluster: LocalCluster) -> Iterator[Callable[[], Tenant]]:
 
 def _docs(tag: str, n: int) -> list[dict[str, object]]:
     return [{"id": f"{tag}-{i}", "text": f"{tag} note {i}: a cat sleeps", "metadata": {"owner": tag}} for i in range(n)]
+
+
+def _tenant_calls(tenant: str, method: str, code: str) -> float:
+    labels = {"tenant": tenant, "method": method, "code": code}
+    return REGISTRY.get_sample_value("embedfleet_tenant_rpc_requests_total", labels) or 0.0
 
 
 def _not_found_message(call: Callable[[str], object], job_id: str) -> str:
@@ -154,7 +160,9 @@ def test_roles_and_revocation(celery_system: LocalCluster, caplog: pytest.LogCap
             EmbedfleetClient(celery_system.gateway_address, retries=0).list_models()  # no key
         with pytest.raises(errors.Unauthenticated):
             EmbedfleetClient(celery_system.gateway_address, api_key="efk_0123456789abcdef_x", retries=0).list_models()
+        listed = ("embedfleet.v1.ModelService/ListModels", "OK")
         assert a.reader.list_models()
+        assert _tenant_calls(a.name, *listed) == 1  # the metrics say which tenant called
         for denied in (
             lambda: a.reader.submit_embed(_docs("r", 1)),
             lambda: a.reader.embed(["hello"]),
@@ -163,6 +171,7 @@ def test_roles_and_revocation(celery_system: LocalCluster, caplog: pytest.LogCap
         ):
             with pytest.raises(errors.PermissionDenied):
                 denied()
+        assert _tenant_calls(a.name, "embedfleet.v1.EmbedService/Embed", "PERMISSION_DENIED") == 1
         job = a.writer.submit_embed(_docs("w", 1))
         assert a.reader.wait(job.id).state == JobState.SUCCEEDED
 
