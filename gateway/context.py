@@ -85,9 +85,15 @@ class GatewayContext:
 
     def resolve(self, options: EmbeddingOptions) -> ResolvedModel:
         """Options with the model resolved to a registry name; unknown models and dimensions refused."""
-        spec = self.registry.resolve(options.model)
+        spec = self.visible_model(self.registry.resolve(options.model))
         dims = spec.output_dimensions(options.dimensions)
         return ResolvedModel(spec, options.model_copy(update={"model": spec.name}), dims)
+
+    def visible_model(self, spec: ModelSpec) -> ModelSpec:
+        """``spec``, if the caller may use it: another tenant's promoted model is NOT_FOUND."""
+        if not tenancy.may_use_model(spec.name, {m.name for m in self.settings.models}):
+            raise errors.NotFound(f"model {spec.name!r} is not in the registry; `embedfleet models` lists the models")
+        return spec
 
     @functools.cached_property
     def datastore(self) -> DataStore:

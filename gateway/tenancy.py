@@ -87,3 +87,19 @@ def data_path(relative: str) -> str:
     if relative == DATA_AREA or relative.startswith(f"{DATA_AREA}/"):
         raise errors.InvalidArgument(f"the dataset store's {DATA_AREA}/ directory holds tenants' data", "uri")
     return relative
+
+
+def model_name(name: str) -> str:
+    """The registry name of a model the caller's distillation job promotes: ``<tenant>.<name>`` (model
+    names allow dots; tenant names have none), so only the tenant sees and uses it."""
+    tenant = current().tenant
+    return f"{tenant}.{name}" if tenant else name
+
+
+def may_use_model(name: str, configured: set[str]) -> bool:
+    """Configured models serve everyone; a promoted ``<tenant>.<name>`` only its tenant (and, with auth
+    off, the local admin); other promoted models everyone."""
+    if name in configured:
+        return True
+    owner, dot, _ = name.partition(".")
+    return not dot or not TENANT_PATTERN.fullmatch(owner) or not current().tenant or owner == current().tenant

