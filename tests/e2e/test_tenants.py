@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
+from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
 from embedfleet.apikeys import KeyStore, Role
 from embedfleet.client import errors
+from embedfleet.client.cli import main
 from embedfleet.client.sdk import EmbedfleetClient
 from embedfleet.domain import JobState
 from embedfleet.gateway.quotas import TenantQuota
+from embedfleet.gateway.server import start_gateway
+from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.ids import new_job_id
 from embedfleet.local import LocalCluster
 
@@ -238,3 +244,63 @@ def test_nothing_crosses_between_tenants_on_ray(ray_system: LocalCluster) -> Non
         assert job.id not in {j.id for j in b.reader.list_jobs()}
         with pytest.raises(errors.Unauthenticated):
             EmbedfleetClient(ray_system.gateway_address, retries=0).get_job(job.id)
+
+
+def test_keys_cli_bootstrap_then_create_list_revoke(
+    celery_system: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`keys create --bootstrap` writes the first admin key to Redis and prints it once; with it, the
+    CLI creates, lists and revokes keys through the gateway (exit code 8 once revoked)."""
+    monkeypatch.setenv("EMBEDFLEET_REDIS_URL", celery_system.redis_url)
+    monkeypatch.setenv("EMBEDFLEET_KEY_PREFIX", celery_system.key_prefix)
+    tenant = f"t{uuid.uuid4().hex[:8]}"
+
+    def run(*args: str, key: str = "") -> tuple[int, str]:
+        options = ["--gateway", celery_system.gateway_address, "--json", *(["--api-key", key] if key else [])]
+        result = CliRunner().invoke(main, [*options, "keys", *args], catch_exceptions=False)
+        return result.exit_code, result.output
+
+    with auth_on(celery_system):
+        code, out = run("create", "--bootstrap", "--tenant", tenant, "--role", "admin", "--name", "first")
+        admin = json.loads(out.splitlines()[-1])
+        assert code == 0 and admin["key"]["tenant"] == tenant and admin["secret"].startswith("efk_")
+        code, out = run("create", "--role", "writer", "--name", "ci", key=admin["secret"])
+        writer = json.loads(out.splitlines()[-1])
+        assert code == 0 and writer["key"]["role"] == "writer"
+        code, out = run("list", key=admin["secret"])
+        listed = json.loads(out.splitlines()[-1])
+        assert {k["key_id"] for k in listed} == {admin["key"]["key_id"], writer["key"]["key_id"]}
+        assert writer["secret"] not in out and admin["secret"] not in out  # listed without secrets
+        assert run("revoke", writer["key"]["key_id"], key=admin["secret"])[0] == 0
+        assert run("list", key=writer["secret"])[0] == 8  # UNAUTHENTICATED: revoked
+
+
+def test_openai_endpoint_passes_the_same_gate(celery_system: LocalCluster) -> None:
+    settings = GatewaySettings(
+        redis_url=celery_system.redis_url,
+        key_prefix=celery_system.key_prefix,
+        milvus_uri=celery_system.milvus_uri,
+        port=0,
+        openai_port=0,
+    )
+    running = start_gateway(settings)  # auth on: the default
+    keys = KeyStore(running.ctx.store.r, celery_system.key_prefix)
+    tenant = f"t{uuid.uuid4().hex[:8]}"
+    try:
+        assert running.openai is not None
+        url = f"http://127.0.0.1:{running.openai.port}/v1/embeddings"
+
+        def post(key: str) -> int:
+            headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+            request = urllib.request.Request(url, json.dumps({"input": ["hi"]}).encode(), headers)
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert post("") == 401
+        assert post(keys.create(tenant, Role.READER)[1]) == 403
+        assert post(keys.create(tenant, Role.WRITER)[1]) == 200
+    finally:
+        running.stop()
