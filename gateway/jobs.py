@@ -54,15 +54,11 @@ class JobsCore:
         try:
             with staging:
                 plan = PLANNERS[type(request)].plan(request, Submission(self.ctx, stager, iter(documents)))
+            if plan.spec.unit == ProgressUnit.DOCUMENTS:
+                quotas.check_documents(tenant, quota, plan.total)  # a corpus by reference is never streamed
         except BaseException:
             stager.discard()
             raise
-        if plan.spec.unit == ProgressUnit.DOCUMENTS:
-            try:
-                quotas.check_documents(tenant, quota, plan.total)  # a corpus by reference, never streamed
-            except errors.ResourceExhausted:
-                stager.discard()
-                raise
         spec = plan.spec.model_copy(update={"tenant": tenant})
         snapshot = self.store.create_job(job_id, spec, total=plan.total, parts=plan.parts)
         self.feeder.feed(job_id)
