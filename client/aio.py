@@ -16,16 +16,26 @@ import numpy as np
 import pyarrow as pa
 
 from embedfleet import wire
+from embedfleet.apikeys import ApiKey
 from embedfleet.client import requests as rq
 from embedfleet.client.clusters import assignment_from_pb, map_from_pb, summary_from_pb
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, JobProgress
 from embedfleet.client.stubs import ClientBase, Connection
-from embedfleet.client.types import DedupGroup, DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.client.types import (
+    CreatedKey,
+    DedupGroup,
+    DeploymentStatus,
+    EmbedResult,
+    Job,
+    ModelInfo,
+    SearchHit,
+    api_key_from_pb,
+)
 from embedfleet.cluster_types import Assignment, ClusterMap, ClusterSummary
 from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
-from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, status_pb2
+from embedfleet.v1 import embed_pb2, jobs_pb2, keys_pb2, models_pb2, status_pb2
 
 
 class AsyncEmbedfleetClient(ClientBase):
@@ -309,3 +319,19 @@ class AsyncEmbedfleetClient(ClientBase):
         return map_from_pb(
             await self.jobs.GetClusterMap(jobs_pb2.GetClusterMapRequest(job_id=job_id), timeout=self.timeout)
         )
+
+    # -- API keys (admin) ---------------------------------------------------------------------
+    async def create_key(self, role: str, name: str = "") -> CreatedKey:
+        """See ``EmbedfleetClient.create_key``."""
+        response = await self.keys.CreateKey(rq.create_key_request(role, name), timeout=self.timeout)
+        return CreatedKey(api_key_from_pb(response.key), response.secret)
+
+    async def list_keys(self) -> list[ApiKey]:
+        """See ``EmbedfleetClient.list_keys``."""
+        response = await self.keys.ListKeys(keys_pb2.ListKeysRequest(), timeout=self.timeout)
+        return [api_key_from_pb(k) for k in response.keys]
+
+    async def revoke_key(self, key_id: str) -> ApiKey:
+        """See ``EmbedfleetClient.revoke_key``."""
+        response = await self.keys.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=key_id), timeout=self.timeout)
+        return api_key_from_pb(response.key)

@@ -198,7 +198,7 @@ def up(port: int, milvus_port: int, workers: int, backend: str, data_dir: Path, 
         err_console.print(
             f"embedfleet is up: gateway {cluster.gateway_address}, Milvus {cluster.milvus_uri}, "
             f"{workers} {'Celery worker' if backend == 'celery' else 'Ray actor'}(s). Logs in {data_dir / 'logs'}. "
-            "Ctrl-C stops everything."
+            "Auth is OFF (loopback, one user: no API key needed). Ctrl-C stops everything."
         )
         _block_until_signal()
     err_console.print("stopped")
@@ -218,7 +218,8 @@ def gateway(ctx: click.Context, host: str | None, port: int | None) -> None:
     settings = GatewaySettings(**overrides)
     configure_logging(settings.log_format, "DEBUG" if ctx.obj["verbose"] else settings.log_level)
     running = start_gateway(settings)
-    err_console.print(f"gateway serving on {running.address}")
+    auth = "on: every call needs an API key" if settings.auth else "OFF: no API key is asked for (loopback only)"
+    err_console.print(f"gateway serving on {running.address}; auth {auth}")
     _block_until_signal()
     running.stop()
 
@@ -663,7 +664,7 @@ def demo(data_dir: Path, redis_url: str) -> None:
 
     corpus = resources.files("embedfleet") / "data" / SAMPLE_CORPUS
     prefix = f"embedfleet-demo-{uuid.uuid4().hex[:8]}:"
-    err_console.print("starting Milvus Lite, a Celery worker and the gateway on 127.0.0.1 ...")
+    err_console.print("starting Milvus Lite, a Celery worker and the gateway on 127.0.0.1 (auth off) ...")
     with (
         LocalCluster(
             data_dir=data_dir,
@@ -690,6 +691,85 @@ def demo(data_dir: Path, redis_url: str) -> None:
         console.print(f"Embed similarity: cat~kitten {sims[0, 1]:.3f}, cat~stocks {sims[0, 2]:.3f}")
         cluster.clear_redis()
     err_console.print("stopped; Milvus data kept in " + str(data_dir / "milvus"))
+
+
+# -- API keys ----------------------------------------------------------------------------------
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys of your tenant (needs an admin key)."""
+
+
+def _show_key(key: Any) -> None:
+    console.print(f"{key.key_id}  {key.role.value:6}  tenant {key.tenant}  {key.name}")
+
+
+@keys.command("create")
+@click.option("--role", type=click.Choice(["reader", "writer", "admin"]), default="reader", show_default=True)
+@click.option("--name", default="", help="A label for the key (who or what uses it).")
+@click.option(
+    "--bootstrap",
+    is_flag=True,
+    help="Write the key straight to Redis (EMBEDFLEET_REDIS_URL, EMBEDFLEET_KEY_PREFIX), without a gateway: "
+    "how the first admin key of a tenant is made.",
+)
+@click.option("--tenant", default="", help="With --bootstrap: the tenant the key acts for.")
+@click.pass_context
+@_fail_cleanly
+def keys_create(ctx: click.Context, role: str, name: str, bootstrap: bool, tenant: str) -> None:
+    """Make a key and print it once: only a salted hash is kept, so store it now."""
+    if bootstrap:
+        import redis
+
+        from embedfleet.apikeys import KeyStore, Role
+        from embedfleet.settings import CommonSettings
+
+        if not tenant:
+            raise click.UsageError("--bootstrap needs --tenant")
+        settings = CommonSettings()
+        key, secret = KeyStore(redis.Redis.from_url(settings.redis_url), settings.key_prefix).create(
+            tenant, Role(role), name
+        )
+        logging.getLogger("embedfleet.audit").info(
+            json.dumps(
+                {"audit": "key.create", "via": "bootstrap", "target": key.key_id, "tenant": tenant, "role": role}
+            )
+        )
+    else:
+        if tenant:
+            raise click.UsageError("--tenant is for --bootstrap; a gateway makes keys for the caller's own tenant")
+        with _client(ctx) as client:
+            created = client.create_key(role, name)
+        key, secret = created.key, created.secret
+    if _json_mode():
+        _print_json({"key": key, "secret": secret})
+        return
+    _show_key(key)
+    err_console.print("The key, shown this once (only a hash is stored):")
+    click.echo(secret)
+
+
+@keys.command("list")
+@click.pass_context
+@_fail_cleanly
+def keys_list(ctx: click.Context) -> None:
+    """Your tenant's keys: ids, roles and names (never secrets)."""
+    with _client(ctx) as client:
+        listed = client.list_keys()
+    if _json_mode():
+        _print_json(listed)
+        return
+    for key in listed:
+        _show_key(key)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+@_fail_cleanly
+def keys_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke a key by id: it stops working at once on every gateway."""
+    with _client(ctx) as client:
+        _show_key(client.revoke_key(key_id))
 
 
 if __name__ == "__main__":

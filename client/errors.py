@@ -70,6 +70,14 @@ class Internal(EmbedfleetRpcError):
     """A server bug or an unexpected error (see the gateway log)."""
 
 
+class Unauthenticated(EmbedfleetRpcError):
+    """No API key, or an unknown, malformed or revoked one: pass ``api_key`` (``--api-key``)."""
+
+
+class PermissionDenied(EmbedfleetRpcError):
+    """The API key's role does not allow the call (reader < writer < admin)."""
+
+
 _BY_CODE: dict[grpc.StatusCode, type[EmbedfleetRpcError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.NOT_FOUND: NotFound,
@@ -78,6 +86,8 @@ _BY_CODE: dict[grpc.StatusCode, type[EmbedfleetRpcError]] = {
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.CANCELLED: Cancelled,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from embedfleet import wire
 from embedfleet.corpus import document_from_record, read_corpus
 from embedfleet.domain import Document, JobState
-from embedfleet.v1 import common_pb2, jobs_pb2, search_pb2
+from embedfleet.v1 import common_pb2, jobs_pb2, keys_pb2, search_pb2
 
 # A corpus is a JSONL/Parquet path, or documents: Document objects or {"id", "text", "metadata"} dicts.
 # A corpus is a JSONL/Parquet path; an iterable or generator of Document objects or {"id", "text",
@@ -363,3 +363,8 @@ def cluster_assignments_request(
     if cluster is not None:
         request.cluster_id = cluster
     return request
+
+
+def create_key_request(role: str, name: str) -> keys_pb2.CreateKeyRequest:
+    """``role`` as a person spells it: reader, writer or admin."""
+    return keys_pb2.CreateKeyRequest(role=wire.ROLE.to_pb(wire.ROLE.parse(role, "role")), name=name)  # type: ignore[arg-type]

@@ -20,16 +20,26 @@ import numpy as np
 import pyarrow as pa
 
 from embedfleet import wire
+from embedfleet.apikeys import ApiKey
 from embedfleet.client import requests as rq
 from embedfleet.client.clusters import assignment_from_pb, map_from_pb, summary_from_pb
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, follow
 from embedfleet.client.stubs import ClientBase, Connection
-from embedfleet.client.types import DedupGroup, DeploymentStatus, EmbedResult, Job, ModelInfo, SearchHit
+from embedfleet.client.types import (
+    CreatedKey,
+    DedupGroup,
+    DeploymentStatus,
+    EmbedResult,
+    Job,
+    ModelInfo,
+    SearchHit,
+    api_key_from_pb,
+)
 from embedfleet.cluster_types import Assignment, ClusterMap, ClusterSummary
 from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
-from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, status_pb2
+from embedfleet.v1 import embed_pb2, jobs_pb2, keys_pb2, models_pb2, status_pb2
 
 
 class EmbedfleetClient(ClientBase):
@@ -339,3 +349,20 @@ class EmbedfleetClient(ClientBase):
         """A sample of the job's rows projected to 2-D with their clusters (``client.cluster_map`` draws it)."""
         request = jobs_pb2.GetClusterMapRequest(job_id=job_id)
         return map_from_pb(self.jobs.GetClusterMap(request, timeout=self.timeout))
+
+    # -- API keys (admin) ---------------------------------------------------------------------
+    def create_key(self, role: str, name: str = "") -> CreatedKey:
+        """A new API key of the caller's tenant (``role``: reader, writer or admin). Its ``secret`` is
+        returned this once: store it, it cannot be read again."""
+        response = self.keys.CreateKey(rq.create_key_request(role, name), timeout=self.timeout)
+        return CreatedKey(api_key_from_pb(response.key), response.secret)
+
+    def list_keys(self) -> list[ApiKey]:
+        """The caller's tenant's keys (ids, roles, names; never secrets)."""
+        response = self.keys.ListKeys(keys_pb2.ListKeysRequest(), timeout=self.timeout)
+        return [api_key_from_pb(k) for k in response.keys]
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke one of the tenant's keys by id; it stops working at once on every gateway."""
+        response = self.keys.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=key_id), timeout=self.timeout)
+        return api_key_from_pb(response.key)

@@ -22,7 +22,14 @@ from typing import Any
 import grpc
 
 from embedfleet.client.errors import EmbedfleetRpcError, from_rpc_error
-from embedfleet.v1 import embed_pb2_grpc, jobs_pb2_grpc, models_pb2_grpc, search_pb2_grpc, status_pb2_grpc
+from embedfleet.v1 import (
+    embed_pb2_grpc,
+    jobs_pb2_grpc,
+    keys_pb2_grpc,
+    models_pb2_grpc,
+    search_pb2_grpc,
+    status_pb2_grpc,
+)
 
 _AIO_CALLABLES = (
     grpc.aio.UnaryUnaryMultiCallable,
@@ -219,6 +226,7 @@ class ClientBase:
         self.jobs, self.embeddings, self.models, self.searches, self.statuses = service_stubs(
             self.channel, self.connection
         )
+        self.keys = TypedStub(keys_pb2_grpc.KeyServiceStub(self.channel), self.connection)
 
     def _open(self, connection: Connection) -> Any:
         raise NotImplementedError

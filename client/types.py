@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embedfleet import domain, wire
+from embedfleet.apikeys import ApiKey
 from embedfleet.domain import JobState
-from embedfleet.v1 import embed_pb2, jobs_pb2, models_pb2, search_pb2, status_pb2
+from embedfleet.v1 import embed_pb2, jobs_pb2, keys_pb2, models_pb2, search_pb2, status_pb2
 
 
 @dataclass(frozen=True)
@@ -176,3 +177,16 @@ class DedupGroup:
     @classmethod
     def from_pb(cls, pb: jobs_pb2.DedupGroup) -> DedupGroup:
         return cls(pb.kept_id, list(pb.removed_ids), [round(s, 6) for s in pb.similarity])
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    """A new API key: its record and the full key, shown this once (only a hash is kept)."""
+
+    key: ApiKey
+    secret: str
+
+
+def api_key_from_pb(pb: keys_pb2.ApiKey) -> ApiKey:
+    role = wire.ROLE.from_pb(pb.role, "role")
+    return ApiKey(pb.key_id, pb.tenant, role, pb.name, pb.created_at.ToNanoseconds() / 1e9)

@@ -353,6 +353,9 @@ class JobSpec(BaseModel):
     part_size: int = 0
     unit: ProgressUnit = ProgressUnit.DOCUMENTS
     display_name: str = ""
+    # The tenant that submitted the job (its API key's): only that tenant sees it. "" on a deployment
+    # running with auth off, and for jobs accepted before tenants existed.
+    tenant: str = ""
 
     @property
     def kind(self) -> JobKind:

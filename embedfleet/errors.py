@@ -58,6 +58,14 @@ class Unavailable(_RetryLater):
     """A dependency (Redis, Milvus, the worker pool) cannot be reached now; retrying later may work."""
 
 
+class Unauthenticated(EmbedfleetError):
+    """The call carries no API key, or one that is unknown, malformed or revoked."""
+
+
+class PermissionDenied(EmbedfleetError):
+    """The caller's key is valid but its role does not allow this call."""
+
+
 class DeadlineExceeded(EmbedfleetError):
     """Work did not finish within the time allowed."""
 

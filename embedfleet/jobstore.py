@@ -418,6 +418,10 @@ class JobStore:
     def _index_key(self) -> str:
         return f"{self.prefix}jobs"
 
+    def _tenant_index_key(self, tenant: str) -> str:
+        """One tenant's jobs by creation time (what ``list(tenant=...)`` pages through)."""
+        return f"{self.prefix}jobs:tenant:{tenant}"
+
     @property
     def _active_key(self) -> str:
         return f"{self.prefix}jobs:active"
@@ -482,6 +486,7 @@ class JobStore:
                 "parts_finished": 0,
                 "dispatch_cursor": 0,
                 "created_at": repr(now),
+                "tenant": spec.tenant,
             },
         )
         # Part states start "pending" (not yet handed to the queue); ``claim_parts`` hands them out.
@@ -492,6 +497,7 @@ class JobStore:
             )
         pipe.xadd(self.events_key(job_id), {"e": "created"}, maxlen=100, approximate=True)
         pipe.zadd(self._index_key, {job_id: now})
+        pipe.zadd(self._tenant_index_key(spec.tenant), {job_id: now})
         pipe.sadd(self._active_key, job_id)
         pipe.zrem(self._staging_key, job_id)
         for key in (self.job_key(job_id), self._parts_key(job_id), self.events_key(job_id)):
@@ -577,13 +583,18 @@ class JobStore:
             snap.failed_parts.append(PartFailure(part=idx, first_unit=first, units=count, message=message.decode()))
         return snap
 
-    def list(self, limit: int, before: float | None, state: JobState | None) -> tuple[list[JobSnapshot], float | None]:
-        """Newest first. Returns the page and the created_at to continue from (None at the end)."""
+    def list(
+        self, limit: int, before: float | None, state: JobState | None, tenant: str | None = None
+    ) -> tuple[list[JobSnapshot], float | None]:
+        """Newest first (only ``tenant``'s jobs when given). Returns the page and the created_at to
+        continue from (None at the end)."""
         max_score = f"({before!r}" if before is not None else "+inf"
+        # Tenant "" (auth off) reads the whole index: its jobs were listed there before tenants existed.
+        index = self._tenant_index_key(tenant) if tenant else self._index_key
         jobs: list[JobSnapshot] = []
         cursor = max_score
         while len(jobs) < limit:
-            ids = self.r.zrevrangebyscore(self._index_key, cursor, "-inf", start=0, num=limit * 2, withscores=True)
+            ids = self.r.zrevrangebyscore(index, cursor, "-inf", start=0, num=limit * 2, withscores=True)
             if not ids:
                 return jobs, None
             for raw_id, score in ids:
@@ -591,16 +602,41 @@ class JobStore:
                 try:
                     snap = self.get(raw_id.decode())
                 except NotFound:
-                    self.r.zrem(self._index_key, raw_id)  # expired record: tidy the index
+                    self.r.zrem(index, raw_id)  # expired record: tidy the index
                     continue
                 except (KeyError, ValueError):  # a partial or unreadable record: one job, not the page
                     log.warning("job %s: record unreadable; left out of the list", raw_id.decode(), exc_info=True)
                     continue
-                if state is None or snap.state == state:
+                if (state is None or snap.state == state) and (tenant is None or snap.spec.tenant == tenant):
                     jobs.append(snap)
                     if len(jobs) == limit:
                         return jobs, score
         return jobs, None
+
+    def tenants_of(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """Each job's tenant ("" for jobs of an auth-off deployment, or accepted before tenants); gone
+        jobs are left out. One round trip, for the feeder and the quota checks."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.job_key(job_id), "tenant", "state")
+        return {
+            job_id: (tenant or b"").decode()
+            for job_id, (tenant, state) in zip(job_ids, pipe.execute(), strict=True)
+            if state is not None
+        }
+
+    def dispatch_counts(self, job_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """Per job: (parts claimed for dispatch and not finished, i.e. queued or running; parts not
+        claimed yet). Gone jobs are left out."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.job_key(job_id), "dispatch_cursor", "parts_total", "parts_finished")
+        counts = {}
+        for job_id, (cursor, total, finished) in zip(job_ids, pipe.execute(), strict=True):
+            if total is not None:
+                claimed = int(cursor if cursor is not None else total)
+                counts[job_id] = (claimed - int(finished or 0), int(total) - claimed)
+        return counts
 
     def part_state(self, job_id: str, part: int) -> str | None:
         raw = self.r.hget(self._parts_key(job_id), str(part))

@@ -216,6 +216,8 @@ class LocalCluster:
                 "model_store_dir": self.data_dir / "models",
                 "data_uri": str(self.data_dir / "data"),
                 "port": self.gateway_port,
+                # A local cluster is one user on loopback: no API keys (EMBEDFLEET_AUTH in extra_env wins).
+                "auth": False,
                 **overrides,
             }
         )

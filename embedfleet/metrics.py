@@ -31,6 +31,12 @@ RPC_REQUESTS = Counter(
     "gRPC calls the gateway answered, by full method name and final status code.",
     ["method", "code"],
 )
+TENANT_RPC_REQUESTS = Counter(
+    "embedfleet_tenant_rpc_requests_total",
+    "gRPC calls by the caller's tenant ('' with auth off, or for a call refused before its key was accepted), "
+    "full method name and final status code: who uses the shared deployment, and who is refused.",
+    ["tenant", "method", "code"],
+)
 RPC_DURATION = Histogram(
     "embedfleet_rpc_duration_seconds",
     "Time from a call's arrival to its last response message (whole stream for streaming RPCs).",

@@ -61,6 +61,8 @@ class ErrorKind(StrEnum):
     UNAVAILABLE = "unavailable"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     INTERNAL = "internal"
+    UNAUTHENTICATED = "unauthenticated"
+    PERMISSION_DENIED = "permission_denied"
 
 
 # The one table between domain error classes and their wire kinds (most specific class first wins
@@ -73,6 +75,8 @@ _KIND_BY_ERROR: dict[type[errors.EmbedfleetError], ErrorKind] = {
     errors.Unavailable: ErrorKind.UNAVAILABLE,
     errors.Retryable: ErrorKind.UNAVAILABLE,
     errors.DeadlineExceeded: ErrorKind.DEADLINE_EXCEEDED,
+    errors.Unauthenticated: ErrorKind.UNAUTHENTICATED,
+    errors.PermissionDenied: ErrorKind.PERMISSION_DENIED,
 }
 _ERROR_BY_KIND: dict[ErrorKind, type[errors.EmbedfleetError]] = {
     ErrorKind.INVALID_ARGUMENT: errors.InvalidArgument,
@@ -82,6 +86,8 @@ _ERROR_BY_KIND: dict[ErrorKind, type[errors.EmbedfleetError]] = {
     ErrorKind.UNAVAILABLE: errors.Unavailable,
     ErrorKind.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
     ErrorKind.INTERNAL: errors.EmbedfleetError,
+    ErrorKind.UNAUTHENTICATED: errors.Unauthenticated,
+    ErrorKind.PERMISSION_DENIED: errors.PermissionDenied,
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from embedfleet.apikeys import Role
 from embedfleet.domain import (
     ClusterMethod,
     CorpusFormat,
@@ -28,7 +29,7 @@ from embedfleet.domain import (
 )
 from embedfleet.errors import InvalidArgument
 from embedfleet.registry import ModelRole
-from embedfleet.v1 import common_pb2, jobs_pb2, models_pb2, search_pb2
+from embedfleet.v1 import common_pb2, jobs_pb2, keys_pb2, models_pb2, search_pb2
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -88,6 +89,7 @@ INGEST_DEDUP_ACTION = EnumCodec(
 )
 DEDUP_ACTION = EnumCodec(DedupAction, jobs_pb2.DedupAction, "DEDUP_ACTION", DedupAction.DRY_RUN)
 CLUSTER_METHOD = EnumCodec(ClusterMethod, jobs_pb2.ClusterMethod, "CLUSTER_METHOD", ClusterMethod.KMEANS)
+ROLE = EnumCodec(Role, keys_pb2.Role, "ROLE", None)
 
 # ``EmbeddingBatch.data`` element type per precision (little-endian; binary is packed bits).
 DTYPES: dict[Precision, np.dtype] = {

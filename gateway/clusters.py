@@ -9,8 +9,7 @@ from __future__ import annotations
 from embedfleet import cluster_store, errors
 from embedfleet.cluster_types import Assignment, ClusterSummary, MapPoint
 from embedfleet.domain import ClusterParams, JobState, ResultsRef
-from embedfleet.ids import validate_job_id
-from embedfleet.jobstore import JobStore
+from embedfleet.gateway.jobs import JobsCore
 
 DEFAULT_CLUSTERS_PAGE, MAX_CLUSTERS_PAGE = 100, 1000
 DEFAULT_ROWS_PAGE, MAX_ROWS_PAGE = 1000, 10_000
@@ -33,11 +32,14 @@ def _token(offset: int, more: bool) -> str:
 
 
 class ClustersCore:
-    def __init__(self, store: JobStore) -> None:
-        self.store = store
+    """Reads a cluster job's tables; the job is looked up through ``JobsCore.get``, so another tenant's
+    job is NOT_FOUND here as everywhere."""
+
+    def __init__(self, jobs: JobsCore) -> None:
+        self.jobs = jobs
 
     def _results(self, job_id: str) -> ResultsRef:
-        snap = self.store.get(validate_job_id(job_id))
+        snap = self.jobs.get(job_id)
         if not isinstance(snap.spec.params, ClusterParams):
             raise errors.FailedPrecondition(f"job {job_id} is an {snap.spec.kind.value} job, not a cluster job")
         if snap.state != JobState.SUCCEEDED:

@@ -21,6 +21,7 @@ from embedfleet import errors, milvus, milvus_engine
 from embedfleet.corpus import read_corpus
 from embedfleet.datastore import DataStore
 from embedfleet.domain import Document, EmbeddingOptions
+from embedfleet.gateway import tenancy
 from embedfleet.gateway.queue import Dispatcher
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.jobstore import JobStore
@@ -70,6 +71,11 @@ class GatewayContext:
         except MilvusException as exc:
             raise errors.Unavailable(f"cannot reach Milvus at {self.settings.milvus_uri}: {exc.message}") from None
 
+    def collection(self, name: str) -> str:
+        """The Milvus collection the caller means by ``name``: its tenant's (see ``tenancy``)."""
+        milvus.validate_collection_name(name)
+        return tenancy.collection_name(name)
+
     def engine(self) -> MilvusEngine:
         """What the Milvus behind ``milvus_uri`` supports (asked per call: a server may be upgraded)."""
         try:
@@ -79,9 +85,15 @@ class GatewayContext:
 
     def resolve(self, options: EmbeddingOptions) -> ResolvedModel:
         """Options with the model resolved to a registry name; unknown models and dimensions refused."""
-        spec = self.registry.resolve(options.model)
+        spec = self.visible_model(self.registry.resolve(options.model))
         dims = spec.output_dimensions(options.dimensions)
         return ResolvedModel(spec, options.model_copy(update={"model": spec.name}), dims)
+
+    def visible_model(self, spec: ModelSpec) -> ModelSpec:
+        """``spec``, if the caller may use it: another tenant's promoted model is NOT_FOUND."""
+        if not tenancy.may_use_model(spec.name, {m.name for m in self.settings.models}):
+            raise errors.NotFound(f"model {spec.name!r} is not in the registry; `embedfleet models` lists the models")
+        return spec
 
     @functools.cached_property
     def datastore(self) -> DataStore:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from embedfleet import wire
+from embedfleet import errors, wire
+from embedfleet.apikeys import ApiKey, Role
 from embedfleet.cluster_types import Assignment, ClusterSummary, MapPoint
 from embedfleet.datastore import location_uri
 from embedfleet.dedup_store import StoredGroup
@@ -22,6 +23,7 @@ from embedfleet.domain import (
     SearchHit,
     VectorField,
 )
+from embedfleet.gateway import tenancy
 from embedfleet.gateway.embedding import EmbedResult
 from embedfleet.gateway.kinds.cluster import ClusterRequest
 from embedfleet.gateway.kinds.dedup import DedupRequest
@@ -34,7 +36,7 @@ from embedfleet.gateway.models import ModelStatus
 from embedfleet.gateway.search import SearchRequest
 from embedfleet.gateway.status import DeploymentStatus
 from embedfleet.jobstore import PartVectors
-from embedfleet.v1 import common_pb2, embed_pb2, jobs_pb2, models_pb2, search_pb2, status_pb2
+from embedfleet.v1 import common_pb2, embed_pb2, jobs_pb2, keys_pb2, models_pb2, search_pb2, status_pb2
 
 
 def options_from_pb(pb: common_pb2.EmbeddingOptions, field: str = "options") -> EmbeddingOptions:
@@ -159,7 +161,7 @@ def job_to_pb(snap: JobSnapshot) -> jobs_pb2.Job:
         state=wire.JOB_STATE.to_pb(snap.state),  # type: ignore[arg-type]
         display_name=snap.spec.display_name,
         model=snap.spec.embedding.model,
-        collection=snap.spec.collection,
+        collection=tenancy.display_collection(snap.spec.collection),
         embedding=options_to_pb(snap.spec.embedding),
         progress=jobs_pb2.JobProgress(
             total=snap.total,
@@ -347,3 +349,20 @@ def map_to_pb(points: list[MapPoint], summaries: list[ClusterSummary]) -> jobs_p
         clusters=[cluster_to_pb(s, with_documents=False) for s in summaries],
         projection="pca",
     )
+
+
+# -- API keys -------------------------------------------------------------------------------------
+def key_to_pb(key: ApiKey) -> keys_pb2.ApiKey:
+    return keys_pb2.ApiKey(
+        key_id=key.key_id,
+        tenant=key.tenant,
+        role=wire.ROLE.to_pb(key.role),  # type: ignore[arg-type]
+        name=key.name,
+        created_at=_timestamp(key.created_at),
+    )
+
+
+def role_from_pb(number: int) -> Role:
+    if number == 0:
+        raise errors.InvalidArgument("role is required: reader, writer or admin", "role")
+    return wire.ROLE.from_pb(number, "role")

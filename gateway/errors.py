@@ -32,6 +32,8 @@ STATUS_BY_ERROR: dict[type[errors.EmbedfleetError], grpc.StatusCode] = {
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.Retryable: grpc.StatusCode.UNAVAILABLE,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 # A client retrying an UNAVAILABLE/RESOURCE_EXHAUSTED answer waits at least this long unless the
 # error says otherwise.

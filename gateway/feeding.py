@@ -30,22 +30,57 @@ class PartFeeder:
         self.ctx = ctx
         self.store = ctx.store
         self._unsent: dict[str, set[int]] = {}  # claimed, never marked dispatched, at the last pass
+        self._turn = 0  # which tenant the next pass tops up first
 
     def feed(self, job_id: str) -> int:
-        """Queue the job's next parts, up to its window; how many were claimed. Never raises: a job
-        that cannot be fed now (Redis unreachable) is fed by a later pass of the dispatch loop."""
+        """Queue the job's next parts, up to its window and its tenant's share; how many were claimed.
+        Never raises: a job that cannot be fed now (Redis unreachable) is fed by a later pass."""
         try:
-            parts = self.store.claim_parts(job_id, self.ctx.settings.dispatch_window)
+            tenant = self.store.tenants_of([job_id]).get(job_id, "")
+            same_tenant = [j for j, t in self.store.tenants_of(self.store.active_jobs()).items() if t == tenant]
+            return self._feed_tenant(tenant, sorted({*same_tenant, job_id}))
         except Exception:
             log.warning("job %s: claiming its next parts failed; trying again next pass", job_id, exc_info=True)
             return 0
-        if parts:
-            self.dispatch(job_id, list(parts))
-        return len(parts)
 
     def feed_all(self) -> int:
-        """Top up every active job."""
-        return sum(self.feed(job_id) for job_id in self.store.active_jobs())
+        """Top up every active job, tenant by tenant, starting with a different tenant each pass."""
+        by_tenant: dict[str, list[str]] = {}
+        for job_id, tenant in self.store.tenants_of(self.store.active_jobs()).items():
+            by_tenant.setdefault(tenant, []).append(job_id)
+        tenants = sorted(by_tenant)
+        self._turn += 1
+        first = self._turn % len(tenants) if tenants else 0
+        return sum(self._feed_tenant(t, by_tenant[t]) for t in tenants[first:] + tenants[:first])
+
+    def _feed_tenant(self, tenant: str, job_ids: list[str]) -> int:
+        """Claim and queue parts of one tenant's jobs: each job up to its window, all of them together
+        up to the tenant's ``max_queued_parts``, shared one part at a time round-robin (the job with
+        fewest parts out first), so a tenant's many jobs hold no more of the queue than one would."""
+        window = self.ctx.settings.dispatch_window
+        cap = self.ctx.settings.quota_for(tenant).max_queued_parts
+        counts = self.store.dispatch_counts(job_ids)
+        budget = cap - sum(out for out, _ in counts.values()) if cap else sum(left for _, left in counts.values())
+        grant = dict.fromkeys(counts, 0)
+        order = sorted(counts, key=lambda j: counts[j][0])
+        while budget > 0:
+            granted = 0
+            for job_id in order:
+                out, left = counts[job_id]
+                if budget > 0 and grant[job_id] < left and (window == 0 or out + grant[job_id] < window):
+                    grant[job_id] += 1
+                    budget -= 1
+                    granted += 1
+            if not granted:
+                break
+        claimed = 0
+        for job_id, extra in grant.items():
+            if extra:
+                parts = self.store.claim_parts(job_id, counts[job_id][0] + extra)
+                if parts:
+                    self.dispatch(job_id, list(parts))
+                claimed += len(parts)
+        return claimed
 
     def dispatch(self, job_id: str, parts: list[int]) -> None:
         """Hand parts to the queue and record it; on failure they stay "pending" for the recovery pass."""

@@ -10,8 +10,8 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 
 from embedfleet import errors
-from embedfleet.domain import Document, JobKind, JobSnapshot, JobState
-from embedfleet.gateway import paging
+from embedfleet.domain import Document, JobKind, JobSnapshot, JobState, ProgressUnit
+from embedfleet.gateway import audit, paging, quotas, tenancy
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.feeding import PartFeeder
 from embedfleet.gateway.kinds import PLANNERS, JobRequest
@@ -38,6 +38,12 @@ class JobsCore:
         The job exists only once every input is valid and staged: a submission refused part-way
         leaves nothing behind, and an accepted one is durable before this returns.
         """
+        tenant = tenancy.current().tenant
+        quota = self.ctx.settings.quota_for(tenant)
+        if quota.max_concurrent_jobs:
+            tenants = self.store.tenants_of(self.store.active_jobs())
+            quotas.check_concurrent_jobs(tenant, quota, sum(1 for t in tenants.values() if t == tenant))
+        documents = quotas.counted_documents(tenant, quota, documents)
         job_id = new_job_id()
         stager = PartStager(self.store, job_id, self.ctx.datastore, self.ctx.settings.spill_shard_documents)
         lease_s = self.ctx.settings.staging_lease_seconds
@@ -48,10 +54,13 @@ class JobsCore:
         try:
             with staging:
                 plan = PLANNERS[type(request)].plan(request, Submission(self.ctx, stager, iter(documents)))
+            if plan.spec.unit == ProgressUnit.DOCUMENTS:
+                quotas.check_documents(tenant, quota, plan.total)  # a corpus by reference is never streamed
         except BaseException:
             stager.discard()
             raise
-        snapshot = self.store.create_job(job_id, plan.spec, total=plan.total, parts=plan.parts)
+        spec = plan.spec.model_copy(update={"tenant": tenant})
+        snapshot = self.store.create_job(job_id, spec, total=plan.total, parts=plan.parts)
         self.feeder.feed(job_id)
         log.info(
             "job %s accepted: %s, %d %s in %d parts",
@@ -64,19 +73,29 @@ class JobsCore:
         return snapshot
 
     def get(self, job_id: str) -> JobSnapshot:
-        return self.store.get(validate_job_id(job_id))
+        """The caller's job; another tenant's is NOT_FOUND, exactly like a job that never existed (a
+        guessed id tells nothing)."""
+        snap = self.store.get(validate_job_id(job_id))
+        if not tenancy.owns(snap.spec.tenant):
+            raise errors.NotFound(f"job {job_id!r} does not exist (or expired)")
+        return snap
 
     def list(self, page_size: int, page_token: str, state: JobState | None) -> tuple[list[JobSnapshot], str]:
-        jobs, next_score = self.store.list(paging.page_size(page_size), paging.page_start(page_token), state)
+        start = paging.page_start(page_token)
+        tenant = tenancy.current().tenant
+        jobs, next_score = self.store.list(paging.page_size(page_size), start, state, tenant=tenant)
         return jobs, paging.next_token(next_score)
 
     def cancel(self, job_id: str) -> JobSnapshot:
-        return self.store.cancel(validate_job_id(job_id))
+        self.get(job_id)
+        snap = self.store.cancel(job_id)
+        audit.record("job.cancel", job_id, state=snap.state.value)
+        return snap
 
     def resume(self, job_id: str) -> JobSnapshot:
         """Queue again the parts of a FAILED or CANCELLED job that are not done; only jobs whose corpus
         is by reference qualify (staged inputs go with their parts)."""
-        snap = self.store.get(job_id)
+        snap = self.get(job_id)
         if getattr(snap.spec.params, "corpus", None) is None:
             raise errors.FailedPrecondition(
                 f"job {job_id} is a {snap.spec.kind.value} job whose inputs do not outlive its chunks; submit it again"
@@ -89,18 +108,18 @@ class JobsCore:
     def watch(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[JobSnapshot]:
         """The job now, then after each change, until it is finished or the caller goes away (noticed
         within a second, so an abandoned watch gives back its thread and its stream slot)."""
-        validate_job_id(job_id)
+        self.get(job_id)
         with self.streams.slot(f"cannot watch job {job_id}"):
             yield from self.store.watch(job_id, keep_going=keep_going)
 
     def results(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[tuple[int, int, PartVectors]]:
         """An embed job's vectors in part order, each as soon as its part is done."""
-        validate_job_id(job_id)
+        self.get(job_id)
         with self.streams.slot(f"cannot stream the results of job {job_id}"):
             yield from self._results(job_id, keep_going)
 
     def _results(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[tuple[int, int, PartVectors]]:
-        snap = self.store.get(job_id)
+        snap = self.get(job_id)
         if snap.spec.kind != JobKind.EMBED:
             raise errors.FailedPrecondition(
                 f"job {job_id} is an {snap.spec.kind.value} job; only embed jobs have results"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from embedfleet.gateway import tenancy
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.registry import ModelSpec
 
@@ -30,6 +31,8 @@ class ModelsCore:
         configured = {m.name for m in settings.models}
         statuses = []
         for spec in registry:
+            if not tenancy.may_use_model(spec.name, configured):
+                continue  # another tenant's promoted model
             versions = [w["models"][spec.name] for w in workers if spec.name in w.get("models", {})]
             statuses.append(
                 ModelStatus(

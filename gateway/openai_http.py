@@ -25,6 +25,7 @@ import numpy as np
 
 from embedfleet import errors
 from embedfleet.domain import EmbeddingOptions, Precision
+from embedfleet.gateway.auth import Gate
 from embedfleet.gateway.embedding import EmbedCore
 from embedfleet.gateway.errors import status_for
 from embedfleet.gateway.models import ModelsCore
@@ -43,6 +44,11 @@ HTTP_BY_CODE: dict[grpc.StatusCode, HTTPStatus] = {
     grpc.StatusCode.PERMISSION_DENIED: HTTPStatus.FORBIDDEN,
 }
 ENCODINGS = ("float", "base64")
+# The gRPC method whose role and quotas an HTTP route has (any other path: a reader's, then NOT_FOUND).
+GATED_RPCS = {
+    ("POST", "/v1/embeddings"): "embedfleet.v1.EmbedService/Embed",
+    ("GET", "/v1/models"): "embedfleet.v1.ModelService/ListModels",
+}
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,17 @@ def error_body(exc: BaseException) -> tuple[HTTPStatus, dict[str, Any]]:
 class OpenAIEndpoint:
     """A threaded HTTP server on ``host:port`` (port 0 picks one; see ``port``)."""
 
-    def __init__(self, embedder: EmbedCore, models: ModelsCore, host: str, port: int, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        embedder: EmbedCore,
+        models: ModelsCore,
+        host: str,
+        port: int,
+        max_body_bytes: int,
+        gate: Gate | None = None,
+    ) -> None:
+        """``gate``: the gRPC services' tenant gate; each request passes it as the RPC of the same work
+        (its ``Authorization: Bearer`` header is the API key)."""
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -133,6 +149,9 @@ class OpenAIEndpoint:
 
             def _route(self, method: str) -> dict[str, Any]:
                 path = self.path.split("?", 1)[0].rstrip("/")
+                if endpoint.gate is not None:
+                    rpc = GATED_RPCS.get((method, path), "embedfleet.v1.ModelService/ListModels")
+                    endpoint.gate.admit(rpc, list(self.headers.items()))
                 if method == "GET" and path == "/v1/models":
                     return models_response(endpoint.models)
                 if method == "POST" and path == "/v1/embeddings":
@@ -160,6 +179,7 @@ class OpenAIEndpoint:
 
         self.embedder = embedder
         self.models = models
+        self.gate = gate
         self.max_body_bytes = max_body_bytes
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True

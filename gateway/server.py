@@ -12,17 +12,21 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from embedfleet import milvus
+from embedfleet.apikeys import KeyStore
+from embedfleet.gateway.auth import Gate
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.embedding import EmbedCore
 from embedfleet.gateway.feeding import run_dispatch_loop
-from embedfleet.gateway.interceptors import RpcMetricsInterceptor
+from embedfleet.gateway.interceptors import RpcMetricsInterceptor, TenantInterceptor
 from embedfleet.gateway.jobs import JobsCore
+from embedfleet.gateway.keys import KeysCore
 from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.openai_http import OpenAIEndpoint
 from embedfleet.gateway.queue import make_dispatcher
+from embedfleet.gateway.quotas import RateLimiter
 from embedfleet.gateway.retention import run_retention_loop
 from embedfleet.gateway.search import SearchCore
-from embedfleet.gateway.servicers import SERVICE_NAMES, add_services
+from embedfleet.gateway.servicers import SERVICE_NAMES, add_key_service, add_services
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.gateway.status import StatusCore
 from embedfleet.jobstore import JobStore
@@ -83,6 +87,8 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
     )
     jobs = JobsCore(ctx)
     embedder = EmbedCore(ctx)
+    keys = KeyStore(store.r, settings.key_prefix)
+    gate = Gate(settings, keys, RateLimiter(store.r, store.prefix))
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -90,10 +96,11 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
         options=options,
-        interceptors=[RpcMetricsInterceptor()],
+        interceptors=[RpcMetricsInterceptor(), TenantInterceptor(gate)],
     )
     models = ModelsCore(ctx)
     add_services(server, jobs, embedder, models, SearchCore(ctx, embedder), StatusCore(ctx))
+    add_key_service(server, KeysCore(keys))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVICE_NAMES, ""):
@@ -105,7 +112,7 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
     server.start()
     openai = None
     if settings.openai_port is not None:
-        openai = OpenAIEndpoint(embedder, models, settings.host, settings.openai_port, settings.max_message_bytes)
+        openai = OpenAIEndpoint(embedder, models, settings.host, settings.openai_port, settings.max_message_bytes, gate)
         openai.start()
         log.info("OpenAI-compatible endpoint on http://%s:%d/v1/embeddings", settings.host, openai.port)
     stop = threading.Event()
@@ -116,4 +123,9 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
     sweep = (ctx.datastore, ctx.store, settings.data_sweep_interval_seconds, settings.data_grace_seconds, stop)
     threading.Thread(target=run_retention_loop, args=sweep, name="embedfleet-retention", daemon=True).start()
     log.info("gateway serving on %s:%d (backend %s)", settings.host, port, settings.backend)
+    if not settings.auth:
+        log.warning(
+            "auth is OFF: every caller is the one local admin and no API key is asked for; run like this on "
+            "loopback only (EMBEDFLEET_AUTH=true turns API keys on)"
+        )
     return RunningGateway(server=server, ctx=ctx, jobs=jobs, port=port, _stop=stop, openai=openai, metrics=metrics)

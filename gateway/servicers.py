@@ -18,6 +18,7 @@ from embedfleet.gateway.clusters import ClustersCore
 from embedfleet.gateway.embedding import EmbedCore
 from embedfleet.gateway.errors import translate_errors
 from embedfleet.gateway.jobs import JobsCore
+from embedfleet.gateway.keys import KeysCore
 from embedfleet.gateway.kinds import JobRequest
 from embedfleet.gateway.kinds.dedup import read_groups
 from embedfleet.gateway.models import ModelsCore
@@ -28,6 +29,8 @@ from embedfleet.v1 import (
     embed_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
     search_pb2,
@@ -60,7 +63,7 @@ def _split_submission(
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, jobs: JobsCore) -> None:
         self.jobs = jobs
-        self.clusters = ClustersCore(jobs.store)
+        self.clusters = ClustersCore(jobs)
 
     def _submit_stream(self, requests: Iterator[Any], from_pb: Callable[[Any], JobRequest]) -> jobs_pb2.Job:
         request, documents = _split_submission(requests, from_pb)
@@ -218,6 +221,28 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
         return convert.status_to_pb(self.status.status())
 
 
+class KeyServicer(keys_pb2_grpc.KeyServiceServicer):
+    def __init__(self, keys: KeysCore) -> None:
+        self.keys = keys
+
+    @translate_errors
+    def CreateKey(
+        self, request: keys_pb2.CreateKeyRequest, context: grpc.ServicerContext
+    ) -> keys_pb2.CreateKeyResponse:
+        key, secret = self.keys.create(convert.role_from_pb(request.role), request.name)
+        return keys_pb2.CreateKeyResponse(key=convert.key_to_pb(key), secret=secret)
+
+    @translate_errors
+    def ListKeys(self, request: keys_pb2.ListKeysRequest, context: grpc.ServicerContext) -> keys_pb2.ListKeysResponse:
+        return keys_pb2.ListKeysResponse(keys=[convert.key_to_pb(k) for k in self.keys.list()])
+
+    @translate_errors
+    def RevokeKey(
+        self, request: keys_pb2.RevokeKeyRequest, context: grpc.ServicerContext
+    ) -> keys_pb2.RevokeKeyResponse:
+        return keys_pb2.RevokeKeyResponse(key=convert.key_to_pb(self.keys.revoke(request.key_id)))
+
+
 SERVICE_NAMES = tuple(
     module.DESCRIPTOR.services_by_name[name].full_name
     for module, name in (
@@ -226,6 +251,7 @@ SERVICE_NAMES = tuple(
         (models_pb2, "ModelService"),
         (search_pb2, "SearchService"),
         (status_pb2, "StatusService"),
+        (keys_pb2, "KeyService"),
     )
 )
 
@@ -244,3 +270,8 @@ def add_services(
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(models), server)
     search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(search), server)
     status_pb2_grpc.add_StatusServiceServicer_to_server(StatusServicer(status), server)
+
+
+def add_key_service(server: grpc.Server, keys: KeysCore) -> None:
+    """Register the key service (admins manage their tenant's API keys)."""
+    keys_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(keys), server)

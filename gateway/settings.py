@@ -7,6 +7,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
+from embedfleet.gateway.quotas import UNLIMITED, TenantQuota
 from embedfleet.settings import CommonSettings
 from embedfleet.storable import MILVUS_MAX_JSON_BYTES
 
@@ -79,3 +80,17 @@ class GatewaySettings(CommonSettings):
     # recent a job directory without a record may be and still be kept (a submission streaming in).
     data_sweep_interval_seconds: float = Field(default=600.0, gt=0)
     data_grace_seconds: float = Field(default=6 * 3600.0, gt=0)
+
+    # API keys (``embedfleet keys``): every call needs a key bound to a tenant and a role, and sees only
+    # its tenant's jobs and collections. Off only for single-user loopback runs (``embedfleet up``, the
+    # demo, the tests), which say so on start-up.
+    auth: bool = True
+    # Each tenant's limits (``gateway/quotas.py``), unless ``tenant_quotas`` names the tenant.
+    quota: TenantQuota = TenantQuota()
+    tenant_quotas: dict[str, TenantQuota] = Field(default_factory=dict)
+
+    def quota_for(self, tenant: str) -> TenantQuota:
+        """The tenant's limits; tenant "" (auth off: one user) has none beyond the gateway-wide ones."""
+        if not tenant:
+            return UNLIMITED
+        return self.tenant_quotas.get(tenant, self.quota)

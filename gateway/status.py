@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from embedfleet.domain import JobSnapshot
 from embedfleet.errors import NotFound
+from embedfleet.gateway import tenancy
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.jobstore import Activity, WorkerBeat
 
@@ -36,7 +37,9 @@ class StatusCore:
             except NotFound:
                 continue  # expired between the two reads
         jobs.sort(key=lambda j: j.created_at, reverse=True)
+        active = sum(activity.jobs.values())
+        if tenancy.current().tenant:  # a tenant sees its own jobs only (workers and queue depth are shared)
+            jobs = [j for j in jobs if tenancy.owns(j.spec.tenant)]
+            active = len(jobs)
         workers = sorted(store.live_workers(), key=lambda w: w.get("worker_id", ""))
-        return DeploymentStatus(
-            workers=workers, activity=activity, jobs=jobs[:MAX_LISTED_JOBS], active_jobs=sum(activity.jobs.values())
-        )
+        return DeploymentStatus(workers=workers, activity=activity, jobs=jobs[:MAX_LISTED_JOBS], active_jobs=active)

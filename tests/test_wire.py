@@ -17,6 +17,7 @@ CODECS = [
     wire.PRECISION,
     wire.INPUT_TYPE,
     wire.JOB_STATE,
+    wire.ROLE,
     wire.JOB_KIND,
     wire.MODEL_ROLE,
     wire.SEARCH_MODE,

@@ -49,7 +49,8 @@ class ClusterPlanner:
         ctx = sub.ctx
         expr = check_filter(request.filter, "config.filter", ctx.settings.max_filter_bytes)
         params = _parameters(request, expr)
-        binding = ctx.binding(request.collection)
+        collection = ctx.collection(request.collection)  # the caller's tenant's collection of that name
+        binding = ctx.binding(collection)
         if binding is None:
             raise errors.NotFound(f"collection {request.collection!r} does not exist; run an index job to create it")
         model = ctx.registry.resolve(request.model).name
@@ -59,11 +60,12 @@ class ClusterPlanner:
                 f"{'' if request.model else ' (the default model)'}; name the collection's model, or cluster a "
                 f"collection {model!r} filled"
             )
-        rows = count(ctx.milvus_client(), request.collection, params.filter, "config.filter")
+        rows = count(ctx.milvus_client(), collection, params.filter, "config.filter")
         _check_size(params, rows, ctx, request.collection)
-        directory = results_directory(ctx.datastore.root, request.collection, sub.stager.job_id)
+        directory = results_directory(ctx.datastore.root, collection, sub.stager.job_id)
         params = params.model_copy(
             update={
+                "collection": collection,
                 "rows": rows,
                 "k_max": min(params.k_max, rows - 1),
                 "results": ResultsRef(filesystem=ctx.datastore.uri, directory=directory),

@@ -89,7 +89,8 @@ class DedupPlanner:
             )
         expr = collection_scan.check_filter(request.filter, "config.filter", ctx.settings.max_filter_bytes)
         client = ctx.milvus_client()
-        binding = ctx.binding(request.collection)
+        collection = ctx.collection(request.collection)  # the caller's tenant's collection of that name
+        binding = ctx.binding(collection)
         if binding is None:
             raise errors.NotFound(
                 f"collection {request.collection!r} does not exist; run an index job to create it, or check the name"
@@ -106,8 +107,8 @@ class DedupPlanner:
         binding.check_compatible(
             request.collection, model=model.spec.name, dimensions=model.output_dimensions, version=None
         )
-        collection_scan.probe(client, request.collection, expr, "config.filter")
-        rows = collection_scan.count(client, request.collection, expr)
+        collection_scan.probe(client, collection, expr, "config.filter")
+        rows = collection_scan.count(client, collection, expr)
         if rows == 0:
             raise errors.FailedPrecondition(
                 f"the filter selects no rows of {request.collection!r}; nothing to deduplicate"
@@ -123,14 +124,14 @@ class DedupPlanner:
         if request.mode == DedupMode.PARTITIONED:
             k = min(request.partitions or partitions.default_k(rows), rows)
             size = min(rows, k * SAMPLE_PER_PARTITION)
-            scan = collection_scan.scan(client, request.collection, expr=expr, limit=size * SAMPLE_SCAN_FACTOR)
+            scan = collection_scan.scan(client, collection, expr=expr, limit=size * SAMPLE_SCAN_FACTOR)
             sample = collection_scan.sample(scan, size, binding.dimensions)
             trained = partitions.train(sample.vectors, k)
             k = trained.k
             parts = min(request.parts or DEFAULT_PARTS, k)
             DedupStore(output).write_centroids(trained.centroids)
         params = DedupParams(
-            collection=request.collection,
+            collection=collection,
             filter=expr,
             mode=request.mode,
             threshold=request.threshold,

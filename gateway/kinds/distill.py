@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from embedfleet import errors
 from embedfleet.corpus import check_text
 from embedfleet.domain import DistillParams, Document, EmbeddingOptions, ProgressUnit
+from embedfleet.gateway import tenancy
 from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -38,7 +39,7 @@ class DistillPlanner:
         ctx = sub.ctx
         registry = ctx.registry
         teacher = ctx.resolve(EmbeddingOptions(model=request.teacher or "teacher"))
-        init = registry.resolve(request.init_model) if request.init_model else teacher.spec
+        init = ctx.visible_model(registry.resolve(request.init_model)) if request.init_model else teacher.spec
         if not _MODEL_NAME.fullmatch(request.student_name):
             raise errors.InvalidArgument(
                 f"student_name {errors.echo(request.student_name)} is invalid: use letters, digits, '.', '_' and '-'",
@@ -82,7 +83,7 @@ class DistillPlanner:
         steps = request.max_steps or -(-len(texts) // batch)
         params = DistillParams(
             teacher=teacher.spec.name,
-            student_name=request.student_name,
+            student_name=tenancy.model_name(request.student_name),  # the tenant's own model
             keep_layers=request.keep_layers,
             init_model=init.name,
             steps=steps,

@@ -26,7 +26,7 @@ class EvaluatePlanner:
         params = EvaluateParams(
             model=spec.name,
             dimensions=dims or spec.matryoshka_dimensions,
-            teacher=ctx.registry.resolve(request.teacher).name if request.teacher else "",
+            teacher=ctx.visible_model(ctx.registry.resolve(request.teacher)).name if request.teacher else "",
             eval_limit=request.eval_limit or ctx.settings.default_eval_limit,
         )
         job = job_spec(params, model, unit=ProgressUnit.EVALUATIONS, display_name=request.display_name)

@@ -55,7 +55,8 @@ class IndexPlanner:
         fields = milvus.stored_fields(model.spec, request.extra_fields)
         engine = ctx.engine()
         milvus_engine.check_vector_fields(engine, fields)
-        binding = ctx.binding(request.collection)
+        collection = ctx.collection(request.collection)
+        binding = ctx.binding(collection)
         unset = not request.index.type and not request.index.params
         index = binding.index if binding is not None and unset else milvus_engine.resolve_index(request.index, engine)
         if binding is not None:
@@ -70,7 +71,7 @@ class IndexPlanner:
         size = part_size(request.chunk_size, ctx)
         total, parts, corpus = plan_documents(sub, request.source_path, request.reference, size)
         params = IndexParams(
-            collection=request.collection,
+            collection=collection,
             stored_fields=fields,
             index=index,
             corpus=corpus,

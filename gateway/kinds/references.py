@@ -13,8 +13,9 @@ import pyarrow.fs as pafs
 
 from embedfleet import errors
 from embedfleet.corpus_refs import expand, glob_base, plan_reference
-from embedfleet.datastore import has_scheme
+from embedfleet.datastore import has_scheme, relative_path
 from embedfleet.domain import CorpusFormat, CorpusRef
+from embedfleet.gateway import tenancy
 from embedfleet.gateway.context import GatewayContext
 
 LOCAL_FILESYSTEM = "file:///"
@@ -35,15 +36,16 @@ class CorpusReference:
 def store_path(ctx: GatewayContext, uri: str, field: str) -> str:
     """The path inside the dataset store that a relative path, or a URI under the store's, names."""
     store = ctx.datastore
+    area = tenancy.data_path("")  # "" with auth off, else the tenant's area of the store
     if has_scheme(uri):
-        base = store.uri.split("?")[0].rstrip("/") + "/"
+        base = store.uri.split("?")[0].rstrip("/") + "/" + area
         if not uri.startswith(base):
             raise errors.FailedPrecondition(
                 f"{uri!r} is not in this gateway's dataset store ({base}); copy the corpus there, use a "
                 "path relative to the store, or (for corpora) a path under the allowed corpus dirs"
             )
         uri = uri.removeprefix(base)
-    return store.path(uri, field)
+    return store.path(tenancy.data_path(relative_path(uri, field)), field)
 
 
 def resolve_reference(ctx: GatewayContext, reference: CorpusReference) -> CorpusRef:

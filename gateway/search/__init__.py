@@ -80,7 +80,8 @@ class SearchCore:
     def search(self, request: SearchRequest) -> SearchAnswer:
         top_k, candidates = check_request(request, self.ctx.settings)
         strategy = STRATEGIES[request.mode]
-        binding = self.ctx.binding(request.collection)
+        collection = self.ctx.collection(request.collection)
+        binding = self.ctx.binding(collection)
         if binding is None:
             raise errors.NotFound(f"collection {request.collection!r} does not exist; run an index job to create it")
         strategy.check(binding)
@@ -93,7 +94,5 @@ class SearchCore:
                 "comparable. Re-index the collection with the current model."
             )
         vectors = unpack_vectors(embedded.data, embedded.rows, embedded.dimensions, Precision.FLOAT32)
-        query = SearchQuery(
-            request.collection, binding, vectors, top_k, request.filter, candidates, request.ef, request.nprobe
-        )
+        query = SearchQuery(collection, binding, vectors, top_k, request.filter, candidates, request.ef, request.nprobe)
         return SearchAnswer(strategy.search(self.ctx.milvus_client(), query), binding.model)

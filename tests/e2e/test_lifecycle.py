@@ -29,6 +29,7 @@ def _gateway_settings(cluster: LocalCluster) -> GatewaySettings:
         backend=cluster.backend,
         ray_num_cpus_per_actor=0.5,
         port=0,
+        auth=False,
     )
 
 

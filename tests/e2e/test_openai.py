@@ -29,6 +29,7 @@ def gateway(celery_system: LocalCluster) -> Iterator[RunningGateway]:
         backend="celery",
         port=0,
         openai_port=0,
+        auth=False,
     )
     running = start_gateway(settings)
     yield running

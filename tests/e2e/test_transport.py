@@ -23,6 +23,7 @@ def _settings(cluster: LocalCluster, **overrides: object) -> GatewaySettings:
         key_prefix=cluster.key_prefix,
         milvus_uri=cluster.milvus_uri,
         backend="celery",
+        auth=False,
         **overrides,  # type: ignore[arg-type]
     )
 

@@ -27,7 +27,12 @@ MAX_STREAMS = 3
 @pytest.fixture
 def gateway(redis_url: str, key_prefix: str) -> Iterator[RunningGateway]:
     settings = GatewaySettings(
-        redis_url=redis_url, key_prefix=key_prefix, port=0, max_workers=MAX_STREAMS + 4, max_streams=MAX_STREAMS
+        redis_url=redis_url,
+        key_prefix=key_prefix,
+        port=0,
+        max_workers=MAX_STREAMS + 4,
+        max_streams=MAX_STREAMS,
+        auth=False,
     )
     running = start_gateway(settings)
     yield running
