@@ -137,6 +137,18 @@ def test_nothing_crosses_between_tenants_on_celery(
             b.reader.search(f"tenant_{a.name}_docs", "a cat")  # the physical name is B's namespace again
         assert {h.id for h in a.reader.search("docs", "a cat", top_k=10)} == {f"a-{i}" for i in range(4)}
 
+        # Dedup and cluster jobs (kinds added after tenancy, with no tenant code of their own): B's
+        # job works on B's "docs" alone, and A's job results are NOT_FOUND to B like any other job.
+        deduped = b.writer.submit_dedup("docs", 0.9, mode="exact")
+        assert b.reader.wait(deduped.id).state == JobState.SUCCEEDED and deduped.total == 3
+        for job_id in (deduped.id, guessed):
+            with pytest.raises(errors.NotFound):
+                list(a.reader.dedup_groups(job_id))
+            with pytest.raises(errors.NotFound):
+                a.reader.clusters(job_id)
+            with pytest.raises(errors.NotFound):
+                a.reader.cluster_map(job_id)
+
         # Status lists the caller's active jobs only.
         busy = a.writer.submit_embed(_docs("busy", 64), chunk_size=1)
         assert busy.id not in {j.id for j in b.reader.status().jobs}
