@@ -10,7 +10,8 @@ import pyarrow.fs as pafs
 from embedfleet import errors
 from embedfleet.domain import EmbeddingOptions, EmbedParams, ProgressUnit, ResultsRef
 from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
-from embedfleet.gateway.kinds.documents import part_size, plan_documents
+from embedfleet.gateway.kinds.documents import plan_documents
+from embedfleet.gateway.kinds.part_sizing import part_sizing
 from embedfleet.gateway.kinds.references import CorpusReference, store_path
 
 
@@ -43,13 +44,14 @@ class EmbedPlanner:
     def plan(self, request: EmbedJobRequest, sub: Submission) -> JobPlan:
         ctx = sub.ctx
         model = ctx.resolve(request.embedding)
-        size = part_size(request.chunk_size, ctx)
-        total, parts, corpus = plan_documents(sub, request.source_path, request.reference, size)
+        sizing = part_sizing(request.chunk_size, ctx.settings, model.spec.max_seq_length)
+        plan = plan_documents(sub, request.source_path, request.reference, sizing)
         spec = job_spec(
-            EmbedParams(corpus=corpus, results=results_location(sub, request.output_uri)),
+            EmbedParams(corpus=plan.corpus, results=results_location(sub, request.output_uri)),
             model,
             unit=ProgressUnit.DOCUMENTS,
-            part_size=size,
+            part_size=plan.size,
+            part_starts=plan.starts,
             display_name=request.display_name,
         )
-        return JobPlan(spec, total=total, parts=parts)
+        return JobPlan(spec, total=plan.total, parts=plan.parts)

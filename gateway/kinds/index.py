@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from embedfleet import errors, milvus, milvus_engine
 from embedfleet.domain import EmbeddingOptions, IndexParams, IndexSpec, Precision, ProgressUnit, VectorField
 from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
-from embedfleet.gateway.kinds.documents import part_size, plan_documents
+from embedfleet.gateway.kinds.documents import plan_documents
+from embedfleet.gateway.kinds.part_sizing import part_sizing
 from embedfleet.gateway.kinds.references import CorpusReference
 
 
@@ -49,8 +50,15 @@ class IndexPlanner:
                 fields=fields,
                 index=index,
             )
-        size = part_size(request.chunk_size, ctx)
-        total, parts, corpus = plan_documents(sub, request.source_path, request.reference, size)
-        params = IndexParams(collection=request.collection, stored_fields=fields, index=index, corpus=corpus)
-        spec = job_spec(params, model, unit=ProgressUnit.DOCUMENTS, part_size=size, display_name=request.display_name)
-        return JobPlan(spec, total=total, parts=parts)
+        sizing = part_sizing(request.chunk_size, ctx.settings, model.spec.max_seq_length)
+        plan = plan_documents(sub, request.source_path, request.reference, sizing)
+        params = IndexParams(collection=request.collection, stored_fields=fields, index=index, corpus=plan.corpus)
+        spec = job_spec(
+            params,
+            model,
+            unit=ProgressUnit.DOCUMENTS,
+            part_size=plan.size,
+            part_starts=plan.starts,
+            display_name=request.display_name,
+        )
+        return JobPlan(spec, total=plan.total, parts=plan.parts)

@@ -39,7 +39,9 @@ def test_each_text_gets_the_vector_plain_encode_gives_it(encoder: SentenceTransf
     assert got.tokens == sum(min(len(ids), SPEC.max_seq_length) for ids in encoder.model.tokenizer(MIXED)["input_ids"])
 
 
-def test_a_half_type_serves_only_past_the_gate(encoder: SentenceTransformerEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_half_type_serves_only_past_the_gate(
+    encoder: SentenceTransformerEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(agreement, "AGREEMENT_TEXTS", 48)  # bfloat16 on a CPU is slow; CUDA checks all 256
     half = SentenceTransformerEncoder(SPEC, "cpu")
     half._to_half("bfloat16")  # what __init__ does on CUDA for cuda_dtype="bfloat16"

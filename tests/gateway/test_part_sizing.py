@@ -1,0 +1,62 @@
+"""Parts sized by tokens: a part of titles holds many more documents than a part of long paragraphs
+and both carry about the same estimated tokens; a chunk_size the request sets is a fixed count."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from embedfleet.domain import EmbeddingOptions, EmbedParams, JobSpec, part_range
+from embedfleet.errors import InvalidArgument
+from embedfleet.gateway.kinds.part_sizing import PartCutter, PartSizing, estimate_tokens, part_sizing
+from embedfleet.gateway.settings import GatewaySettings
+
+SETTINGS = GatewaySettings(part_tokens=2000, max_chunk_size=500, default_chunk_size=64)
+WINDOW = 256
+
+
+def _parts(texts: list[str], sizing: PartSizing) -> list[list[str]]:
+    cutter = PartCutter(sizing)
+    parts: list[list[str]] = [[]]
+    for text in texts:
+        parts[-1].append(text)
+        if cutter.full_after(text):
+            parts.append([])
+    return [p for p in parts if p]
+
+
+def test_titles_and_paragraphs_get_parts_of_about_the_same_tokens() -> None:
+    sizing = part_sizing(0, SETTINGS, WINDOW)
+    assert sizing == PartSizing(documents=500, tokens=2000, window=WINDOW)
+    titles = _parts(["The Old Man and the Sea"] * 1000, sizing)
+    paragraphs = _parts(
+        ["It was a bright cold day in April, and the clocks were striking thirteen. " * 6] * 1000, sizing
+    )
+    assert len(titles[0]) > 10 * len(paragraphs[0])
+    for part in titles[:-1] + paragraphs[:-1]:
+        tokens = sum(estimate_tokens(t, WINDOW) for t in part)
+        assert SETTINGS.part_tokens <= tokens < SETTINGS.part_tokens + WINDOW
+    assert len(_parts(["a"] * 2000, sizing)[0]) == 500  # the document cap still holds for tiny texts
+
+
+def test_an_estimate_never_passes_the_window() -> None:
+    assert estimate_tokens("", WINDOW) == 2
+    assert estimate_tokens("x" * 10_000_000, WINDOW) == WINDOW  # the worker truncates it to the window
+
+
+def test_a_requested_chunk_size_is_a_fixed_count_and_bounded() -> None:
+    assert part_sizing(100, SETTINGS, WINDOW) == PartSizing(documents=100)
+    assert part_sizing(0, SETTINGS.model_copy(update={"part_tokens": 0}), WINDOW) == PartSizing(documents=64)
+    with pytest.raises(InvalidArgument, match="exceeds the limit 500"):
+        part_sizing(501, SETTINGS, WINDOW)
+
+
+@given(sizes=st.lists(st.integers(1, 50), min_size=1, max_size=30))
+def test_part_starts_name_consecutive_ranges_that_cover_the_corpus(sizes: list[int]) -> None:
+    starts = tuple(sum(sizes[:i]) for i in range(len(sizes)))
+    spec = JobSpec(params=EmbedParams(), embedding=EmbeddingOptions(model="m"), part_starts=starts)
+    total = sum(sizes)
+    ranges = [part_range(spec, total, len(sizes), p) for p in range(len(sizes))]
+    assert ranges == list(zip(starts, sizes, strict=True))
+    assert part_range(spec, total, len(sizes), len(sizes)) == (total, 0)
