@@ -26,6 +26,7 @@ as the without-budget reference, and the plot ``bench/engine_plot.png``. The tab
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -269,7 +270,7 @@ def sweep(texts: list[str], budgets: list[int], part_sizes: list[int]) -> list[d
             "engine",
             budget,
             default_part,
-            lambda chunk, e=encoder: e.encode(chunk, InputType.DOCUMENT),
+            functools.partial(encoder.encode, input_type=InputType.DOCUMENT),
             padded_for(encoder.policy, default_part),
         )
     for part in part_sizes:
@@ -277,7 +278,7 @@ def sweep(texts: list[str], budgets: list[int], part_sizes: list[int]) -> list[d
             "engine",
             base.policy.tokens,
             part,
-            lambda chunk: base.encode(chunk, InputType.DOCUMENT),
+            functools.partial(base.encode, input_type=InputType.DOCUMENT),
             padded_for(base.policy, part),
         )
     return rows

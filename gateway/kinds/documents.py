@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from embedfleet import errors
 from embedfleet.corpus import validate_document
 from embedfleet.corpus_refs import read_rows
-from embedfleet.domain import CorpusRef, Document
-from embedfleet.gateway.kinds.base import Submission
+from embedfleet.domain import CorpusRef, Document, JobParams, ProgressUnit
+from embedfleet.gateway.context import ResolvedModel
+from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
 from embedfleet.gateway.kinds.part_sizing import PartCutter, PartSizing
 from embedfleet.gateway.kinds.references import CorpusReference, resolve_reference
 from embedfleet.gateway.kinds.spill import ShardWriter
@@ -27,6 +28,18 @@ class DocumentPlan:
     corpus: CorpusRef
     size: int = 0
     starts: tuple[int, ...] = ()
+
+    def job(self, params: JobParams, model: ResolvedModel, display_name: str) -> JobPlan:
+        """The job of these parts: its spec (counting documents) and its totals."""
+        spec = job_spec(
+            params,
+            model,
+            unit=ProgressUnit.DOCUMENTS,
+            part_size=self.size,
+            part_starts=self.starts,
+            display_name=display_name,
+        )
+        return JobPlan(spec, total=self.total, parts=self.parts)
 
 
 def plan_documents(

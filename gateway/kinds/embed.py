@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 
 from embedfleet import errors
-from embedfleet.domain import EmbeddingOptions, EmbedParams, ProgressUnit, ResultsRef
-from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
+from embedfleet.domain import EmbeddingOptions, EmbedParams, ResultsRef
+from embedfleet.gateway.kinds.base import JobPlan, Submission
 from embedfleet.gateway.kinds.documents import plan_documents
 from embedfleet.gateway.kinds.part_sizing import part_sizing
 from embedfleet.gateway.kinds.references import CorpusReference, store_path
@@ -46,12 +46,5 @@ class EmbedPlanner:
         model = ctx.resolve(request.embedding)
         sizing = part_sizing(request.chunk_size, ctx.settings, model.spec.max_seq_length)
         plan = plan_documents(sub, request.source_path, request.reference, sizing)
-        spec = job_spec(
-            EmbedParams(corpus=plan.corpus, results=results_location(sub, request.output_uri)),
-            model,
-            unit=ProgressUnit.DOCUMENTS,
-            part_size=plan.size,
-            part_starts=plan.starts,
-            display_name=request.display_name,
-        )
-        return JobPlan(spec, total=plan.total, parts=plan.parts)
+        params = EmbedParams(corpus=plan.corpus, results=results_location(sub, request.output_uri))
+        return plan.job(params, model, request.display_name)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from embedfleet import errors, milvus, milvus_engine
-from embedfleet.domain import EmbeddingOptions, IndexParams, IndexSpec, Precision, ProgressUnit, VectorField
-from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
+from embedfleet.domain import EmbeddingOptions, IndexParams, IndexSpec, Precision, VectorField
+from embedfleet.gateway.kinds.base import JobPlan, Submission
 from embedfleet.gateway.kinds.documents import plan_documents
 from embedfleet.gateway.kinds.part_sizing import part_sizing
 from embedfleet.gateway.kinds.references import CorpusReference
@@ -53,12 +53,4 @@ class IndexPlanner:
         sizing = part_sizing(request.chunk_size, ctx.settings, model.spec.max_seq_length)
         plan = plan_documents(sub, request.source_path, request.reference, sizing)
         params = IndexParams(collection=request.collection, stored_fields=fields, index=index, corpus=plan.corpus)
-        spec = job_spec(
-            params,
-            model,
-            unit=ProgressUnit.DOCUMENTS,
-            part_size=plan.size,
-            part_starts=plan.starts,
-            display_name=request.display_name,
-        )
-        return JobPlan(spec, total=plan.total, parts=plan.parts)
+        return plan.job(params, model, request.display_name)

@@ -79,21 +79,23 @@ def test_gather_refuses_a_missing_vector() -> None:
         gather([batch], 3, 4)
 
 
+def _counted(n: int, produced: list[int]) -> Iterator[int]:
+    """0 .. n-1, each noted in ``produced`` as it is made."""
+    for i in range(n):
+        produced.append(i)
+        yield i
+
+
 def test_the_pipeline_keeps_order_and_stays_bounded() -> None:
     produced: list[int] = []
     consumed: list[int] = []
-
-    def items() -> Iterator[int]:
-        for i in range(20):
-            produced.append(i)
-            yield i
 
     def consume(i: int) -> None:
         time.sleep(0.002)
         assert len(produced) - i <= 4  # at most depth queued + one in hand + one being produced
         consumed.append(i)
 
-    overlap(items(), consume, depth=2)
+    overlap(_counted(20, produced), consume, depth=2)
     assert consumed == list(range(20))
 
 
@@ -111,17 +113,12 @@ def test_the_pipeline_overlaps_the_two_stages() -> None:
 def test_a_consumer_error_stops_the_producer_and_is_raised() -> None:
     produced: list[int] = []
 
-    def items() -> Iterator[int]:
-        for i in range(1000):
-            produced.append(i)
-            yield i
-
     def consume(i: int) -> None:
         if i == 3:
             raise ValueError("Milvus refused row 3")
 
     with pytest.raises(ValueError, match="row 3"):
-        overlap(items(), consume)
+        overlap(_counted(1000, produced), consume)
     assert len(produced) < 10
 
 
