@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from embedfleet import errors
 from embedfleet.corpus import validate_document
-from embedfleet.corpus_refs import read_rows
-from embedfleet.domain import CorpusRef, Document, JobParams, ProgressUnit
+from embedfleet.corpus_refs import read_rows, text_byte_lengths
+from embedfleet.domain import CorpusFormat, CorpusRef, Document, JobParams, ProgressUnit
 from embedfleet.gateway.context import ResolvedModel
 from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
-from embedfleet.gateway.kinds.part_sizing import PartCutter, PartSizing
+from embedfleet.gateway.kinds.part_sizing import PartCutter, PartSizing, part_starts
 from embedfleet.gateway.kinds.references import CorpusReference, resolve_reference
 from embedfleet.gateway.kinds.spill import ShardWriter
 from embedfleet.gateway.kinds.unique_ids import IdDigests
@@ -46,8 +46,9 @@ def plan_documents(
     sub: Submission, source_path: str, reference: CorpusReference | None, sizing: PartSizing
 ) -> DocumentPlan:
     """The parts and the corpus for the spec. Either way the workers read the corpus by reference: a
-    referenced corpus is planned from its files' row counts (parts of a fixed count: its texts are never
-    read here), streamed documents (or a server-side file named by ``source.path``) are validated, cut
+    referenced Parquet corpus is sized by tokens from its text column's lengths (no record is read), a
+    JSONL one by its line counts in parts of a fixed count (finding its texts' lengths would mean parsing
+    every line here); streamed documents (or a server-side file named by ``source.path``) are validated, cut
     into parts as they pass (``part_sizing.py``) and spilled to the dataset store.
 
     A referenced corpus is not bound by ``max_documents_per_job``: nothing of it passes through the
@@ -59,6 +60,9 @@ def plan_documents(
     corpus = resolve_reference(sub.ctx, reference)
     if corpus.rows == 0:
         raise errors.InvalidArgument(f"the corpus {reference.uri!r} has no rows", "config.source.uri")
+    if sizing.by_tokens and corpus.format == CorpusFormat.PARQUET:
+        starts = part_starts(text_byte_lengths(corpus), sizing)
+        return DocumentPlan(corpus.rows, len(starts), corpus, starts=starts)
     size = sub.ctx.settings.default_chunk_size if sizing.by_tokens else sizing.documents
     return DocumentPlan(corpus.rows, -(-corpus.rows // size), corpus, size=size)
 
@@ -86,7 +90,7 @@ def spill_documents(sub: Submission, source_path: str, sizing: PartSizing) -> Do
         if not buffer:
             starts.append(total - 1)
         buffer.append(doc)
-        if cutter.full_after(doc.text):
+        if cutter.full_after(len(doc.text.encode())):
             _spill(buffer, shards, digests)
             parts += 1
             buffer = []

@@ -12,6 +12,7 @@ by real tokens.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from embedfleet import errors
@@ -21,9 +22,10 @@ BYTES_PER_TOKEN = 4  # all-MiniLM-L6-v2's WordPiece on Brown paragraphs: 4.3; on
 SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 
 
-def estimate_tokens(text: str, window: int) -> int:
-    """Tokens the worker will run for ``text``: its UTF-8 length over ``BYTES_PER_TOKEN``, at most the window."""
-    return min(window, SPECIAL_TOKENS + len(text.encode()) // BYTES_PER_TOKEN)
+def estimate_tokens(text_bytes: int, window: int) -> int:
+    """Tokens the worker will run for a text of ``text_bytes`` UTF-8 bytes: its length over
+    ``BYTES_PER_TOKEN``, at most the window."""
+    return min(window, SPECIAL_TOKENS + text_bytes // BYTES_PER_TOKEN)
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,25 @@ class PartCutter:
         self._documents = 0
         self._tokens = 0
 
-    def full_after(self, text: str) -> bool:
-        """Count one more document of the open part; True when the part is complete with it."""
+    def full_after(self, text_bytes: int) -> bool:
+        """Count one more document (its text's UTF-8 length) of the open part; True when the part is
+        complete with it."""
         self._documents += 1
         if self.sizing.by_tokens:
-            self._tokens += estimate_tokens(text, self.sizing.window)
+            self._tokens += estimate_tokens(text_bytes, self.sizing.window)
         if self._documents >= self.sizing.documents or (self.sizing.by_tokens and self._tokens >= self.sizing.tokens):
             self._documents = self._tokens = 0
             return True
         return False
+
+
+def part_starts(text_bytes: Iterable[int], sizing: PartSizing) -> tuple[int, ...]:
+    """The first document of every part of a corpus whose texts have these UTF-8 lengths."""
+    cutter = PartCutter(sizing)
+    starts: list[int] = []
+    opened = False
+    for position, size in enumerate(text_bytes):
+        if not opened:
+            starts.append(position)
+        opened = not cutter.full_after(size)
+    return tuple(starts)
