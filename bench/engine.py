@@ -318,6 +318,7 @@ def main() -> None:
     parser.add_argument("--part-sizes", default="64,128,512,600")
     parser.add_argument("--no-infinity", action="store_true")
     parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--only-sweep", action="store_true", help="the in-process sweep alone (no cluster)")
     args = parser.parse_args()
 
     docs = mixed_paragraphs(args.docs)
@@ -328,8 +329,10 @@ def main() -> None:
     ids = tokenizer(texts)["input_ids"]
     tokens = [min(len(row), TORCH.max_seq_length) for row in ids]
     bytes_per_token = sum(len(t.encode()) for t in texts) / sum(len(row) for row in ids)
-    with tempfile.TemporaryDirectory() as tmp:
-        results = cluster_rounds(args, docs, Path(tmp))
+    results: dict[str, list[float]] = {}
+    if not args.only_sweep:
+        with tempfile.TemporaryDirectory() as tmp:
+            results = cluster_rounds(args, docs, Path(tmp))
     rows = (
         []
         if args.no_sweep
@@ -368,7 +371,7 @@ def main() -> None:
         plot(rows, BENCH / "engine_plot.png", DEFAULT_TOKEN_BUDGET["cpu"])
     text = "\n".join(lines)
     (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / "engine.md").write_text(text + "\n")
+    (BENCH / "results" / ("engine_sweep.md" if args.only_sweep else "engine.md")).write_text(text + "\n")
     print(text)
 
 

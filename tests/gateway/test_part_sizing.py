@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedfleet.corpus_refs import text_byte_lengths
@@ -57,6 +57,7 @@ def test_a_requested_chunk_size_is_a_fixed_count_and_bounded() -> None:
         part_sizing(501, SETTINGS, WINDOW)
 
 
+@settings(deadline=None)
 @given(sizes=st.lists(st.integers(1, 50), min_size=1, max_size=30))
 def test_part_starts_name_consecutive_ranges_that_cover_the_corpus(sizes: list[int]) -> None:
     starts = tuple(sum(sizes[:i]) for i in range(len(sizes)))
