@@ -72,7 +72,6 @@ class SentenceTransformerEncoder(TokenBatchedEncoder):
             self.version = spec.revision or "unpinned"
             self.model = SentenceTransformer(spec.source, device=device, revision=spec.revision or None)
         self.model.max_seq_length = spec.max_seq_length
-        self.model.eval()
         loaded_dim = self.model.get_embedding_dimension()
         if loaded_dim != spec.dimensions:
             raise FailedPrecondition(
@@ -112,6 +111,7 @@ class SentenceTransformerEncoder(TokenBatchedEncoder):
             features["token_type_ids"] = torch.zeros_like(ids)
         if input_type in self._prompt_lengths:  # pooling that excludes the prompt needs its length
             features["prompt_length"] = self._prompt_lengths[input_type]
+        self.model.eval()  # as ST's encode does per call: dropout off (a copy taken for training keeps its mode)
         with torch.inference_mode():
             out = self.model(features)["sentence_embedding"]
         return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
