@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from embedfleet import errors
 from embedfleet.gateway.settings import GatewaySettings
 
-BYTES_PER_TOKEN = 4  # all-MiniLM-L6-v2 WordPiece on Brown paragraphs + Lee news: 4.6 (bench/engine.py); under-estimates a little
+# all-MiniLM-L6-v2 WordPiece on Brown paragraphs + Lee news: 4.6 bytes a token (bench/engine.py), so 4
+# slightly over-counts: parts come out a little smaller than part_tokens, never larger.
+BYTES_PER_TOKEN = 4
 SPECIAL_TOKENS = 2  # [CLS] and [SEP]
 
 
