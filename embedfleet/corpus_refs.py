@@ -219,3 +219,21 @@ def _jsonl_records(fs: pafs.FileSystem, ref: CorpusRef, path: str, skip: int, ta
                 raise InvalidArgument(f"{where}: not valid JSON ({reason})") from None
             yield where, record
         row += 1
+
+
+def text_byte_lengths(ref: CorpusRef) -> Iterator[int]:
+    """The UTF-8 length of every text of a Parquet corpus, in corpus order, reading only its text column
+    a row group at a time (no record is built): what the gateway sizes parts by tokens from. A null or
+    non-string text counts 0 here; ``read_rows`` refuses it when the part runs."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    fs, _ = open_filesystem(ref.filesystem)
+    for file in ref.files:
+        parquet = _parquet_file(fs, file.path)
+        for group in range(parquet.num_row_groups):
+            column = parquet.read_row_group(group, columns=[ref.text_column]).column(0)
+            if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+                yield from [0] * len(column)
+                continue
+            yield from pc.fill_null(pc.binary_length(column), 0).to_pylist()

@@ -343,7 +343,9 @@ class JobSpec(BaseModel):
     moment (checksum or hub revision; "" when the entry is unpinned) and ``output_dimensions`` the
     vector length the job produces. ``part_size`` is the number of documents per part when the
     parts are consecutive ranges of the corpus, 0 when they are not (a single training task, later
-    partitions of a collection).
+    partitions of a collection). ``part_starts`` (when not empty) is the first document of every part
+    instead, for parts the gateway sized by tokens: a part of titles holds many more documents than a
+    part of long paragraphs, and both cost about the same time.
     """
 
     params: JobParams
@@ -351,6 +353,7 @@ class JobSpec(BaseModel):
     model_version: str = ""
     output_dimensions: int = 0
     part_size: int = 0
+    part_starts: tuple[int, ...] = ()
     unit: ProgressUnit = ProgressUnit.DOCUMENTS
     display_name: str = ""
     # The tenant that submitted the job (its API key's): only that tenant sees it. "" on a deployment
@@ -432,8 +435,13 @@ class JobSnapshot(BaseModel):
 
 
 def part_range(spec: JobSpec, total: int, parts_total: int, part: int) -> tuple[int, int]:
-    """(first unit, unit count) a part covers: a slice of the corpus when parts are document ranges,
-    otherwise an even share of the job's total."""
+    """(first unit, unit count) a part covers: a slice of the corpus when parts are document ranges
+    (of ``part_starts`` or of ``part_size`` documents), otherwise an even share of the job's total."""
+    if spec.part_starts:
+        if part >= len(spec.part_starts):
+            return total, 0
+        end = spec.part_starts[part + 1] if part + 1 < len(spec.part_starts) else total
+        return spec.part_starts[part], end - spec.part_starts[part]
     size = spec.part_size or -(-total // max(parts_total, 1))
     first = min(part * size, total)
     return first, max(0, min(size, total - first))

@@ -55,14 +55,13 @@ TOKENS_EMBEDDED = Counter(
 )
 BATCH_SIZE = Histogram(
     "embedfleet_batch_size",
-    "Texts per encode call (a part's documents or one Embed request); the model runs them in "
-    "forward passes of encode_batch_size.",
+    "Texts per forward pass (a token-budget batch of a part or of one Embed request).",
     ["model"],
     buckets=_COUNT_BUCKETS,
 )
 BATCH_TOKENS = Histogram(
     "embedfleet_batch_tokens",
-    "Tokens per encode call (after truncation, without padding).",
+    "Tokens per forward pass (after truncation, without padding).",
     ["model"],
     buckets=_TOKEN_BUCKETS,
 )

@@ -48,6 +48,10 @@ class ModelSpec(BaseModel):
     # Inference runtime (worker/models/host.py BACKENDS): torch, or ONNX Runtime in fp32 or dynamic int8, which
     # serve only if they agree with torch on the calibration texts (mean cosine >= 0.99, min >= 0.97).
     backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    # Padded tokens per forward pass for this model (worker/models/batching.py), per device kind; 0 = the
+    # device's default. A worker's EMBEDFLEET_TOKEN_BUDGET overrides both.
+    cpu_token_budget: int = Field(default=0, ge=0)
+    cuda_token_budget: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _check_dimensions(self) -> ModelSpec:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 import numpy as np
 
 from embedfleet.domain import InputType
 from embedfleet.registry import ModelRole, ModelSpec
-from embedfleet.worker.models.base import Encoded
+from embedfleet.worker.models.base import Encoded, EncodedBatch
+from embedfleet.worker.models.batching import BatchPolicy, padded_tokens, plan_batches
+
+# Small enough that a part of a few dozen texts takes several forward passes.
+FAKE_POLICY = BatchPolicy(tokens=32, max_texts=16)
 
 FAKE_SPEC = ModelSpec(
     name="fake-hash",
@@ -21,10 +26,20 @@ FAKE_SPEC = ModelSpec(
 
 
 class HashEncoder:
-    """Vectors from a hash of the text: same text, same vector; texts over 8 words count as truncated."""
+    """Vectors from a hash of the text: same text, same vector; texts over 8 words count as truncated.
 
-    def __init__(self, spec: ModelSpec = FAKE_SPEC, fail_times: int = 0, error: Exception | None = None) -> None:
+    ``batches`` plans with the engine's own token-budget batching (a word is a token) and calls
+    ``encode`` once per forward pass, so subclasses that override ``encode`` see every batch."""
+
+    def __init__(
+        self,
+        spec: ModelSpec = FAKE_SPEC,
+        fail_times: int = 0,
+        error: Exception | None = None,
+        policy: BatchPolicy = FAKE_POLICY,
+    ) -> None:
         self.spec = spec
+        self.policy = policy
         self.version = "sha256:fake"
         self.calls = 0
         self._fail_times = fail_times
@@ -41,6 +56,18 @@ class HashEncoder:
         truncated = sum(1 for t in texts if len(t.split()) > self.spec.max_seq_length)
         tokens = sum(min(len(t.split()), self.spec.max_seq_length) for t in texts)  # a word is a token
         return Encoded(vectors=np.asarray(rows, dtype=np.float32), truncated=truncated, tokens=tokens)
+
+    def batches(self, texts: list[str], input_type: InputType) -> Iterator[EncodedBatch]:
+        lengths = [min(len(t.split()), self.spec.max_seq_length) for t in texts]
+        for rows in plan_batches(lengths, self.policy):
+            encoded = self.encode([texts[i] for i in rows], input_type)
+            yield EncodedBatch(
+                rows=rows,
+                vectors=encoded.vectors,
+                truncated=encoded.truncated,
+                tokens=encoded.tokens,
+                padded=padded_tokens(lengths, [rows]),
+            )
 
     def calibration_vectors(self) -> np.ndarray:
         return self.encode([f"calibration {i}" for i in range(64)], InputType.DOCUMENT).vectors

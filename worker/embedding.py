@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from embedfleet import metrics
 from embedfleet.domain import InputType, Precision
-from embedfleet.worker.models.base import Encoder
+from embedfleet.worker.models.base import EncodedBatch, Encoder, gather
 from embedfleet.worker.postprocess import postprocess
 
 
@@ -53,7 +54,7 @@ def represent(encoder: Encoder, raw: np.ndarray, dimensions: int, precision: Pre
 
 
 def _observe(model: str, texts: int, tokens: int, seconds: float) -> None:
-    """One encode call in the metrics: every path to a model passes here, calibration does not."""
+    """One forward pass in the metrics: every path to a model passes here, calibration does not."""
     metrics.MODEL_FORWARD.labels(model).observe(seconds)
     metrics.BATCH_SIZE.labels(model).observe(texts)
     metrics.BATCH_TOKENS.labels(model).observe(tokens)
@@ -71,9 +72,7 @@ def embed_texts(
     normalize: bool = True,
 ) -> EmbedOutput:
     """Encode and post-process; ``dimensions`` 0 is the model's full width (jobs pass the resolved one)."""
-    started = time.perf_counter()
-    encoded = encoder.encode(texts, input_type)
-    _observe(encoder.spec.name, len(texts), encoded.tokens, time.perf_counter() - started)
+    encoded = gather(embed_batches(encoder, texts, input_type), len(texts), encoder.spec.dimensions)
     return EmbedOutput(
         vectors=represent(encoder, encoded.vectors, dimensions or encoder.spec.dimensions, precision, normalize),
         raw=encoded.vectors,
@@ -81,3 +80,16 @@ def embed_texts(
         model=encoder.spec.name,
         version=encoder.version,
     )
+
+
+def embed_batches(encoder: Encoder, texts: list[str], input_type: InputType) -> Iterator[EncodedBatch]:
+    """The model's forward passes over ``texts`` (token-budget batches, longest first), each in the
+    metrics as it is done; callers that write as they go (index parts) consume these directly."""
+    batches = encoder.batches(texts, input_type)
+    while True:
+        started = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            return
+        _observe(encoder.spec.name, len(batch.rows), batch.tokens, time.perf_counter() - started)
+        yield batch

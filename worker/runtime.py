@@ -58,7 +58,13 @@ class WorkerRuntime:
 
 def build_runtime(settings: WorkerSettings) -> WorkerRuntime:
     store = JobStore.from_url(settings.redis_url, settings.key_prefix, settings.job_ttl_seconds)
-    host = ModelHost(device=settings.device, batch_size=settings.encode_batch_size, cache_dir=settings.model_cache_dir)
+    host = ModelHost(
+        device=settings.device,
+        batch_size=settings.encode_batch_size,
+        cache_dir=settings.model_cache_dir,
+        token_budget=settings.token_budget,
+        cuda_dtype=settings.cuda_dtype,
+    )
 
     @functools.cache
     def sink() -> MilvusSink:  # connected on first use: a worker that only embeds never needs Milvus
@@ -72,6 +78,7 @@ def build_runtime(settings: WorkerSettings) -> WorkerRuntime:
         model_store=settings.model_store(),
         device=settings.device,
         data_dir=settings.eval_data_dir,
+        write_rows=settings.write_rows,
     )
     runner = PartRunner(
         ctx, max_attempts=settings.max_chunk_attempts, owner=settings.worker_id, lease_s=settings.part_lease_seconds

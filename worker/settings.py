@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -17,7 +18,15 @@ class WorkerSettings(CommonSettings):
     device: str = "auto"
     # Models loaded at start-up (so the first chunk does not pay for loading); empty = the default model.
     preload_models: tuple[str, ...] = ()
-    encode_batch_size: int = Field(default=32, gt=0)
+    # Most texts per forward pass; 0 = the device's default (worker/models/batching.py).
+    encode_batch_size: int = Field(default=0, ge=0)
+    # Padded tokens per forward pass (longest x count), for every model; 0 = the registry entry's
+    # cpu_/cuda_token_budget, else the device's default (4096 on CPU, 16384 on CUDA).
+    token_budget: int = Field(default=0, ge=0)
+    # torch's forward type on CUDA (served only past the agreement gate with fp32); the CPU runs fp32.
+    cuda_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    # Documents per Milvus upsert inside a part: forward passes run while earlier rows are written.
+    write_rows: int = Field(default=128, gt=0)
     # Where model backends keep what they derive from weights (exported ONNX graphs), per weights checksum.
     model_cache_dir: Path = Path(".embedfleet/cache")
     # Milvus refuses requests over 64 MB; upserts are split well below that.

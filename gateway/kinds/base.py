@@ -80,6 +80,7 @@ def job_spec(
     *,
     unit: ProgressUnit,
     part_size: int = 0,
+    part_starts: tuple[int, ...] = (),
     display_name: str = "",
 ) -> JobSpec:
     """The spec every kind builds the same way from what it resolved."""
@@ -89,6 +90,7 @@ def job_spec(
         model_version=model.version,
         output_dimensions=model.output_dimensions,
         part_size=part_size,
+        part_starts=part_starts,
         unit=unit,
         display_name=display_name,
     )

@@ -4,50 +4,73 @@ come from, their validation, and staging them part by part while they stream in.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from embedfleet import errors
 from embedfleet.corpus import validate_document
-from embedfleet.corpus_refs import read_rows
-from embedfleet.domain import CorpusRef, Document
-from embedfleet.gateway.context import GatewayContext
-from embedfleet.gateway.kinds.base import Submission
+from embedfleet.corpus_refs import read_rows, text_byte_lengths
+from embedfleet.domain import CorpusFormat, CorpusRef, Document, JobParams, ProgressUnit
+from embedfleet.gateway.context import ResolvedModel
+from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
+from embedfleet.gateway.kinds.part_sizing import PartCutter, PartSizing, part_starts
 from embedfleet.gateway.kinds.references import CorpusReference, resolve_reference
 from embedfleet.gateway.kinds.spill import ShardWriter
 from embedfleet.gateway.kinds.unique_ids import IdDigests
 
 
-def part_size(requested: int, ctx: GatewayContext) -> int:
-    size = requested or ctx.settings.default_chunk_size
-    if size > ctx.settings.max_chunk_size:
-        raise errors.InvalidArgument(
-            f"chunk_size {size} exceeds the limit {ctx.settings.max_chunk_size}", "config.chunk_size"
+@dataclass(frozen=True)
+class DocumentPlan:
+    """A document job's parts: ``starts`` (the first document of each) when they were sized by tokens,
+    else ``size`` documents each."""
+
+    total: int
+    parts: int
+    corpus: CorpusRef
+    size: int = 0
+    starts: tuple[int, ...] = ()
+
+    def job(self, params: JobParams, model: ResolvedModel, display_name: str) -> JobPlan:
+        """The job of these parts: its spec (counting documents) and its totals."""
+        spec = job_spec(
+            params,
+            model,
+            unit=ProgressUnit.DOCUMENTS,
+            part_size=self.size,
+            part_starts=self.starts,
+            display_name=display_name,
         )
-    return size
+        return JobPlan(spec, total=self.total, parts=self.parts)
 
 
 def plan_documents(
-    sub: Submission, source_path: str, reference: CorpusReference | None, size: int
-) -> tuple[int, int, CorpusRef]:
-    """(documents, parts, the corpus for the spec). Either way the workers read the corpus by
-    reference: a referenced corpus is planned from its files' row counts, streamed documents (or a
-    server-side file named by ``source.path``) are validated and spilled to the dataset store.
+    sub: Submission, source_path: str, reference: CorpusReference | None, sizing: PartSizing
+) -> DocumentPlan:
+    """The parts and the corpus for the spec. Either way the workers read the corpus by reference: a
+    referenced Parquet corpus is sized by tokens from its text column's lengths (no record is read), a
+    JSONL one by its line counts in parts of a fixed count (finding its texts' lengths would mean parsing
+    every line here); streamed documents (or a server-side file named by ``source.path``) are validated, cut
+    into parts as they pass (``part_sizing.py``) and spilled to the dataset store.
 
     A referenced corpus is not bound by ``max_documents_per_job``: nothing of it passes through the
     gateway, while a streamed one is validated here document by document."""
     if reference is None:
-        return spill_documents(sub, source_path, size)
+        return spill_documents(sub, source_path, sizing)
     if source_path:
         raise errors.InvalidArgument("set source.path or source.uri, not both", "config.source.uri")
     corpus = resolve_reference(sub.ctx, reference)
     if corpus.rows == 0:
         raise errors.InvalidArgument(f"the corpus {reference.uri!r} has no rows", "config.source.uri")
-    return corpus.rows, -(-corpus.rows // size), corpus
+    if sizing.by_tokens and corpus.format == CorpusFormat.PARQUET:
+        starts = part_starts(text_byte_lengths(corpus), sizing)
+        return DocumentPlan(corpus.rows, len(starts), corpus, starts=starts)
+    size = sub.ctx.settings.default_chunk_size if sizing.by_tokens else sizing.documents
+    return DocumentPlan(corpus.rows, -(-corpus.rows // size), corpus, size=size)
 
 
-def spill_documents(sub: Submission, source_path: str, size: int) -> tuple[int, int, CorpusRef]:
+def spill_documents(sub: Submission, source_path: str, sizing: PartSizing) -> DocumentPlan:
     """Validate every document of the corpus (the server-side file when the request names one, else the
-    streamed documents) and spill them in parts of ``size`` to the job's shards; returns (documents,
-    parts, the shards as the job's corpus)."""
+    streamed documents), cut it into parts and spill them to the job's shards, which become the job's
+    corpus."""
     documents: Iterator[Document] = sub.ctx.server_corpus(source_path) if source_path else sub.documents
     limits = sub.ctx.settings
     shards = sub.stager.shards()
@@ -55,6 +78,8 @@ def spill_documents(sub: Submission, source_path: str, size: int) -> tuple[int, 
     total = 0
     digests = IdDigests()
     buffer: list[Document] = []
+    starts: list[int] = []
+    cutter = PartCutter(sizing)
     for doc in documents:
         validate_document(doc, f"document {total}", limits.max_text_bytes, limits.max_metadata_bytes)
         total += 1
@@ -62,8 +87,10 @@ def spill_documents(sub: Submission, source_path: str, size: int) -> tuple[int, 
             raise errors.ResourceExhausted(
                 f"the job has more than {limits.max_documents_per_job} documents; split the corpus"
             )
+        if not buffer:
+            starts.append(total - 1)
         buffer.append(doc)
-        if len(buffer) == size:
+        if cutter.full_after(len(doc.text.encode())):
             _spill(buffer, shards, digests)
             parts += 1
             buffer = []
@@ -79,7 +106,9 @@ def spill_documents(sub: Submission, source_path: str, size: int) -> tuple[int, 
         raise errors.InvalidArgument(
             f"document {second}: id {errors.echo(doc_id)} was already used by document {first}; ids must be unique"
         )
-    return total, parts, corpus
+    if sizing.by_tokens:
+        return DocumentPlan(total, parts, corpus, starts=tuple(starts))
+    return DocumentPlan(total, parts, corpus, size=sizing.documents)
 
 
 def _spill(documents: list[Document], shards: ShardWriter, digests: IdDigests) -> None:

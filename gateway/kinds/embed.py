@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import pyarrow.fs as pafs
 
 from embedfleet import errors
-from embedfleet.domain import EmbeddingOptions, EmbedParams, ProgressUnit, ResultsRef
-from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
-from embedfleet.gateway.kinds.documents import part_size, plan_documents
+from embedfleet.domain import EmbeddingOptions, EmbedParams, ResultsRef
+from embedfleet.gateway.kinds.base import JobPlan, Submission
+from embedfleet.gateway.kinds.documents import plan_documents
+from embedfleet.gateway.kinds.part_sizing import part_sizing
 from embedfleet.gateway.kinds.references import CorpusReference, store_path
 
 
@@ -43,13 +44,7 @@ class EmbedPlanner:
     def plan(self, request: EmbedJobRequest, sub: Submission) -> JobPlan:
         ctx = sub.ctx
         model = ctx.resolve(request.embedding)
-        size = part_size(request.chunk_size, ctx)
-        total, parts, corpus = plan_documents(sub, request.source_path, request.reference, size)
-        spec = job_spec(
-            EmbedParams(corpus=corpus, results=results_location(sub, request.output_uri)),
-            model,
-            unit=ProgressUnit.DOCUMENTS,
-            part_size=size,
-            display_name=request.display_name,
-        )
-        return JobPlan(spec, total=total, parts=parts)
+        sizing = part_sizing(request.chunk_size, ctx.settings, model.spec.max_seq_length)
+        plan = plan_documents(sub, request.source_path, request.reference, sizing)
+        params = EmbedParams(corpus=plan.corpus, results=results_location(sub, request.output_uri))
+        return plan.job(params, model, request.display_name)

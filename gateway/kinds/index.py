@@ -13,13 +13,13 @@ from embedfleet.domain import (
     IngestDedup,
     IngestDedupAction,
     Precision,
-    ProgressUnit,
     ResultsRef,
     VectorField,
 )
-from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
+from embedfleet.gateway.kinds.base import JobPlan, Submission
 from embedfleet.gateway.kinds.dedup import check_threshold
-from embedfleet.gateway.kinds.documents import part_size, plan_documents
+from embedfleet.gateway.kinds.documents import plan_documents
+from embedfleet.gateway.kinds.part_sizing import part_sizing
 from embedfleet.gateway.kinds.references import CorpusReference
 
 
@@ -68,17 +68,16 @@ class IndexPlanner:
                 fields=fields,
                 index=index,
             )
-        size = part_size(request.chunk_size, ctx)
-        total, parts, corpus = plan_documents(sub, request.source_path, request.reference, size)
+        sizing = part_sizing(request.chunk_size, ctx.settings, model.spec.max_seq_length)
+        plan = plan_documents(sub, request.source_path, request.reference, sizing)
         params = IndexParams(
             collection=collection,
             stored_fields=fields,
             index=index,
-            corpus=corpus,
+            corpus=plan.corpus,
             dedup=ingest_dedup(sub, request.dedup),
         )
-        spec = job_spec(params, model, unit=ProgressUnit.DOCUMENTS, part_size=size, display_name=request.display_name)
-        return JobPlan(spec, total=total, parts=parts)
+        return plan.job(params, model, request.display_name)
 
 
 def ingest_dedup(sub: Submission, request: IngestDedupRequest | None) -> IngestDedup | None:

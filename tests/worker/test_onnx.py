@@ -12,14 +12,16 @@ import pytest
 from embedfleet.domain import InputType
 from embedfleet.errors import FailedPrecondition
 from embedfleet.registry import DEFAULT_MODELS
+from embedfleet.worker.models import agreement
 from embedfleet.worker.models import onnx as onnx_backend
 from embedfleet.worker.models.host import ModelHost
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "all-MiniLM-L6-v2.npz"
 SPEC = DEFAULT_MODELS[0]
 # Golden vectors (torch) hold per backend within (mean, min) cosine: fp32 is the same computation; int8's
-# 15 golden sentences include a short one at 0.967 (its 256-text serving gate is 0.99 / 0.97, passed).
-GOLDEN_TOLERANCE = {"onnx": (0.9999, 0.999), "onnx-int8": (0.99, 0.96)}
+# 15 golden sentences include a short one at 0.959-0.967 depending on which texts share its batch (dynamic
+# quantization scales activations per batch); its 256-text serving gate is 0.99 / 0.97, passed.
+GOLDEN_TOLERANCE = {"onnx": (0.9999, 0.999), "onnx-int8": (0.99, 0.95)}
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +34,8 @@ def test_backend_agrees_with_torch_and_keeps_order(backend: str, cache_dir: Path
     host = ModelHost(device="cpu", batch_size=8, cache_dir=cache_dir)
     encoder = host.get(SPEC.model_copy(update={"backend": backend}))
     assert isinstance(encoder, onnx_backend.OnnxEncoder)
-    agreement = encoder.agreement
-    assert (
-        agreement["mean_cosine"] >= onnx_backend.MIN_MEAN_COSINE and agreement["min_cosine"] >= onnx_backend.MIN_COSINE
-    )
+    report = encoder.agreement
+    assert report["mean_cosine"] >= agreement.MIN_MEAN_COSINE and report["min_cosine"] >= agreement.MIN_COSINE
     assert encoder.version.endswith("+onnx-int8" if backend == "onnx-int8" else "+onnx-fp32")
 
     golden = np.load(GOLDEN)
@@ -52,7 +52,7 @@ def test_backend_agrees_with_torch_and_keeps_order(backend: str, cache_dir: Path
     # quantization), so its vectors move slightly with the batch: each stays nearest its own text's.
     cosines = batched.vectors @ one_by_one.T
     assert list(np.argmax(cosines, axis=1)) == list(range(len(mixed)))
-    assert np.diag(cosines).min() >= (0.9999 if backend == "onnx" else onnx_backend.MIN_COSINE)
+    assert np.diag(cosines).min() >= (0.9999 if backend == "onnx" else agreement.MIN_COSINE)
     assert batched.truncated == 1
 
 
@@ -61,6 +61,6 @@ def test_export_is_cached_and_a_disagreeing_backend_is_refused(
 ) -> None:
     exported = sorted(p.name for p in next(cache_dir.iterdir()).iterdir())
     assert {"model.onnx", "model-int8.onnx", "agreement-fp32.json", "agreement-int8.json"} <= set(exported)
-    monkeypatch.setattr(onnx_backend, "MIN_MEAN_COSINE", 0.999999)  # a gate this build cannot pass
+    monkeypatch.setattr(agreement, "MIN_MEAN_COSINE", 0.999999)  # a gate this build cannot pass
     with pytest.raises(FailedPrecondition, match="disagrees with torch"):
         onnx_backend.OnnxInt8Encoder(SPEC, "cpu", 8, cache_dir)

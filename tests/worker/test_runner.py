@@ -510,3 +510,29 @@ def test_an_unexpected_error_isolates_once_retries_are_spent(store: JobStore, mi
     out = store.get_part_output(job_id, 0)
     assert out.ids == [d.id for i, d in enumerate(docs) if i != 4]
     assert len(out.data) == 8 * FAKE_SPEC.dimensions * 4
+
+
+def test_an_index_part_written_as_it_embeds_stores_each_document_its_own_vector(  # type: ignore[no-untyped-def]
+    store: JobStore, milvus_client
+) -> None:
+    """Mixed lengths, several token-budget batches (longest first) and several upserts per part: every row
+    still holds its own document's vector, text and metadata."""
+    collection = f"t_{uuid.uuid4().hex[:10]}"
+    docs = [
+        Document(id=f"d{i}", text=" ".join(["w"] * (i % 11)) + f" doc {i}", metadata_json=f'{{"i": {i}}}')
+        for i in range(45)
+    ]
+    job_id = _submit(store, _index(collection), docs, chunk_size=45)
+    encoder = HashEncoder()
+    runner = _runner(store, encoder, milvus_client)
+    runner.ctx.write_rows = 7
+    assert runner.run_part(job_id, 0).status == PartStatus.DONE
+    assert encoder.calls > 3  # the part ran as several forward passes
+    rows = milvus_client.query(collection, filter="", output_fields=["doc_id", "text", "metadata", "vector"], limit=100)
+    assert len(rows) == 45
+    for row in rows:
+        i = int(row["doc_id"][1:])
+        raw = HashEncoder().encode([docs[i].text], EmbeddingOptions().input_type).vectors[0]
+        assert row["text"] == docs[i].text and row["metadata"] == {"i": i}
+        assert np.allclose(row["vector"], raw / np.linalg.norm(raw), atol=1e-5)
+    milvus_client.drop_collection(collection)

@@ -65,6 +65,7 @@ class WorkerContext:
     model_store: ModelStore
     device: str
     data_dir: Path | None = None
+    write_rows: int = 128  # documents per Milvus upsert inside a part (index parts write as they embed)
 
     def encoder(self, spec: JobSpec) -> Encoder:
         """The job's model, as the gateway resolved it: a registry entry re-pinned since submission

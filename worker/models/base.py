@@ -7,7 +7,8 @@ Tests of the pipeline logic use a deterministic fake with the same interface.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import os
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -31,15 +32,57 @@ class Encoded:
     tokens: int = 0  # tokens the model processed (after truncation, without padding); 0 = not known
 
 
+@dataclass(frozen=True)
+class EncodedBatch:
+    """One forward pass of a part: which texts it held (positions in the input) and their vectors.
+    ``padded`` is what the model processed, padding included (``tokens`` without it)."""
+
+    rows: np.ndarray  # int positions into the encoded texts
+    vectors: np.ndarray  # float32 (len(rows), model dimension), not normalized
+    truncated: int
+    tokens: int
+    padded: int
+
+
 class Encoder(Hashable, Protocol):
-    """Hashable by identity: per-encoder caches (int8 calibration ranges) key on the object."""
+    """Hashable by identity: per-encoder caches (int8 calibration ranges) key on the object.
+
+    ``batches`` is the primitive: the texts tokenized once, cut by the token budget, one forward pass
+    per batch yielded as it is done, so a caller can post-process and write a batch while the next
+    one runs (``worker/pipeline.py``). ``encode`` is all of them gathered back into input order."""
 
     spec: ModelSpec
     version: str
 
     def encode(self, texts: list[str], input_type: InputType) -> Encoded: ...
 
+    def batches(self, texts: list[str], input_type: InputType) -> Iterator[EncodedBatch]: ...
+
     def calibration_vectors(self) -> np.ndarray: ...
+
+
+def gather(batches: Iterable[EncodedBatch], count: int, dimensions: int) -> Encoded:
+    """Batches in any order -> one vector per text, in the order the texts were given."""
+    vectors = np.empty((count, dimensions), dtype=np.float32)
+    filled = np.zeros(count, dtype=bool)
+    truncated = tokens = 0
+    for batch in batches:
+        vectors[batch.rows] = batch.vectors
+        filled[batch.rows] = True
+        truncated += batch.truncated
+        tokens += batch.tokens
+    if not filled.all():  # a backend that drops a text must never shift the others' vectors
+        raise RuntimeError(f"the encoder returned {int(filled.sum())} of {count} vectors")
+    return Encoded(vectors=vectors, truncated=truncated, tokens=tokens)
+
+
+def cores() -> int:
+    """The cores this process may use (its CPU affinity, which a container's cpuset or a Ray actor's
+    num_cpus sets), so a backend's thread count follows what the worker was given."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def calibration_texts() -> list[str]:
@@ -63,6 +106,9 @@ def prompt_for(spec: ModelSpec, input_type: InputType) -> str:
 
 class EncoderFactory(Protocol):
     """Builds a backend's encoder; ``cache_dir`` is where a backend may keep what it derives from the
-    weights (an exported graph), per weights checksum."""
+    weights (an exported graph), per weights checksum; ``budget`` the padded tokens per batch (0: the
+    model's or device's default); ``cuda_dtype`` the forward type of torch on CUDA."""
 
-    def __call__(self, spec: ModelSpec, device: str, batch_size: int, cache_dir: Path) -> Encoder: ...
+    def __call__(
+        self, spec: ModelSpec, device: str, batch_size: int, cache_dir: Path, *, budget: int, cuda_dtype: str
+    ) -> Encoder: ...

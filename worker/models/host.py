@@ -46,9 +46,22 @@ class ModelHost:
     promoted version of a model name is loaded next to, not confused with, the one in memory.
     """
 
-    def __init__(self, device: str = "auto", batch_size: int = 32, cache_dir: Path = DEFAULT_CACHE_DIR) -> None:
+    def __init__(
+        self,
+        device: str = "auto",
+        batch_size: int = 0,
+        cache_dir: Path = DEFAULT_CACHE_DIR,
+        *,
+        token_budget: int = 0,
+        cuda_dtype: str = "float16",
+    ) -> None:
+        """``batch_size`` (texts) and ``token_budget`` (padded tokens) cap each forward pass; 0 leaves
+        the model's or the device's default (``batching.py``). ``cuda_dtype`` is torch's forward type on
+        CUDA (the CPU always runs fp32)."""
         self.device = device
         self.batch_size = batch_size
+        self.token_budget = token_budget
+        self.cuda_dtype = cuda_dtype
         self.cache_dir = cache_dir
         self._encoders: dict[tuple[str, str, str, str, str], Encoder] = {}
         self._lock = threading.Lock()
@@ -63,7 +76,14 @@ class ModelHost:
             if encoder is None:
                 log.info("loading model %s from %s (%s backend)", spec.name, spec.source, spec.backend)
                 factory = encoder_factory(spec.backend)
-                encoder = factory(spec, resolve_device(self.device), self.batch_size, self.cache_dir)
+                encoder = factory(
+                    spec,
+                    resolve_device(self.device),
+                    self.batch_size,
+                    self.cache_dir,
+                    budget=self.token_budget,
+                    cuda_dtype=self.cuda_dtype,
+                )
                 self._encoders[self._key(spec)] = encoder
             return encoder
 

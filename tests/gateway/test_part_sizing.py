@@ -1,0 +1,88 @@
+"""Parts sized by tokens: a part of titles holds many more documents than a part of long paragraphs
+and both carry about the same estimated tokens; a chunk_size the request sets is a fixed count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from embedfleet.corpus_refs import text_byte_lengths
+from embedfleet.domain import CorpusFile, CorpusFormat, CorpusRef, EmbeddingOptions, EmbedParams, JobSpec, part_range
+from embedfleet.errors import InvalidArgument
+from embedfleet.gateway.kinds.part_sizing import PartCutter, PartSizing, estimate_tokens, part_sizing, part_starts
+from embedfleet.gateway.settings import GatewaySettings
+
+SETTINGS = GatewaySettings(part_tokens=2000, max_chunk_size=500, default_chunk_size=64)
+WINDOW = 256
+
+
+def _parts(texts: list[str], sizing: PartSizing) -> list[list[str]]:
+    cutter = PartCutter(sizing)
+    parts: list[list[str]] = [[]]
+    for text in texts:
+        parts[-1].append(text)
+        if cutter.full_after(len(text.encode())):
+            parts.append([])
+    return [p for p in parts if p]
+
+
+def test_titles_and_paragraphs_get_parts_of_about_the_same_tokens() -> None:
+    sizing = part_sizing(0, SETTINGS, WINDOW)
+    assert sizing == PartSizing(documents=500, tokens=2000, window=WINDOW)
+    titles = _parts(["The Old Man and the Sea"] * 1000, sizing)
+    paragraphs = _parts(
+        ["It was a bright cold day in April, and the clocks were striking thirteen. " * 6] * 1000, sizing
+    )
+    assert len(titles[0]) > 10 * len(paragraphs[0])
+    for part in titles[:-1] + paragraphs[:-1]:
+        tokens = sum(estimate_tokens(len(t.encode()), WINDOW) for t in part)
+        assert SETTINGS.part_tokens <= tokens < SETTINGS.part_tokens + WINDOW
+    assert len(_parts(["a"] * 2000, sizing)[0]) == 500  # the document cap still holds for tiny texts
+
+
+def test_an_estimate_never_passes_the_window() -> None:
+    assert estimate_tokens(0, WINDOW) == 2
+    assert estimate_tokens(10_000_000, WINDOW) == WINDOW  # the worker truncates it to the window
+
+
+def test_a_requested_chunk_size_is_a_fixed_count_and_bounded() -> None:
+    assert part_sizing(100, SETTINGS, WINDOW) == PartSizing(documents=100)
+    assert part_sizing(0, SETTINGS.model_copy(update={"part_tokens": 0}), WINDOW) == PartSizing(documents=64)
+    with pytest.raises(InvalidArgument, match="exceeds the limit 500"):
+        part_sizing(501, SETTINGS, WINDOW)
+
+
+@settings(deadline=None)
+@given(sizes=st.lists(st.integers(1, 50), min_size=1, max_size=30))
+def test_part_starts_name_consecutive_ranges_that_cover_the_corpus(sizes: list[int]) -> None:
+    starts = tuple(sum(sizes[:i]) for i in range(len(sizes)))
+    spec = JobSpec(params=EmbedParams(), embedding=EmbeddingOptions(model="m"), part_starts=starts)
+    total = sum(sizes)
+    ranges = [part_range(spec, total, len(sizes), p) for p in range(len(sizes))]
+    assert ranges == list(zip(starts, sizes, strict=True))
+    assert part_range(spec, total, len(sizes), len(sizes)) == (total, 0)
+
+
+def test_a_parquet_corpus_by_reference_is_sized_from_its_text_column(tmp_path: Path) -> None:
+    """Parts by reference: the lengths come from the text column alone, row group by row group, and give
+    the same parts as the same texts streamed through the gateway would."""
+    texts = ["short title"] * 300 + ["a long paragraph of running text, " * 20] * 100 + [None] * 3
+    for name, rows in (("a.parquet", texts[:250]), ("b.parquet", texts[250:])):
+        table = pa.table({"id": [f"d{i}" for i in range(len(rows))], "text": rows})
+        pq.write_table(table, tmp_path / name, row_group_size=64)
+    files = (
+        CorpusFile(path=str(tmp_path / "a.parquet"), rows=250),
+        CorpusFile(path=str(tmp_path / "b.parquet"), rows=153),
+    )
+    ref = CorpusRef(filesystem=str(tmp_path), format=CorpusFormat.PARQUET, files=files, max_text_bytes=1 << 20)
+    lengths = list(text_byte_lengths(ref))
+    assert lengths == [len((t or "").encode()) for t in texts]
+    sizing = part_sizing(0, SETTINGS, WINDOW)
+    starts = part_starts(lengths, sizing)
+    streamed = _parts([t or "" for t in texts], sizing)
+    assert starts == tuple(sum(len(p) for p in streamed[:i]) for i in range(len(streamed)))
