@@ -223,8 +223,25 @@ def test_gateway_probes_use_grpc_health() -> None:
     container = gateway["spec"]["template"]["spec"]["containers"][0]
     assert "--health-only" in container["readinessProbe"]["exec"]["command"]
     env = env_of(container)
-    assert env["EMBEDFLEET_API_KEYS_FILE"] == "/etc/embedfleet/auth/api-keys"
+    assert env["EMBEDFLEET_AUTH"] == "true"
     assert env["EMBEDFLEET_TLS_CERT_FILE"] == "/etc/embedfleet/tls/tls.crt"
+
+
+def test_helm_test_carries_a_key_when_the_gateway_checks_keys() -> None:
+    """Auth is on by default (as `embedfleet gateway` runs): `helm test` sends the key of
+    auth.testKeySecret with its Embed call, or checks health only when there is none."""
+
+    def smoke(values: Path | None = None, sets: tuple[str, ...] = ()) -> Manifest:
+        (pod,) = [p for p in by_kind(render(values, sets), "Pod") if p["metadata"]["name"].endswith("test-smoke")]
+        return pod["spec"]["containers"][0]
+
+    container = smoke()
+    assert "--health-only" in container["command"] and "EMBEDFLEET_API_KEY" not in env_of(container)
+    container = smoke(CHART / "ci" / "celery-gpu-keda-values.yaml")
+    assert "--health-only" not in container["command"]
+    (key,) = [e for e in container["env"] if e["name"] == "EMBEDFLEET_API_KEY"]
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "embedfleet-test-key", "key": "api-key"}
+    assert "--health-only" not in smoke(sets=("auth.enabled=false",))["command"]
 
 
 def test_gpu_pools_request_gpus_and_run_one_process_per_gpu() -> None:

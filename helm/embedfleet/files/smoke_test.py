@@ -8,6 +8,7 @@ unless --health-only, EmbedService.Embed must return one vector per text.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -41,8 +42,11 @@ def check(args: argparse.Namespace) -> str:
         from embedfleet.v1 import embed_pb2, embed_pb2_grpc
 
         texts = ["embedfleet smoke test", "a second short text"]
+        key = os.environ.get("EMBEDFLEET_API_KEY", "")  # a writer key, when the gateway checks keys
         reply = embed_pb2_grpc.EmbedServiceStub(channel).Embed(
-            embed_pb2.EmbedRequest(texts=texts), timeout=args.timeout
+            embed_pb2.EmbedRequest(texts=texts),
+            timeout=args.timeout,
+            metadata=[("authorization", f"Bearer {key}")] if key else None,
         )
         batch = reply.embeddings
         if len(batch.ids) != len(texts) or batch.dimensions <= 0 or not batch.data:
