@@ -27,9 +27,11 @@ class WorkerRuntime:
     _stop: threading.Event
 
     def preload(self) -> None:
+        """Load the models, and encode each one's calibration texts now: the first int8 request would
+        otherwise encode 512 texts inside its Embed deadline (30-50 s on a loaded 2-core machine)."""
         registry = self.settings.registry()
         for name in self.settings.preload_models or (registry.default,):
-            self.host.get(registry.resolve(name))
+            self.host.get(registry.resolve(name)).calibration_vectors()
 
     def start_heartbeat(self, metrics_address: str = "") -> None:
         """Publish the models this process hosts, so ListModels shows what is really served, with the
