@@ -188,7 +188,8 @@ def test_redis_holds_only_control_state_for_a_100k_document_job(
     pq.write_table(pa.table({"id": [f"b{i}" for i in range(n)], "text": texts}), folder / "big.parquet")
     job = celery_client.submit_index(None, f"e2e_{uuid.uuid4().hex[:8]}", source_uri="big/big.parquet")
     celery_client.cancel_job(job.id)
-    assert (job.total, job.chunks_total) == (n, 391)
+    # Parts are cut by estimated tokens (about 16k a part): fewer than 391 parts of the 256-document default.
+    assert job.total == n and 1 < job.chunks_total < 391
     keys = list(redis_client.scan_iter(match=f"{celery_system.key_prefix}job:{job.id}*"))
     used = sum(int(redis_client.memory_usage(k) or 0) for k in keys)
     assert len(keys) <= 6  # record, part states, failures, metrics, outputs, events: not one per document

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -28,6 +29,11 @@ from embedfleet.gateway.server import start_gateway
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.ids import new_job_id
 from embedfleet.local import LocalCluster
+
+
+def _last_json(output: str) -> Any:
+    """The last JSON line a command printed (a local Ray's workers also print to this process's stdout)."""
+    return json.loads([line for line in output.splitlines() if line.startswith(("{", "["))][-1])
 
 
 @dataclass
@@ -274,13 +280,13 @@ def test_keys_cli_bootstrap_then_create_list_revoke(
 
     with auth_on(celery_system):
         code, out = run("create", "--bootstrap", "--tenant", tenant, "--role", "admin", "--name", "first")
-        admin = json.loads(out.splitlines()[-1])
+        admin = _last_json(out)
         assert code == 0 and admin["key"]["tenant"] == tenant and admin["secret"].startswith("efk_")
         code, out = run("create", "--role", "writer", "--name", "ci", key=admin["secret"])
-        writer = json.loads(out.splitlines()[-1])
+        writer = _last_json(out)
         assert code == 0 and writer["key"]["role"] == "writer"
         code, out = run("list", key=admin["secret"])
-        listed = json.loads(out.splitlines()[-1])
+        listed = _last_json(out)
         assert {k["key_id"] for k in listed} == {admin["key"]["key_id"], writer["key"]["key_id"]}
         assert writer["secret"] not in out and admin["secret"] not in out  # listed without secrets
         assert run("revoke", writer["key"]["key_id"], key=admin["secret"])[0] == 0

@@ -46,7 +46,7 @@ def check(args: argparse.Namespace) -> str:
         reply = embed_pb2_grpc.EmbedServiceStub(channel).Embed(
             embed_pb2.EmbedRequest(texts=texts),
             timeout=args.timeout,
-            metadata=[("authorization", f"Bearer {key}")] if key else None,
+            metadata=(("authorization", f"Bearer {key}"),) if key else None,
         )
         batch = reply.embeddings
         if len(batch.ids) != len(texts) or batch.dimensions <= 0 or not batch.data:
