@@ -29,6 +29,7 @@ def train_kmeans(sample_vectors: np.ndarray, k: int, seed: int, iterations: int 
         nredo=KMEANS_RESTARTS,
         spherical=True,
         max_points_per_centroid=max(256, -(-len(sample) // k)),
+        min_points_per_centroid=1,  # small selections are fine: no warning for fewer than 39 per centroid
         verbose=False,
     )
     kmeans.train(sample)

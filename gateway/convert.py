@@ -11,6 +11,7 @@ from embedfleet import wire
 from embedfleet.cluster_types import Assignment, ClusterSummary, MapPoint
 from embedfleet.datastore import location_uri
 from embedfleet.domain import (
+    ClusterParams,
     Document,
     EmbeddingOptions,
     EmbedParams,
@@ -179,7 +180,7 @@ def job_to_pb(snap: JobSnapshot) -> jobs_pb2.Job:
 
 def _results_uri(snap: JobSnapshot) -> str:
     params = snap.spec.params
-    results = params.results if isinstance(params, EmbedParams) else None
+    results = params.results if isinstance(params, EmbedParams | ClusterParams) else None
     return location_uri(results.filesystem, results.directory) if results is not None else ""
 
 

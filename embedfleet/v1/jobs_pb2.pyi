@@ -708,7 +708,8 @@ class Job(_message.Message):
     """Summary of what failed, for a person; empty unless FAILED."""
     results_uri: _builtins.str
     """Embed jobs: the directory (a URI of the dataset store's filesystem) holding the vectors as one
-    Parquet file per chunk; StreamJobResults reads them from there.
+    Parquet file per chunk; StreamJobResults reads them from there. Cluster jobs: the directory of their
+    Parquet tables (assignments, clusters, map), beside the collection.
     """
     @_builtins.property
     def embedding(self) -> _common_pb2.EmbeddingOptions:
