@@ -1303,8 +1303,9 @@ class ClusterJobConfig(_message.Message):
     [k_min, k_max] with the best mean cosine silhouette (see docs/ARCHITECTURE.md, "Clustering").
     """
     k_min: _builtins.int
-    """k-means with k = 0: the range searched; 0 means 2 and 30."""
+    """k-means with k = 0: the smallest k tried; 0 means 2."""
     k_max: _builtins.int
+    """k-means with k = 0: the largest k tried; 0 means 30 (at most the rows selected minus one)."""
     sample_size: _builtins.int
     """k-means: vectors the centroids are trained on (a uniform sample of the rows); 0 means 100,000,
     at least 1,000, at most 1,000,000.
@@ -1314,8 +1315,9 @@ class ClusterJobConfig(_message.Message):
     min_samples: _builtins.int
     """HDBSCAN: neighbours that make a point a core point; 0 means min_cluster_size."""
     top_terms: _builtins.int
-    """Terms (class-based TF-IDF) and documents nearest the centre kept per cluster; 0 means 10 and 5, at most 50."""
+    """Terms (class-based TF-IDF) kept per cluster; 0 means 10, at most 50."""
     representatives: _builtins.int
+    """Documents nearest the centre kept per cluster; 0 means 5, at most 50."""
     model: _builtins.str
     """The model whose vectors the collection holds (name or role); empty means the default model, as for
     index jobs. A collection filled by another model is FAILED_PRECONDITION.
@@ -1654,8 +1656,9 @@ class ClusterMapPoint(_message.Message):
     cluster_id: _builtins.int
     """Its cluster's id (-1: noise)."""
     x: _builtins.float
-    """Its position on the plane (the first two principal components of the sample)."""
+    """Its position on the plane: the first principal component of the sample ..."""
     y: _builtins.float
+    """... and the second."""
     text: _builtins.str
     """The start of its text (at most 300 characters), for a tooltip."""
     def __init__(
