@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedfleet.cluster_types import NOISE, ClusterMap
+from embedfleet.cluster_types import NOISE, ClusterMap, MapPoint
 
 # Twenty distinguishable colours (matplotlib's tab20, dark shades first); noise is grey.
 PALETTE = (
@@ -99,20 +99,22 @@ class _Frame:
         return float(sx), float(self.height - sy)
 
 
+def _circle(point: MapPoint, x: float, y: float) -> str:
+    """One point, its document's id, cluster and text as the hover tooltip."""
+    tip = f"{html.escape(point.id)} (cluster {point.cluster})&#10;{html.escape(point.text)}"
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour(point.cluster)}"><title>{tip}</title></circle>'
+
+
 def render_html(cluster_map: ClusterMap, title: str = "") -> str:
     """A self-contained HTML page: an SVG scatter, a legend, the document's text on hover."""
     width, height = 1000.0, 720.0
     points = cluster_map.points
     frame = _Frame([p.x for p in points], [p.y for p in points], width, height, margin=24.0)
-    circles = "\n".join(
-        '<circle cx="{:.1f}" cy="{:.1f}" r="3" fill="{}">'.format(*frame(p.x, p.y), colour(p.cluster))
-        + f"<title>{html.escape(p.id)} (cluster {p.cluster})&#10;{html.escape(p.text)}</title></circle>"
-        for p in points
-    )
-    tags = [
-        '<text x="{:.1f}" y="{:.1f}" class="label">'.format(*frame(x, y)) + f"{html.escape(text)}</text>"
-        for x, y, text in labels(cluster_map).values()
-    ]
+    circles = "\n".join(_circle(p, *frame(p.x, p.y)) for p in points)
+    tags = []
+    for x, y, text in labels(cluster_map).values():
+        sx, sy = frame(x, y)
+        tags.append(f'<text x="{sx:.1f}" y="{sy:.1f}" class="label">{html.escape(text)}</text>')
     legend = "".join(
         f'<li><span style="background:{colour(c.cluster)}"></span>{c.cluster}: {c.size} rows, '
         f"{html.escape(', '.join(t for t, _ in c.terms[:6]))}</li>"

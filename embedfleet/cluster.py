@@ -18,13 +18,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from embedfleet import milvus
 from embedfleet.cluster_types import NOISE, ClusterSummary, MapPoint, Representative
-from embedfleet.collection_scan import Reservoir
+from embedfleet.collection_scan import Reservoir, ScanBatch
 from embedfleet.ctfidf import ClassTermCounts
 from embedfleet.domain import ClusterMethod, ClusterParams
 from embedfleet.errors import FailedPrecondition
@@ -224,21 +224,13 @@ def fit(params: ClusterParams, sample: np.ndarray, metrics: dict[str, float]) ->
     return Assigner(centroids[order])
 
 
-class RowBatch(Protocol):
-    """What ``assign_all`` reads of a batch: primary keys, vectors and rows with an id and a text."""
-
-    pks: np.ndarray
-    vectors: np.ndarray
-    rows: list[dict[str, Any]]
-
-
 class RowWriter(Protocol):
     def write(self, ids: list[str], pks: np.ndarray, clusters: np.ndarray, similarities: np.ndarray) -> None: ...
 
 
 def assign_all(
     assigner: Assigner,
-    batches: Iterable[RowBatch],
+    batches: Iterable[ScanBatch],
     summarizer: Summarizer,
     table: RowWriter,
     progress: Callable[[int, int], None] = lambda done, batches: None,
