@@ -11,7 +11,7 @@ scale    The cluster job's pipeline (reservoir sample, k-means on the sample, ba
          when reading Milvus). The Milvus read is not timed here. Each size runs in a fresh process, so
          its peak RSS is its own. At 100k the baseline is faiss k-means trained on every row.
 
-    .venv/bin/python bench/cluster.py quality --repeats 3
+    .venv/bin/python bench/cluster.py quality --repeats 3 [--data brown wordnet]
     .venv/bin/python bench/cluster.py scale --rows 100000 1000000
 """
 
@@ -75,13 +75,15 @@ class Scores:
         return f"| {name} | {nmi:.3f} | {ari:.3f} | {secs:.2f}{ratio} | {', '.join(sorted(set(self.extra)))} |"
 
 
-def quality(repeats: int) -> None:
+def quality(repeats: int, datasets: list[str]) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from cluster_data import brown, wordnet
 
     print("| data | method | NMI | ARI | seconds | NMI / baseline | time / baseline | notes |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, load in (("brown", brown), ("wordnet", wordnet)):
+    loaders = {"brown": brown, "wordnet": wordnet}
+    for name in datasets:
+        load = loaders[name]
         vectors, labels, _ = load()
         k = len(set(labels))
         runs = _methods(vectors, k, HDBSCAN_MIN_CLUSTER[name])
@@ -232,14 +234,16 @@ def scale(sizes: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("quality").add_argument("--repeats", type=int, default=3)
+    quality_args = sub.add_parser("quality")
+    quality_args.add_argument("--repeats", type=int, default=3)
+    quality_args.add_argument("--data", nargs="+", choices=["brown", "wordnet"], default=["brown", "wordnet"])
     sub.add_parser("scale").add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     one = sub.add_parser("scale-one")
     one.add_argument("--rows", type=int, required=True)
     one.add_argument("--full-training", action="store_true")
     args = parser.parse_args()
     if args.command == "quality":
-        quality(args.repeats)
+        quality(args.repeats, args.data)
     elif args.command == "scale":
         scale(args.rows)
     else:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedfleet.cluster_types import NOISE, ClusterMap
+from embedfleet.cluster_types import NOISE, ClusterMap, MapPoint
 
 # Twenty distinguishable colours (matplotlib's tab20, dark shades first); noise is grey.
 PALETTE = (
@@ -97,6 +97,12 @@ class _Frame:
     def __call__(self, x: float, y: float) -> tuple[float, float]:
         sx, sy = self.margin + (np.array([x, y]) - self.low) * self.scale
         return float(sx), float(self.height - sy)
+
+
+def _circle(point: MapPoint, x: float, y: float) -> str:
+    """One point, its document's id, cluster and text as the hover tooltip."""
+    tip = f"{html.escape(point.id)} (cluster {point.cluster})&#10;{html.escape(point.text)}"
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour(point.cluster)}"><title>{tip}</title></circle>'
 
 
 def render_html(cluster_map: ClusterMap, title: str = "") -> str:

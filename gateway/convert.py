@@ -13,6 +13,7 @@ from embedfleet.cluster_types import Assignment, ClusterSummary, MapPoint
 from embedfleet.datastore import location_uri
 from embedfleet.dedup_store import StoredGroup
 from embedfleet.domain import (
+    ClusterParams,
     DedupParams,
     Document,
     EmbeddingOptions,
@@ -192,7 +193,7 @@ def job_to_pb(snap: JobSnapshot) -> jobs_pb2.Job:
 
 def _results_uri(snap: JobSnapshot) -> str:
     params = snap.spec.params
-    results = params.results if isinstance(params, EmbedParams) else None
+    results = params.results if isinstance(params, EmbedParams | ClusterParams) else None
     if isinstance(params, DedupParams):
         results = params.output
     return location_uri(results.filesystem, results.directory) if results is not None else ""

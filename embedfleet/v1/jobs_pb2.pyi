@@ -852,7 +852,8 @@ class Job(_message.Message):
     """Summary of what failed, for a person; empty unless FAILED."""
     results_uri: _builtins.str
     """Embed jobs: the directory (a URI of the dataset store's filesystem) holding the vectors as one
-    Parquet file per chunk; StreamJobResults reads them from there.
+    Parquet file per chunk; StreamJobResults reads them from there. Cluster jobs: the directory of their
+    Parquet tables (assignments, clusters, map), beside the collection.
     """
     @_builtins.property
     def embedding(self) -> _common_pb2.EmbeddingOptions:
@@ -1659,8 +1660,9 @@ class ClusterJobConfig(_message.Message):
     [k_min, k_max] with the best mean cosine silhouette (see docs/ARCHITECTURE.md, "Clustering").
     """
     k_min: _builtins.int
-    """k-means with k = 0: the range searched; 0 means 2 and 30."""
+    """k-means with k = 0: the smallest k tried; 0 means 2."""
     k_max: _builtins.int
+    """k-means with k = 0: the largest k tried; 0 means 30 (at most the rows selected minus one)."""
     sample_size: _builtins.int
     """k-means: vectors the centroids are trained on (a uniform sample of the rows); 0 means 100,000,
     at least 1,000, at most 1,000,000.
@@ -1670,8 +1672,9 @@ class ClusterJobConfig(_message.Message):
     min_samples: _builtins.int
     """HDBSCAN: neighbours that make a point a core point; 0 means min_cluster_size."""
     top_terms: _builtins.int
-    """Terms (class-based TF-IDF) and documents nearest the centre kept per cluster; 0 means 10 and 5, at most 50."""
+    """Terms (class-based TF-IDF) kept per cluster; 0 means 10, at most 50."""
     representatives: _builtins.int
+    """Documents nearest the centre kept per cluster; 0 means 5, at most 50."""
     model: _builtins.str
     """The model whose vectors the collection holds (name or role); empty means the default model, as for
     index jobs. A collection filled by another model is FAILED_PRECONDITION.
@@ -2010,8 +2013,9 @@ class ClusterMapPoint(_message.Message):
     cluster_id: _builtins.int
     """Its cluster's id (-1: noise)."""
     x: _builtins.float
-    """Its position on the plane (the first two principal components of the sample)."""
+    """Its position on the plane: the first principal component of the sample ..."""
     y: _builtins.float
+    """... and the second."""
     text: _builtins.str
     """The start of its text (at most 300 characters), for a tooltip."""
     def __init__(

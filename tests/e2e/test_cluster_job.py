@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import grpc
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from sklearn.metrics import normalized_mutual_info_score
@@ -69,7 +70,9 @@ def test_kmeans_and_hdbscan_jobs_through_the_sdk(
     first = list(client.cluster_assignments(job.id, cluster=0))
     assert len(first) == summaries[0].size and {r.cluster for r in first} == {0}
     # The tables are where the job says, beside the collection, readable by any Parquet reader.
-    assert f"/collections/{collection}/clusters/{job.id}" in job.outputs["results_uri"]
+    assert job.results_uri == job.outputs["results_uri"]
+    assert job.results_uri.endswith(f"/collections/{collection}/clusters/{job.id}")
+    assert pq.read_table(f"{job.results_uri}/assignments.parquet").num_rows == len(truth)
 
     async def through_asyncio() -> tuple[list[object], list[object], object]:
         async with AsyncEmbedfleetClient(cluster.gateway_address) as aio:

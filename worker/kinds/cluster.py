@@ -19,6 +19,7 @@ from embedfleet import milvus
 from embedfleet.cluster import Summarizer, assign_all, fit, term_stride
 from embedfleet.cluster_store import assignments, write_summaries
 from embedfleet.collection_scan import DEFAULT_BATCH_ROWS, RowBatch, sample, scan
+from embedfleet.datastore import location_uri
 from embedfleet.domain import ClusterMethod, ClusterParams, JobSpec, JobState
 from embedfleet.errors import FailedPrecondition
 from embedfleet.worker.kinds.base import Part, PartCancelled, PartResult, WorkerContext
@@ -68,7 +69,7 @@ class ClusterPart:
             part.job_id,
             metrics=metrics,
             outputs={
-                "results_uri": params.results.directory,
+                "results_uri": location_uri(params.results.filesystem, params.results.directory),
                 "method": params.method.value,
                 "k": str(assigner.k),
                 "noise": str(noise),
