@@ -772,10 +772,6 @@ def keys_revoke(ctx: click.Context, key_id: str) -> None:
         _show_key(client.revoke_key(key_id))
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
@@ -968,3 +964,7 @@ def cluster_map(ctx: click.Context, job_id: str, output: Path, title: str) -> No
         _print_json({"output": str(drawn)})
     else:
         console.print(f"map written to {drawn}")
+
+
+if __name__ == "__main__":
+    main()

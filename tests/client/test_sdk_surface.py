@@ -91,3 +91,17 @@ def test_on_error_hears_each_failed_part_once() -> None:
     heard: list[FailedChunk] = []
     final = follow(updates, enabled=False, on_error=heard.append)
     assert heard == [first, second] and final.state == JobState.FAILED
+
+
+def test_every_command_exists_under_python_m() -> None:
+    """``python -m embedfleet.client.cli`` (how LocalCluster starts workers) used to run ``main()`` from
+    the middle of the module, before the commands defined below it existed."""
+    import subprocess
+    import sys
+
+    from embedfleet.client.cli import main
+
+    out = subprocess.run(
+        [sys.executable, "-m", "embedfleet.client.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert all(name in out for name in main.commands), sorted(n for n in main.commands if n not in out)
