@@ -48,8 +48,11 @@ class KChoice:
 
 
 def kmeans(sample: np.ndarray, k: int, seed: int) -> Partitioner:
-    """Spherical k-means on all of ``sample`` (the caller sampled), best of ``KMEANS_RESTARTS`` runs."""
-    return partitions.train(sample, k, seed=seed, restarts=KMEANS_RESTARTS, max_points_per_centroid=None)
+    """Spherical k-means on all of ``sample`` (the caller sampled), k-means++ seeded, best of
+    ``KMEANS_RESTARTS`` runs (random starts left two planted clusters under one centroid ~1 run in 3)."""
+    return partitions.train(
+        sample, k, seed=seed, restarts=KMEANS_RESTARTS, max_points_per_centroid=None, plus_plus=True
+    )
 
 
 def k_candidates(k_min: int, k_max: int) -> list[int]:

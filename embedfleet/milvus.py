@@ -148,11 +148,6 @@ class CollectionBinding:
 
 
 CONNECT_ATTEMPTS = 3
-# Bounds on one Milvus call. Without them pymilvus retries an unreachable server up to 75 times
-# (about 200 s a call), so a part's five attempts took five minutes to fail during an outage;
-# the part's own retries (``tasks.retry_delay``) are the retry policy, each attempt is bounded.
-METADATA_TIMEOUT_S = 10.0
-WRITE_TIMEOUT_S = 30.0
 
 
 def connect(uri: str, token: str = "") -> MilvusClient:
@@ -175,9 +170,9 @@ def read_binding(client: MilvusClient, collection: str) -> CollectionBinding | N
 
     A collection that exists but was not made by embedfleet is refused: its schema is unknown.
     """
-    if not client.has_collection(collection, timeout=METADATA_TIMEOUT_S):
+    if not client.has_collection(collection):
         return None
-    props = client.describe_collection(collection, timeout=METADATA_TIMEOUT_S).get("properties", {})
+    props = client.describe_collection(collection).get("properties", {})
     binding = CollectionBinding.from_properties(props)
     if binding is None:
         raise FailedPrecondition(f"collection {collection!r} exists but was not created by embedfleet")
@@ -194,7 +189,7 @@ def require_binding(client: MilvusClient, collection: str) -> CollectionBinding:
 
 def int8_ranges(client: MilvusClient, collection: str, field: str) -> np.ndarray:
     """The calibration ranges an int8 field was quantized with, as stored with the collection."""
-    props = client.describe_collection(collection, timeout=METADATA_TIMEOUT_S).get("properties", {})
+    props = client.describe_collection(collection).get("properties", {})
     return np.asarray(json.loads(props[f"{_PROP}int8_ranges.{field}"]), dtype=np.float32)
 
 
@@ -246,9 +241,7 @@ def ensure_collection(
         for name, value in (ranges or {}).items():
             properties[f"{_PROP}int8_ranges.{name}"] = json.dumps(np.round(value, 6).tolist())
         try:
-            client.create_collection(
-                collection, schema=schema, index_params=index, properties=properties, timeout=WRITE_TIMEOUT_S
-            )
+            client.create_collection(collection, schema=schema, index_params=index, properties=properties)
             return
         except MilvusException:
             existing = read_binding(client, collection)

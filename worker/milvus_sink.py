@@ -63,17 +63,10 @@ def _collection_gone(exc: MilvusException) -> bool:
 
 
 class MilvusSink:
-    def __init__(
-        self,
-        client: MilvusClient,
-        max_batch_bytes: int,
-        binding_ttl_s: float = BINDING_CHECK_TTL_S,
-        write_timeout_s: float = milvus.WRITE_TIMEOUT_S,
-    ) -> None:
+    def __init__(self, client: MilvusClient, max_batch_bytes: int, binding_ttl_s: float = BINDING_CHECK_TTL_S) -> None:
         self.client = client
         self.max_batch_bytes = max_batch_bytes
         self.binding_ttl_s = binding_ttl_s
-        self.write_timeout_s = write_timeout_s
         self._checked_at: dict[tuple[str, milvus.CollectionBinding], float] = {}
 
     def _ensure(
@@ -139,4 +132,4 @@ class MilvusSink:
 
     def _upsert(self, collection: str, rows: list[dict[str, Any]], sizes: list[int]) -> None:
         for batch in _batches(rows, sizes, self.max_batch_bytes):
-            self.client.upsert(collection, batch, timeout=self.write_timeout_s)
+            self.client.upsert(collection, batch)
