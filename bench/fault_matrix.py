@@ -282,19 +282,6 @@ def milvus_blip(cluster: LocalCluster, client: EmbedfleetClient) -> Cell:
     return run.cell("Milvus killed, back after 3 s", _succeeded(run.wait()), stall)
 
 
-def _resume(client: EmbedfleetClient, job_id: str) -> None:
-    """ResumeJob, tried again on UNAVAILABLE as a client should (the gateway's Milvus channel may be
-    re-established just then)."""
-    for attempt in range(5):
-        try:
-            client.resume_job(job_id)
-            return
-        except EmbedfleetRpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == 4:
-                raise
-            time.sleep(2)
-
-
 def milvus_outage(cluster: LocalCluster, client: EmbedfleetClient) -> Cell:
     run = Run(cluster, client, "mo")
     run.submit()
@@ -307,7 +294,7 @@ def milvus_outage(cluster: LocalCluster, client: EmbedfleetClient) -> Cell:
     cluster.start_milvus()
     before = failed.done
     mark = time.monotonic()
-    _resume(client, run.job_id)
+    client.resume_job(run.job_id)  # a unary call: the SDK itself retries it on UNAVAILABLE
     stall = run.progress_after(mark, before)
     final = run.wait()
     outcome = f"{failed.state.value} after {failed_s:.0f} s naming {named} part(s); resumed: {_succeeded(final)}"
