@@ -71,3 +71,13 @@ class HashEncoder:
 
     def calibration_vectors(self) -> np.ndarray:
         return self.encode([f"calibration {i}" for i in range(64)], InputType.DOCUMENT).vectors
+
+
+def planted(n_clusters: int, per_cluster: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around ``n_clusters`` random directions (cosine to their centre ~0.9), and their labels."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, FAKE_SPEC.dimensions))
+    labels = np.repeat(np.arange(n_clusters), per_cluster)
+    vectors = centres[labels] / np.linalg.norm(centres[labels], axis=1, keepdims=True)
+    vectors = vectors + 0.12 * rng.standard_normal(vectors.shape)
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32), labels

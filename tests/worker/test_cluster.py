@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from fakes import FAKE_SPEC, HashEncoder
+from fakes import FAKE_SPEC, HashEncoder, planted
 from pymilvus import MilvusClient
 from sklearn.metrics import adjusted_rand_score
 
@@ -33,16 +33,6 @@ PER_CLUSTER = 60
 @pytest.fixture
 def client(milvus_uri: str) -> MilvusClient:
     return milvus.connect(milvus_uri)
-
-
-def planted(n_clusters: int, per_cluster: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors around ``n_clusters`` random directions (cosine to their centre ~0.9), and their labels."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((n_clusters, FAKE_SPEC.dimensions))
-    labels = np.repeat(np.arange(n_clusters), per_cluster)
-    vectors = centres[labels] / np.linalg.norm(centres[labels], axis=1, keepdims=True)
-    vectors = vectors + 0.12 * rng.standard_normal(vectors.shape)
-    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32), labels
 
 
 @pytest.fixture
