@@ -9,8 +9,16 @@ The recipe, and why each part is there:
 * **Labels are the teacher's embeddings, computed once** (texts only, no human labels), L2-normalised:
   every serving path normalises, so only direction matters, and on unit vectors MSE is
   ``(2 - 2 cos) / d``, i.e. the loss optimises exactly the cosine agreement we report.
-* **Loss = sentence-transformers' ``losses.MSELoss``**, wrapped in ``losses.MatryoshkaLoss`` over
-  ``config.matryoshka_dims`` (plus the full dimension) when the student must also be an MRL model.
+* **Loss = cosine to the label** (``distill_loss.CosineDistillLoss``), wrapped in
+  ``losses.MatryoshkaLoss`` over ``config.matryoshka_dims`` (plus the full dimension, each with its
+  ``matryoshka_weights``) when the student must also be an MRL model. On unit vectors it is MSE up to a
+  constant; unlike MSE it does not weigh a prefix by ``1 / d`` (see that module). ``loss="mse"`` keeps
+  the first recipe's ``losses.MSELoss``.
+* **Early stopping on held-out agreement**: every ``eval_every`` steps the held-out texts are encoded,
+  the best weights are kept, and training stops after ``patience`` checks without a gain; the saved
+  student is the best one seen, not the last.
+* **Teacher labels cached, training checkpointed** (``distill_state``): the teacher's pass over a
+  corpus is paid once, and a distill part killed mid-training resumes from its last checkpoint.
 * **A learned ``Dense`` projection inside the student** when the student's width differs from the
   teacher's (initialised by ridge regression onto the labels, so training starts from a sensible map).
   It lives in the saved model, unlike ``MSELoss(projection_dim=...)`` whose projection stays on the
@@ -36,7 +44,9 @@ The recipe, and why each part is there:
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import logging
 import math
 import random
 import shutil
@@ -46,6 +56,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,11 +69,20 @@ from torch import nn
 from embedfleet.domain import InputType
 from embedfleet.errors import FailedPrecondition, InvalidArgument
 from embedfleet.registry import ModelSpec
+from embedfleet.worker.distill_loss import CosineDistillLoss
+from embedfleet.worker.distill_state import LabelCache, fingerprint, load_checkpoint, save_checkpoint
 from embedfleet.worker.models.host import resolve_device
 from embedfleet.worker.models.torch import SentenceTransformerEncoder
 
+log = logging.getLogger(__name__)
+
 ROTATION_FILE = "label_rotation.npy"
 INFO_FILE = "distill.json"
+
+
+class DistillLoss(StrEnum):
+    COSINE = "cosine"
+    MSE = "mse"
 
 
 class DistillConfig(BaseModel):
@@ -88,6 +108,19 @@ class DistillConfig(BaseModel):
     device: str = "auto"
     bf16: bool = Field(default=False, description="bfloat16 autocast for the forward pass (CUDA only)")
     encode_batch_size: int = Field(default=64, gt=0, description="batch size for labels and agreement")
+    loss: DistillLoss = Field(default=DistillLoss.COSINE, description="cosine (scale-free, see distill_loss) or mse")
+    relational_weight: float = Field(
+        default=0.0, ge=0, description="weight of the in-batch similarity-matrix term (cosine loss only)"
+    )
+    matryoshka_weights: dict[int, float] = Field(
+        default_factory=dict, description="loss weight per dimension (the full width included); 1 where not given"
+    )
+    eval_every: int = Field(
+        default=100, ge=0, description="steps between held-out agreement checks (0: only at the end)"
+    )
+    patience: int = Field(default=4, ge=1, description="checks without a gain before training stops early")
+    max_holdout: int = Field(default=1000, ge=2, description="held-out texts at most (the checks encode them all)")
+    checkpoint_every: int = Field(default=100, gt=0, description="steps between checkpoints (with a checkpoint dir)")
 
     @field_validator("keep_layers")
     @classmethod
@@ -158,6 +191,9 @@ class DistillResult:
     agreement_by_dim_before: dict[int, float] = field(default_factory=dict)
     agreement_by_dim_after: dict[int, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    best_step: int = 0  # the step whose weights were kept (the best held-out check)
+    stopped_early: bool = False  # held-out agreement stopped rising before ``config.steps``
+    resumed_from: int = 0  # the checkpoint's step this run started from (0: a fresh start)
 
     @property
     def agreement_gain(self) -> float:
@@ -173,12 +209,19 @@ def distill(
     texts: list[str],
     output_dir: Path,
     progress: ProgressFn | None = None,
+    *,
+    checkpoint_dir: Path | None = None,
+    label_cache: LabelCache | None = None,
 ) -> DistillResult:
     """Train a student of ``teacher`` on ``texts`` and write it to ``output_dir``.
 
     ``output_dir`` must not exist (or be an empty directory): the model is written to a sibling
     temporary directory and renamed into place at the end, so a crashed or cancelled run never leaves
     a directory that looks like a finished model. ``progress`` may raise to cancel the run.
+
+    With ``checkpoint_dir`` the run checkpoints every ``config.checkpoint_every`` steps and, started
+    again with the same config, teacher and texts, resumes from the last checkpoint instead of step 0.
+    With ``label_cache`` the teacher's labels are read from it when another run computed them.
     """
     started = time.monotonic()
     output_dir = Path(output_dir)
@@ -191,12 +234,15 @@ def distill(
     device = resolve_device(config.device)
     if config.bf16 and not device.startswith("cuda"):
         raise InvalidArgument("bf16 autocast is only supported on CUDA devices")
+    if config.relational_weight and config.loss != DistillLoss.COSINE:
+        raise InvalidArgument("relational_weight needs the cosine loss")
 
     def report(phase: DistillPhase, step: int, loss: float | None = None, lr: float | None = None) -> None:
         if progress is not None:
             progress(DistillProgress(phase, step, config.steps, time.monotonic() - started, loss, lr))
 
-    train_texts, holdout_texts = _split(texts, config.holdout_fraction, config.seed)
+    train_idx, holdout_idx = _split(len(texts), config.holdout_fraction, config.max_holdout, config.seed)
+    train_texts, holdout_texts = [texts[i] for i in train_idx], [texts[i] for i in holdout_idx]
 
     # 1. Load the teacher, cut the student's base (cheap checks first), then the labels, once.
     report(DistillPhase.LABELS, 0)
@@ -207,15 +253,18 @@ def distill(
         base = SentenceTransformerEncoder(config.init_model, device, config.encode_batch_size).model
     teacher_layers, kept = cut_layers(base, config.keep_layers)
     label_dim = teacher.dimensions
-    bad = [d for d in config.matryoshka_dims if d > label_dim]
+    bad = [d for d in (*config.matryoshka_dims, *config.matryoshka_weights) if d > label_dim]
     if bad:
         raise InvalidArgument(f"matryoshka_dims {bad} exceed the teacher's dimension {label_dim}")
     teacher_version = teacher_encoder.version
     prompt = teacher.document_prompt
     max_seq_length = config.max_seq_length or teacher.max_seq_length
-    labels_train = _l2(teacher_encoder.encode(train_texts, InputType.DOCUMENT).vectors)
-    labels_holdout = _l2(teacher_encoder.encode(holdout_texts, InputType.DOCUMENT).vectors)
-    del teacher_encoder
+    labels_key = fingerprint(teacher.name, teacher_version, prompt, str(max_seq_length), texts=texts)
+
+    cache = label_cache or _NoCache()
+    labels, _ = cache.get_or_compute(labels_key, functools.partial(_teacher_labels, teacher_encoder, texts))
+    del teacher_encoder  # its memory is the student's now
+    labels_train, labels_holdout = labels[train_idx], labels[holdout_idx]
 
     rotate = bool(config.matryoshka_dims) if config.rotate_labels is None else config.rotate_labels
     rotation: np.ndarray | None = None
@@ -232,17 +281,30 @@ def distill(
     report(DistillPhase.EVALUATE, 0)
     before = _agreement(student, holdout_texts, labels_holdout, dims, prompt, config.encode_batch_size)
 
-    # 3. Train.
-    loss_fn: nn.Module = losses.MSELoss(student)
+    # 3. Train, checking held-out agreement as it goes and keeping the best student.
+    loss_fn: nn.Module = (
+        CosineDistillLoss(student, config.relational_weight)
+        if config.loss == DistillLoss.COSINE
+        else losses.MSELoss(student)
+    )
     if config.matryoshka_dims:
-        loss_fn = losses.MatryoshkaLoss(student, loss_fn, matryoshka_dims=[label_dim, *dims])
-    step_losses = _train(student, loss_fn, train_texts, labels_train, prompt, config, device, report)
+        all_dims = [label_dim, *dims]
+        weights = [config.matryoshka_weights.get(d, 1.0) for d in all_dims]
+        loss_fn = losses.MatryoshkaLoss(student, loss_fn, matryoshka_dims=all_dims, matryoshka_weights=weights)
 
-    report(DistillPhase.EVALUATE, config.steps)
+    def score() -> float:
+        found = _agreement(student, holdout_texts, labels_holdout, dims, prompt, config.encode_batch_size)
+        return float(np.mean(list(found.values())))
+
+    run_id = fingerprint(config.model_dump_json(exclude={"device"}), labels_key)
+    trainer = _Trainer(student, loss_fn, train_texts, labels_train, prompt, config, device, report, score)
+    trainer.run(checkpoint_dir, run_id)
+
+    report(DistillPhase.EVALUATE, trainer.state.step)
     after = _agreement(student, holdout_texts, labels_holdout, dims, prompt, config.encode_batch_size)
 
     # 4. Save atomically, with the facts needed to register and audit it.
-    report(DistillPhase.SAVE, config.steps)
+    report(DistillPhase.SAVE, trainer.state.step)
     result = DistillResult(
         output_dir=output_dir,
         teacher=teacher.name,
@@ -255,8 +317,8 @@ def distill(
         query_prompt=teacher.query_prompt,
         document_prompt=teacher.document_prompt,
         label_rotation=rotation is not None,
-        steps=config.steps,
-        losses=tuple(step_losses),
+        steps=trainer.state.step,
+        losses=tuple(trainer.state.losses),
         train_texts=len(train_texts),
         holdout_texts=len(holdout_texts),
         agreement_before=before[label_dim],
@@ -264,6 +326,9 @@ def distill(
         agreement_by_dim_before={d: before[d] for d in dims},
         agreement_by_dim_after={d: after[d] for d in dims},
         elapsed_s=time.monotonic() - started,
+        best_step=trainer.state.best_step,
+        stopped_early=trainer.state.step < config.steps,
+        resumed_from=trainer.resumed_from,
     )
     _save(student, rotation, config, result, output_dir)
     return result
@@ -396,60 +461,143 @@ def _solve_ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
     return np.linalg.solve(gram + lam * np.eye(gram.shape[0]), x.T @ y)
 
 
-def _train(
-    student: SentenceTransformer,
-    loss_fn: nn.Module,
-    texts: list[str],
-    labels: np.ndarray,
-    prompt: str,
-    config: DistillConfig,
-    device: str,
-    report: Callable[..., None],
-) -> list[float]:
-    params = [p for p in loss_fn.parameters() if p.requires_grad]  # the student's, plus any on the loss
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.learning_rate,
-    )
-    warmup = int(config.warmup_fraction * config.steps)
+def _teacher_labels(encoder: SentenceTransformerEncoder, texts: list[str]) -> np.ndarray:
+    return _l2(encoder.encode(texts, InputType.DOCUMENT).vectors)
 
-    def schedule(step: int) -> float:
+
+class _NoCache:
+    def get_or_compute(self, key: str, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
+        return compute(), False
+
+
+@dataclass
+class _TrainState:
+    """Everything the loop carries between steps besides the modules' own state (so: what a checkpoint holds)."""
+
+    step: int = 0
+    batches: list[list[int]] = field(default_factory=list)  # what is left of the current epoch
+    losses: list[float] = field(default_factory=list)
+    best_score: float = -math.inf
+    best_step: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None
+    stale_checks: int = 0
+
+
+class _Trainer:
+    """The optimisation loop: AdamW, linear warm-up then decay, clipping, length-bucketed batches; a
+    held-out check every ``eval_every`` steps that keeps the best weights and stops after ``patience``
+    checks without a gain; a checkpoint every ``checkpoint_every`` steps that a restart resumes from."""
+
+    def __init__(
+        self,
+        student: SentenceTransformer,
+        loss_fn: nn.Module,
+        texts: list[str],
+        labels: np.ndarray,
+        prompt: str,
+        config: DistillConfig,
+        device: str,
+        report: Callable[..., None],
+        score: Callable[[], float],
+    ) -> None:
+        self.student, self.loss_fn, self.texts, self.prompt = student, loss_fn, texts, prompt
+        self.config, self.device, self.report, self.score = config, device, report, score
+        self.labels = torch.from_numpy(labels)
+        self.params = [p for p in loss_fn.parameters() if p.requires_grad]  # the student's, plus any on the loss
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": [p for p in self.params if p.ndim >= 2], "weight_decay": config.weight_decay},
+                {"params": [p for p in self.params if p.ndim < 2], "weight_decay": 0.0},
+            ],
+            lr=config.learning_rate,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._schedule)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.state = _TrainState()
+        self.resumed_from = 0
+
+    def _schedule(self, step: int) -> float:
+        warmup = int(self.config.warmup_fraction * self.config.steps)
         if step < warmup:
             return (step + 1) / (warmup + 1)
-        return max(0.0, (config.steps - step) / max(1, config.steps - warmup))
+        return max(0.0, (self.config.steps - step) / max(1, self.config.steps - warmup))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    generator = torch.Generator().manual_seed(config.seed)
-    label_tensor = torch.from_numpy(labels)
-    batch_size = min(config.batch_size, len(texts))
-    lengths = [len(t) for t in texts]
-    batches: list[list[int]] = []
-    out: list[float] = []
-    student.train()
-    for step in range(config.steps):
-        if not batches:
-            batches = _length_bucketed_batches(lengths, batch_size, generator)
-        batch = batches.pop()
-        features = student.preprocess([texts[i] for i in batch], prompt=prompt or None)
-        features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-        targets = label_tensor[batch].to(device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.bf16):
-            loss = loss_fn([features], targets)
+    def run(self, checkpoint_dir: Path | None, run_id: str) -> None:
+        self._resume(load_checkpoint(checkpoint_dir, run_id))
+        config, state = self.config, self.state
+        batch_size = min(config.batch_size, len(self.texts))
+        lengths = [len(t) for t in self.texts]
+        self.student.train()
+        while state.step < config.steps:
+            if not state.batches:
+                state.batches = _length_bucketed_batches(lengths, batch_size, self.generator)
+            loss, lr = self._step(state.batches.pop())
+            state.step += 1
+            state.losses.append(loss)
+            self.report(DistillPhase.TRAIN, state.step, loss, lr)
+            check = config.eval_every and state.step % config.eval_every == 0
+            if (check or state.step == config.steps) and self._check() >= config.patience:
+                break
+            if checkpoint_dir is not None and state.step % config.checkpoint_every == 0 and state.step < config.steps:
+                save_checkpoint(checkpoint_dir, self._checkpoint(run_id))
+        if state.best_weights is not None and state.best_step != state.step:
+            self.student.load_state_dict(state.best_weights)
+        self.student.eval()
+
+    def _step(self, batch: list[int]) -> tuple[float, float]:
+        features = self.student.preprocess([self.texts[i] for i in batch], prompt=self.prompt or None)
+        features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        targets = self.labels[batch].to(self.device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.config.bf16):
+            loss = self.loss_fn([features], targets)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        lr = scheduler.get_last_lr()[0]
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        self.optimizer.step()
+        lr = float(self.scheduler.get_last_lr()[0])
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise FailedPrecondition(f"distillation diverged at step {step + 1}: loss {value}")
-        out.append(value)
-        report(DistillPhase.TRAIN, step + 1, value, lr)
-    student.eval()
-    return out
+            raise FailedPrecondition(f"distillation diverged at step {self.state.step + 1}: loss {value}")
+        return value, lr
+
+    def _check(self) -> int:
+        """Score the held-out texts; keep the weights if best. Returns the checks since the last gain."""
+        state = self.state
+        self.report(DistillPhase.EVALUATE, state.step)
+        value = self.score()
+        self.student.train()
+        if value > state.best_score + 1e-4:
+            state.best_score, state.best_step, state.stale_checks = value, state.step, 0
+            state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.student.state_dict().items()}
+        else:
+            state.stale_checks += 1
+        return state.stale_checks
+
+    def _checkpoint(self, run_id: str) -> dict[str, Any]:
+        return {
+            "fingerprint": run_id,
+            "student": self.student.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+            "state": dict(vars(self.state)),
+        }
+
+    def _resume(self, checkpoint: dict[str, Any] | None) -> None:
+        if checkpoint is None:
+            return
+        self.student.load_state_dict(checkpoint["student"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.generator.set_state(checkpoint["generator"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        random.setstate(checkpoint["python_rng"])
+        self.state = _TrainState(**checkpoint["state"])
+        self.resumed_from = self.state.step
+        log.info("distillation resumes from its checkpoint at step %d", self.state.step)
 
 
 def _length_bucketed_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
@@ -514,11 +662,11 @@ def _save(
         raise
 
 
-def _split(texts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(texts))
-    n_holdout = min(len(texts) - 2, max(2, round(fraction * len(texts))))
-    return [texts[i] for i in order[n_holdout:]], [texts[i] for i in order[:n_holdout]]
+def _split(n: int, fraction: float, max_holdout: int, seed: int) -> tuple[list[int], list[int]]:
+    """Train and held-out positions: ``fraction`` of the texts held out, at most ``max_holdout``."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_holdout = min(n - 2, max_holdout, max(2, round(fraction * n)))
+    return sorted(order[n_holdout:].tolist()), sorted(order[:n_holdout].tolist())
 
 
 def _l2(x: np.ndarray) -> np.ndarray:

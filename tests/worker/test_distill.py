@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 from torch import nn
@@ -25,6 +26,8 @@ from embedfleet.worker.distill import (
     load_label_rotation,
     principal_rotation,
 )
+from embedfleet.worker.distill_loss import CosineDistillLoss
+from embedfleet.worker.distill_state import LabelCache
 from embedfleet.worker.evaluate import EncodeFn
 
 
@@ -163,3 +166,87 @@ def test_progress_callback_can_cancel(tmp_path: Path, teacher_spec: ModelSpec, t
         )
     # Nothing that looks like a model is left behind.
     assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_run_resumes_from_its_checkpoint(
+    tmp_path: Path, teacher_spec: ModelSpec, training_texts: list[str]
+) -> None:
+    """A run that dies at step 6 (checkpoints every 4) and is started again resumes at step 5 and ends
+    with the student an uninterrupted run trains (same losses: the RNG states travel in the checkpoint)."""
+    config = DistillConfig(keep_layers=(0, 5), steps=10, batch_size=8, eval_every=0, checkpoint_every=4, seed=3)
+    texts = training_texts[:64]
+    whole = distill(config, teacher_spec, texts, tmp_path / "whole", None, checkpoint_dir=tmp_path / "ck-whole")
+
+    class Killed(Exception):
+        pass
+
+    def die_at_6(event: DistillProgress) -> None:
+        if event.phase == DistillPhase.TRAIN and event.step == 6:
+            raise Killed
+
+    with pytest.raises(Killed):
+        distill(config, teacher_spec, texts, tmp_path / "a1", die_at_6, checkpoint_dir=tmp_path / "ck")
+    events: list[DistillProgress] = []
+    resumed = distill(config, teacher_spec, texts, tmp_path / "a2", events.append, checkpoint_dir=tmp_path / "ck")
+    assert resumed.resumed_from == 4 and whole.resumed_from == 0
+    assert [e.step for e in events if e.phase == DistillPhase.TRAIN] == list(range(5, 11))
+    assert resumed.losses == pytest.approx(whole.losses, rel=1e-4)
+    assert resumed.agreement_after == pytest.approx(whole.agreement_after, abs=1e-4)
+
+    # Another config (or other texts) never picks up that checkpoint.
+    other = config.model_copy(update={"learning_rate": 2e-4})
+    fresh = distill(other, teacher_spec, texts, tmp_path / "b", None, checkpoint_dir=tmp_path / "ck")
+    assert fresh.resumed_from == 0
+
+
+def test_stops_early_and_keeps_the_best_weights(
+    tmp_path: Path, teacher_spec: ModelSpec, training_texts: list[str]
+) -> None:
+    """With a learning rate too small to move agreement, the first check is the best and every later one
+    is stale: training stops after ``patience`` stale checks, not at ``steps``."""
+    config = DistillConfig(keep_layers=(0, 5), steps=40, batch_size=8, learning_rate=1e-12, eval_every=2, patience=2)
+    result = distill(config, teacher_spec, training_texts[:64], tmp_path / "s", None)
+    assert result.stopped_early and result.steps == 6 and result.best_step == 2
+    assert len(result.losses) == 6
+
+
+def test_teacher_labels_are_computed_once_per_corpus(
+    tmp_path: Path, teacher_spec: ModelSpec, training_texts: list[str]
+) -> None:
+    cache = LabelCache(tmp_path / "labels", keep=2)
+    calls: list[int] = []
+    real = cache.get_or_compute
+
+    def counting(key: str, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
+        labels, hit = real(key, compute)
+        calls.append(int(hit))
+        return labels, hit
+
+    cache.get_or_compute = counting  # type: ignore[method-assign]
+    config = DistillConfig(keep_layers=1, steps=2, batch_size=8, eval_every=0)
+    texts = training_texts[:32]
+    first = distill(config, teacher_spec, texts, tmp_path / "a", None, label_cache=cache)
+    second = distill(config, teacher_spec, texts, tmp_path / "b", None, label_cache=cache)
+    distill(config, teacher_spec, texts[1:], tmp_path / "c", None, label_cache=cache)  # other texts: computed
+    assert calls == [0, 1, 0]
+    assert first.losses == second.losses
+    # Only the ``keep`` newest label sets stay.
+    distill(config, teacher_spec, texts[2:], tmp_path / "d", None, label_cache=cache)
+    assert len(list((tmp_path / "labels").glob("*.npy"))) == 2
+
+
+def test_cosine_loss_counts_direction_only() -> None:
+    """1 - cos per row, and no relational penalty when the student reproduces the teacher's geometry; a
+    label's scale (a Matryoshka prefix is cut, not re-normalised) changes nothing."""
+
+    class Echo(nn.Module):
+        def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {"sentence_embedding": features["x"]}
+
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    loss = CosineDistillLoss(Echo(), relational_weight=1.0)  # type: ignore[arg-type]
+    assert float(loss([{"x": x}], 0.3 * x)) == pytest.approx(0.0, abs=1e-6)
+    rotated = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert float(CosineDistillLoss(Echo())([{"x": x}], rotated)) == pytest.approx(1.0)
+    # Same rows up to sign flips: cosine 1 - (-1) = 2 each, geometry identical (no relational term).
+    assert float(loss([{"x": x}], -x)) == pytest.approx(2.0, abs=1e-6)

@@ -1,18 +1,22 @@
 """Distill parts: train a student from the teacher, register it in the model store, evaluate it
 against the teacher and promote it only if it passes the quality gate (one part per job).
 
-Training reports each step as progress; cancellation is checked every few steps.
+Training reports each step as progress; cancellation is checked every few steps. Training checkpoints
+into ``<model store>/.checkpoints/<job id>``: a part re-queued after its worker died, or a failed job
+resumed (``ResumeJob``), continues from the last checkpoint; success and cancellation delete it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Callable
 
 from embedfleet.domain import DistillParams, JobState
 from embedfleet.registry import ModelRole, ModelSpec
 from embedfleet.worker.distill import DistillConfig, DistillPhase, DistillProgress, distill
+from embedfleet.worker.distill_state import LabelCache
 from embedfleet.worker.evaluate import quality_gate
 from embedfleet.worker.kinds.base import Part, PartCancelled, PartResult, WorkerContext
 from embedfleet.worker.kinds.evaluate import evaluation_report
@@ -44,14 +48,26 @@ class DistillPart:
         # one that outlived its lease (the lease already refuses a second run while the first is alive).
         staging = ctx.model_store.root / ".staging" / f"{part.job_id}.{part.attempt}"
         staging.parent.mkdir(parents=True, exist_ok=True)
-        result = distill(config, teacher, texts, staging, _progress(ctx, part.job_id))
+        # One checkpoint directory per job (not per attempt): a re-queued part resumes where the killed one
+        # stopped. The labels are cached across jobs: a second student of the same corpus skips the teacher.
+        checkpoints = ctx.model_store.root / ".checkpoints" / part.job_id
+        labels = LabelCache(ctx.model_store.root / ".labels")
+        try:
+            progress = _progress(ctx, part.job_id)
+            result = distill(config, teacher, texts, staging, progress, checkpoint_dir=checkpoints, label_cache=labels)
+        except PartCancelled:
+            shutil.rmtree(checkpoints, ignore_errors=True)  # a cancelled job is never resumed
+            raise
         ctx.store.report(
             part.job_id,
-            done=part.total,
+            done=part.total,  # an early stop ends the steps: the progress is complete
             metrics={
                 "agreement_before": result.agreement_before,
                 "agreement_after": result.agreement_after,
                 "final_loss": result.losses[-1] if result.losses else 0.0,
+                "steps_run": result.steps,
+                "best_step": result.best_step,
+                "resumed_from_step": result.resumed_from,
             },
         )
         manifest = ctx.model_store.register(
@@ -67,6 +83,7 @@ class DistillPart:
             document_prompt=result.document_prompt,
             move=True,
         )
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the model is registered: nothing to resume any more
         student = manifest.to_spec(ctx.model_store.path(manifest.name, manifest.version))
         teacher_report = evaluation_report(ctx, teacher, params.eval_limit)
         student_report = evaluation_report(ctx, student, params.eval_limit, result.matryoshka_dims)
