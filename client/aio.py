@@ -7,6 +7,7 @@ async with AsyncEmbedfleetClient("127.0.0.1:50051") as client:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from embedfleet import wire
 from embedfleet.apikeys import ApiKey
 from embedfleet.client import requests as rq
 from embedfleet.client.clusters import assignment_from_pb, map_from_pb, summary_from_pb
+from embedfleet.client.errors import Unavailable
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, JobProgress
-from embedfleet.client.stubs import ClientBase, Connection
+from embedfleet.client.stubs import ClientBase, Connection, WatchReopener
 from embedfleet.client.types import (
     CreatedKey,
     DedupGroup,
@@ -218,8 +220,19 @@ class AsyncEmbedfleetClient(ClientBase):
 
     async def watch(self, job_id: str, *, timeout: float | None = None) -> AsyncIterator[Job]:
         """See ``EmbedfleetClient.watch``."""
-        async for update in self.jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout):
-            yield Job.from_pb(update.job)
+        reopen = WatchReopener(self.connection, timeout)
+        while True:
+            try:
+                request = jobs_pb2.WatchJobRequest(job_id=job_id)
+                async for update in self.jobs.WatchJob(request, timeout=reopen.remaining()):
+                    reopen.received()
+                    yield Job.from_pb(update.job)
+                return
+            except Unavailable as exc:
+                delay = reopen.delay(exc)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
 
     async def wait(
         self,

@@ -11,6 +11,7 @@ local corpus file are raised as they happened (``embedfleet.errors.InvalidArgume
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ from embedfleet import wire
 from embedfleet.apikeys import ApiKey
 from embedfleet.client import requests as rq
 from embedfleet.client.clusters import assignment_from_pb, map_from_pb, summary_from_pb
+from embedfleet.client.errors import Unavailable
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, follow
-from embedfleet.client.stubs import ClientBase, Connection
+from embedfleet.client.stubs import ClientBase, Connection, WatchReopener
 from embedfleet.client.types import (
     CreatedKey,
     DedupGroup,
@@ -247,9 +249,19 @@ class EmbedfleetClient(ClientBase):
 
     def watch(self, job_id: str, *, timeout: float | None = None) -> Iterator[Job]:
         """The job now and after every change until it finishes (or ``timeout`` seconds pass:
-        ``DeadlineExceeded``)."""
-        for update in self.jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout):
-            yield Job.from_pb(update.job)
+        ``DeadlineExceeded``); a watch cut by UNAVAILABLE is opened again (``WatchReopener``)."""
+        reopen = WatchReopener(self.connection, timeout)
+        while True:
+            try:
+                for update in self.jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=reopen.remaining()):
+                    reopen.received()
+                    yield Job.from_pb(update.job)
+                return
+            except Unavailable as exc:
+                delay = reopen.delay(exc)
+                if delay is None:
+                    raise
+                time.sleep(delay)
 
     def wait(
         self,

@@ -5,7 +5,8 @@ The policy, applied to every call: the API key travels as ``authorization: Beare
 server errors become the typed exceptions of ``embedfleet.client.errors``; unary calls answered
 UNAVAILABLE or RESOURCE_EXHAUSTED are retried with exponential backoff and full jitter, waiting at
 least what the server's ``RetryInfo`` asks. Streaming calls are not retried (a consumed request
-stream cannot be replayed; a watch is simply opened again by the caller).
+stream cannot be replayed); a watch cut by UNAVAILABLE is opened again by the client's ``watch``
+(``WatchReopener``): a watch answers the job as it is now and then each change, so reopening loses nothing.
 """
 
 from __future__ import annotations
@@ -100,6 +101,32 @@ class Connection:
         less than the server's RetryInfo."""
         ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
         return max(error.retry_after or 0.0, random.uniform(0, ceiling))
+
+
+class WatchReopener:
+    """When ``watch`` opens a cut watch again: on UNAVAILABLE (a gateway restarting, a proxy's GOAWAY),
+    after the retry backoff, at most ``connection.retries`` times in a row (an update resets the count),
+    and never past the caller's ``timeout``, which spans every reopening."""
+
+    def __init__(self, connection: Connection, timeout: float | None) -> None:
+        self._connection = connection
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._failures = 0
+
+    def remaining(self) -> float | None:
+        return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+
+    def received(self) -> None:
+        self._failures = 0
+
+    def delay(self, error: EmbedfleetRpcError) -> float | None:
+        """Seconds to wait before reopening after ``error``, or None: give up and raise it."""
+        if error.code() != grpc.StatusCode.UNAVAILABLE or self._failures >= self._connection.retries:
+            return None
+        self._failures += 1
+        delay = self._connection.delay(self._failures, error)
+        remaining = self.remaining()
+        return None if remaining is not None and delay >= remaining else delay
 
 
 class TypedStub:

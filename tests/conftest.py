@@ -80,6 +80,7 @@ def _local_cluster(data_dir: Path, backend: str, milvus: Literal["lite", "server
             "EMBEDFLEET_LOG_FORMAT": "json",
             "EMBEDFLEET_VISIBILITY_TIMEOUT_SECONDS": "60",
             "EMBEDFLEET_RECOVERY_INTERVAL_SECONDS": "2",
+            "EMBEDFLEET_DISTILL_CHECKPOINT_STEPS": "5",  # test_faults kills a distill part mid-training
             # Half a CPU per Ray actor: this pool fits in one local Ray next to test_ray_backend's pools.
             "EMBEDFLEET_RAY_NUM_CPUS_PER_ACTOR": "0.5",
         },

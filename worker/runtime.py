@@ -81,6 +81,7 @@ def build_runtime(settings: WorkerSettings) -> WorkerRuntime:
         device=settings.device,
         data_dir=settings.eval_data_dir,
         write_rows=settings.write_rows,
+        distill_checkpoint_steps=settings.distill_checkpoint_steps,
     )
     runner = PartRunner(
         ctx, max_attempts=settings.max_chunk_attempts, owner=settings.worker_id, lease_s=settings.part_lease_seconds

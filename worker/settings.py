@@ -34,6 +34,9 @@ class WorkerSettings(CommonSettings):
     # A chunk that hits a transient error (Milvus or Redis unreachable) is retried this many times.
     max_chunk_attempts: int = Field(default=5, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
+    # A distill part checkpoints every this many training steps (about a minute of CPU training): a killed
+    # worker's part resumes from there on the next worker.
+    distill_checkpoint_steps: int = Field(default=100, gt=0)
     # Celery worker processes on this node, each with its own copy of the models.
     concurrency: int = Field(default=1, gt=0)
     queues: tuple[str, ...] = ()

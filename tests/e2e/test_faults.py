@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,15 @@ def _running_part(store: JobStore, job_id: str, timeout_s: float) -> tuple[int, 
     raise AssertionError(f"no part of job {job_id} started within {timeout_s:.0f} s")
 
 
+def _kill_worker(system: LocalCluster) -> subprocess.Popen[bytes]:
+    """SIGKILL the one Celery worker's main process and its pool children; returns the killed main."""
+    main = system.processes["worker-0"]
+    children = Path(f"/proc/{main.pid}/task/{main.pid}/children").read_text().split()
+    for pid in (main.pid, *map(int, children)):
+        os.kill(pid, signal.SIGKILL)
+    return main
+
+
 def test_a_killed_worker_process_is_recovered_in_seconds(celery_system: LocalCluster) -> None:
     """SIGKILL of the Celery main process and its pool child (a container's OOM kill): the broker would
     redeliver the part only after its visibility timeout (60 s here, an hour by default); the part's
@@ -44,10 +54,7 @@ def test_a_killed_worker_process_is_recovered_in_seconds(celery_system: LocalClu
     with EmbedfleetClient(celery_system.gateway_address, timeout=120) as client:
         job = client.submit_index(_docs(300, "lease"), collection, chunk_size=300)  # one long part
         part, owner = _running_part(store, job.id, 60)
-        main = celery_system.processes["worker-0"]
-        children = Path(f"/proc/{main.pid}/task/{main.pid}/children").read_text().split()
-        for pid in (main.pid, *map(int, children)):
-            os.kill(pid, signal.SIGKILL)
+        main = _kill_worker(celery_system)
         killed_at = time.monotonic()
         requeued_s = None
         while True:  # until the interrupted part runs again under another owner (or is done)
@@ -71,6 +78,38 @@ def test_a_killed_worker_process_is_recovered_in_seconds(celery_system: LocalClu
     assert (final.done, final.failed) == (300, 0)
     rows = milvus.connect(celery_system.milvus_uri).query(collection, filter="", output_fields=["count(*)"])
     assert rows[0]["count(*)"] == 300  # the interrupted part's rows written once
+
+
+def test_a_distill_job_killed_mid_training_resumes_from_its_checkpoint(
+    celery_system: LocalCluster, wordnet_docs: list[dict]
+) -> None:
+    """The worker is killed while it trains (checkpoints every 5 steps in the test cluster); the part runs
+    again on the restarted worker, which continues from the checkpoint instead of step 0."""
+    store = celery_system.gateway.ctx.store
+    texts = [str(d["text"]) for d in wordnet_docs[1400:1800]]
+    with EmbedfleetClient(celery_system.gateway_address, timeout=120) as client:
+        job = client.submit_distill(
+            "resumed-student",
+            texts,
+            keep_layers=1,
+            max_steps=60,
+            batch_size=8,
+            eval_limit=40,
+            min_quality_fraction=0.1,
+        )
+        deadline = time.monotonic() + 120
+        while client.get_job(job.id).done < 20:  # past a few checkpoints
+            assert time.monotonic() < deadline, "training never reached step 20"
+            time.sleep(0.05)
+        main = _kill_worker(celery_system)
+        killed_at_step = store.get(job.id).done
+        final = client.wait(job.id)
+    assert celery_system.processes["worker-0"].pid != main.pid
+    assert final.state == JobState.SUCCEEDED, final.error
+    assert final.done == final.total == 60
+    resumed_from = final.metrics["resumed_from_step"]
+    assert 15 <= resumed_from <= killed_at_step and resumed_from % 5 == 0, (resumed_from, killed_at_step)
+    assert final.outputs["model"] == "resumed-student"
 
 
 def test_recovery_passes_over_a_job_it_cannot_read(celery_system: LocalCluster) -> None:

@@ -66,6 +66,7 @@ class WorkerContext:
     device: str
     data_dir: Path | None = None
     write_rows: int = 128  # documents per Milvus upsert inside a part (index parts write as they embed)
+    distill_checkpoint_steps: int = 100  # training steps between a distill part's checkpoints
 
     def encoder(self, spec: JobSpec) -> Encoder:
         """The job's model, as the gateway resolved it: a registry entry re-pinned since submission

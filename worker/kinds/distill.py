@@ -43,6 +43,7 @@ class DistillPart:
             batch_size=params.batch_size,
             learning_rate=params.learning_rate,
             device=ctx.device,
+            checkpoint_every=ctx.distill_checkpoint_steps,
         )
         # One directory per attempt (the store numbers every start): no run ever deletes another's, even
         # one that outlived its lease (the lease already refuses a second run while the first is alive).
