@@ -27,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from models_quality import _printer, _resolve_spec, _student_spec
+from models_quality import _printer, _resolve_spec, _student_spec, layers_arg, training_texts
 
 from embedfleet.registry import DEFAULT_MODELS, ModelRole
 from embedfleet.worker.distill import DistillConfig, distill
@@ -38,7 +38,6 @@ from embedfleet.worker.evaluate import (
     default_data_dir,
     encode_fn_for,
     evaluate,
-    load_training_texts,
     memoized,
 )
 from embedfleet.worker.models.host import resolve_device
@@ -52,12 +51,9 @@ def main() -> None:
     teacher = _resolve_spec(args.teacher, ModelRole.TEACHER)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="embedfleet-recipe-"))
     cache = LabelCache(work / "labels")
-    texts = load_training_texts(args.train_texts * 3, data_dir=data_dir, seed=args.seed)
-    if args.max_train_chars:
-        texts = [t for t in texts if len(t) <= args.max_train_chars]
-    texts = texts[: args.train_texts]
+    texts = training_texts(args.train_texts, args.max_train_chars, data_dir, args.seed)
     shared = DistillConfig(
-        keep_layers=_layers(args.keep_layers),
+        keep_layers=layers_arg(args.keep_layers),
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
@@ -111,10 +107,6 @@ def _overrides(spec: str) -> dict[str, object]:
         key, _, value = item.partition("=")
         out[key] = tuple(int(v) for v in value.split(".")) if key == "keep_layers" and "." in value else value
     return out
-
-
-def _layers(value: str) -> int | tuple[int, ...]:
-    return tuple(int(v) for v in value.split(",")) if "," in value else int(value)
 
 
 def _parse() -> argparse.Namespace:

@@ -99,14 +99,9 @@ def main() -> None:
     emit()
 
     # 1. Distillation.
-    texts = load_training_texts(
-        args.train_texts * (3 if args.max_train_chars else 1), data_dir=data_dir, seed=args.seed
-    )
-    if args.max_train_chars:  # long paragraphs dominate a CPU training step (a batch pads to its longest text)
-        texts = [t for t in texts if len(t) <= args.max_train_chars]
-    texts = texts[: args.train_texts]
+    texts = training_texts(args.train_texts, args.max_train_chars, data_dir, args.seed)
     base = DistillConfig(
-        keep_layers=_layers(args.keep_layers),
+        keep_layers=layers_arg(args.keep_layers),
         init_model=init,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -318,7 +313,14 @@ def _student_spec(name: str, result: DistillResult) -> ModelSpec:
     )
 
 
-def _layers(value: str) -> int | tuple[int, ...]:
+def training_texts(n: int, max_chars: int, data_dir: Path, seed: int) -> list[str]:
+    """``n`` training texts (``load_training_texts``) of at most ``max_chars`` characters (0: any length):
+    long paragraphs dominate a CPU training step, since a batch pads to its longest text."""
+    texts = load_training_texts(n * (3 if max_chars else 1), data_dir=data_dir, seed=seed)
+    return [t for t in texts if not max_chars or len(t) <= max_chars][:n]
+
+
+def layers_arg(value: str) -> int | tuple[int, ...]:
     return tuple(int(v) for v in value.split(",")) if "," in value else int(value)
 
 

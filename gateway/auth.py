@@ -38,7 +38,6 @@ ROLE_BY_VERB = (
 # The key service: admins only, whatever the verb.
 ADMIN_SERVICES = ("embedfleet.v1.KeyService/",)
 BEARER = "bearer "
-EMBED_METHOD = "embedfleet.v1.EmbedService/Embed"
 
 
 def required_role(method: str) -> Role:
@@ -66,7 +65,7 @@ def bearer_token(metadata: Sequence[tuple[str, Any]]) -> str:
 
 class Gate:
     """What every call passes before a servicer sees it: who calls, whether the role allows the method,
-    and the per-call quotas (``Embed`` rate)."""
+    and the per-call quotas (``Embed`` and ``Search`` rates, ``quotas.RATED_CALLS``)."""
 
     def __init__(self, settings: GatewaySettings, keys: KeyStore, limiter: quotas.RateLimiter) -> None:
         self.settings = settings
@@ -93,8 +92,9 @@ class Gate:
                     f"{key.role.value} key of tenant {key.tenant!r}"
                 )
         tenancy.act_as(principal)
-        if method == EMBED_METHOD and principal.tenant:
-            self.limiter.take(principal.tenant, self.quota())
+        rated = quotas.RATED_CALLS.get(method)
+        if rated is not None and principal.tenant:
+            self.limiter.take(principal.tenant, self.quota(), rated)
         return principal
 
     def quota(self) -> quotas.TenantQuota:

@@ -11,12 +11,14 @@ protect from it, so the gateway-wide limits alone apply.
 * documents per job: counted while a submission streams (so the stream is refused at the first
   document too many, not after it was staged) and checked on the plan (corpora by reference);
 * bytes per message: every request message, streamed ones each;
-* ``Embed`` calls per second: a token bucket in Redis, shared by every gateway.
+* ``Embed`` and ``Search`` calls per second (``RATED_CALLS``): a token bucket per tenant and call in
+  Redis, shared by every gateway.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,10 +44,39 @@ class TenantQuota(BaseModel):
     embed_requests_per_second: float = Field(default=50.0, gt=0)
     # Calls a tenant may make at once after a quiet spell (the bucket's size).
     embed_burst: int = Field(default=100, gt=0)
+    # Search embeds the queries and then asks Milvus: dearer per call than Embed.
+    search_requests_per_second: float = Field(default=20.0, gt=0)
+    search_burst: int = Field(default=40, gt=0)
+
+    def rate(self, call: RatedCall) -> tuple[float, int]:
+        """(calls per second, burst) of one rated call."""
+        return getattr(self, f"{call.bucket}_requests_per_second"), getattr(self, f"{call.bucket}_burst")
+
+
+@dataclass(frozen=True)
+class RatedCall:
+    """A call the per-second quotas count: its bucket's name and how the refusal names it."""
+
+    bucket: str
+    label: str
+
+
+# The one table of rate-limited methods ("package.Service/Method"); the OpenAI-compatible endpoint
+# passes the gate as the Embed RPC, so it shares Embed's bucket.
+EMBED = "embedfleet.v1.EmbedService/Embed"
+RATED_CALLS = {
+    EMBED: RatedCall("embed", "Embed"),
+    "embedfleet.v1.SearchService/Search": RatedCall("search", "Search"),
+}
 
 
 UNLIMITED = TenantQuota(
-    max_concurrent_jobs=0, max_queued_parts=0, max_documents_per_job=0, max_message_bytes=0, embed_burst=1 << 30
+    max_concurrent_jobs=0,
+    max_queued_parts=0,
+    max_documents_per_job=0,
+    max_message_bytes=0,
+    embed_burst=1 << 30,
+    search_burst=1 << 30,
 )
 
 # A token bucket per tenant, refilled at ARGV[1] tokens/s up to ARGV[2]; takes one token if there is
@@ -68,20 +99,19 @@ return {0, tostring((1 - tokens) / rate)}
 
 
 class RateLimiter:
-    """``Embed`` calls per second per tenant (the bucket key is ``<prefix>quota:embed:<tenant>``)."""
+    """Rated calls per second per tenant (the bucket key is ``<prefix>quota:<bucket>:<tenant>``)."""
 
     def __init__(self, client: Any, prefix: str) -> None:
         self.prefix = prefix
         self._take = client.register_script(_TAKE_TOKEN)
 
-    def take(self, tenant: str, quota: TenantQuota) -> None:
-        allowed, wait = self._take(
-            keys=[f"{self.prefix}quota:embed:{tenant}"], args=[quota.embed_requests_per_second, quota.embed_burst]
-        )
+    def take(self, tenant: str, quota: TenantQuota, call: RatedCall = RATED_CALLS[EMBED]) -> None:
+        rate, burst = quota.rate(call)
+        allowed, wait = self._take(keys=[f"{self.prefix}quota:{call.bucket}:{tenant}"], args=[rate, burst])
         if int(allowed) != 1:
             raise errors.ResourceExhausted(
-                f"tenant {tenant!r} is over its Embed quota of {quota.embed_requests_per_second:g} calls/s "
-                f"(burst {quota.embed_burst}); slow down or ask for a larger quota",
+                f"tenant {tenant!r} is over its {call.label} quota of {rate:g} calls/s (burst {burst}); slow down "
+                "or ask for a larger quota",
                 retry_after_s=float(wait),
             )
 

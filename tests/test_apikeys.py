@@ -18,7 +18,7 @@ from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.kinds.base import Submission
 from embedfleet.gateway.kinds.distill import DistillPlanner, DistillRequest
 from embedfleet.gateway.models import ModelsCore
-from embedfleet.gateway.quotas import RateLimiter, TenantQuota
+from embedfleet.gateway.quotas import RATED_CALLS, RateLimiter, TenantQuota
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.jobstore import JobStore
 from embedfleet.registry import DEFAULT_MODELS, ModelRole, ModelSpec
@@ -128,6 +128,20 @@ def test_embed_token_bucket_refuses_past_the_burst_with_retry_info(redis_client:
         limiter.take("acme", quota)
     assert 0 < refused.value.retry_after_s <= 0.5
     limiter.take("globex", quota)  # another tenant's bucket is its own
+
+
+def test_search_has_its_own_bucket(redis_client: redis.Redis, key_prefix: str) -> None:
+    """Search embeds queries and asks Milvus: a tenant over its Search rate is refused, naming Search, while
+    its Embed bucket is untouched; the gate rates exactly the methods of the one table."""
+    limiter = RateLimiter(redis_client, key_prefix)
+    quota = TenantQuota(search_requests_per_second=1.0, search_burst=2, embed_burst=1)
+    search = RATED_CALLS["embedfleet.v1.SearchService/Search"]
+    limiter.take("acme", quota, search)
+    limiter.take("acme", quota, search)
+    with pytest.raises(errors.ResourceExhausted, match="Search quota of 1 calls/s"):
+        limiter.take("acme", quota, search)
+    limiter.take("acme", quota)  # Embed: its own bucket
+    assert set(RATED_CALLS) == {"embedfleet.v1.EmbedService/Embed", "embedfleet.v1.SearchService/Search"}
 
 
 def test_a_tenants_distilled_model_is_its_own() -> None:

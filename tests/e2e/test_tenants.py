@@ -222,6 +222,8 @@ def test_quotas_answer_resource_exhausted_with_retry_info(celery_system: LocalCl
                 max_message_bytes=4000,
                 embed_requests_per_second=0.2,
                 embed_burst=2,
+                search_requests_per_second=0.2,
+                search_burst=1,
             )
         }
         try:
@@ -231,6 +233,10 @@ def test_quotas_answer_resource_exhausted_with_retry_info(celery_system: LocalCl
                 c.writer.embed(["three"])
             assert rate.value.retry_after is not None and 0 < rate.value.retry_after <= 5
             assert other.writer.embed(["another tenant's bucket is full"]).vectors.shape[0] == 1
+            with pytest.raises(errors.NotFound):  # past the gate: the collection is not there
+                c.reader.search("no_such_collection", "a query")
+            with pytest.raises(errors.ResourceExhausted, match="Search quota"):
+                c.reader.search("no_such_collection", "a query")
 
             with pytest.raises(errors.ResourceExhausted, match="documents per job"):
                 c.writer.submit_embed(_docs("many", 6))
