@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -208,6 +208,11 @@ class IndexParams(BaseModel):
     # Dedup on ingest; None writes every document.
     dedup: IngestDedup | None = None
 
+    @property
+    def resumable(self) -> bool:
+        """ResumeJob may queue parts again only when a corpus by reference outlives them (staged ones do not)."""
+        return self.corpus is not None
+
 
 class EmbedParams(BaseModel):
     """Embed documents and keep the vectors for the client to stream back."""
@@ -217,6 +222,11 @@ class EmbedParams(BaseModel):
     corpus: CorpusRef | None = None
     # Where the vectors go; None for jobs accepted before results moved out of Redis.
     results: ResultsRef | None = None
+
+    @property
+    def resumable(self) -> bool:
+        """ResumeJob may queue parts again only when a corpus by reference outlives them (staged ones do not)."""
+        return self.corpus is not None
 
 
 class DistillParams(BaseModel):
@@ -234,6 +244,9 @@ class DistillParams(BaseModel):
     min_quality_fraction: float
     eval_limit: int
 
+    # Its texts are staged with its one part and dropped when the part ends: nothing to resume from.
+    resumable: ClassVar[bool] = False
+
 
 class EvaluateParams(BaseModel):
     """An evaluation job's settings, resolved at submission."""
@@ -243,6 +256,9 @@ class EvaluateParams(BaseModel):
     dimensions: tuple[int, ...] = ()
     teacher: str = ""
     eval_limit: int
+
+    # Reads the shared evaluation data: a part can always run again.
+    resumable: ClassVar[bool] = True
 
 
 class DedupMode(StrEnum):
@@ -291,6 +307,9 @@ class DedupParams(BaseModel):
     # Where the parts write their pairs and the last one the groups (``embedfleet/dedup_store.py``).
     output: ResultsRef
 
+    # Reads the collection and writes its results under fixed names: parts can always run again.
+    resumable: ClassVar[bool] = True
+
 
 class ClusterMethod(StrEnum):
     """How a cluster job groups vectors (see ``embedfleet/cluster.py``)."""
@@ -320,6 +339,9 @@ class ClusterParams(BaseModel):
     seed: int = 1
     rows: int = 0
     results: ResultsRef
+
+    # Reads the collection and writes its tables under fixed names: the part can always run again.
+    resumable: ClassVar[bool] = True
 
 
 JobParams = Annotated[

@@ -240,6 +240,11 @@ if state ~= 'FAILED' and state ~= 'CANCELLED' then return {state} end
 local again = {'resumed'}
 local done = 0
 local states = redis.call('HGETALL', KEYS[2])
+-- Every part done (it finished after the cancel, or only documents of done parts failed): there is nothing
+-- to run, and a QUEUED job without a pending part would never finish.
+local open = false
+for i = 2, #states, 2 do if states[i] ~= 'done' then open = true end end
+if not open then return {'complete'} end
 for i = 1, #states, 2 do
   if states[i + 1] == 'done' then done = done + 1 else
     redis.call('HSET', KEYS[2], states[i], 'pending')
@@ -825,6 +830,11 @@ class JobStore:
         outcome = reply[0].decode()
         if outcome == "missing":
             raise NotFound(f"job {job_id} does not exist (or has expired)")
+        if outcome == "complete":
+            raise FailedPrecondition(
+                f"job {job_id} has no part left to run: every part finished (documents that failed on their own "
+                "are listed on the job; submit those again)"
+            )
         if outcome != "resumed":
             raise FailedPrecondition(f"job {job_id} is {outcome}; only FAILED or CANCELLED jobs can be resumed")
         return sorted(int(p) for p in reply[1:])

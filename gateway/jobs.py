@@ -93,10 +93,11 @@ class JobsCore:
         return snap
 
     def resume(self, job_id: str) -> JobSnapshot:
-        """Queue again the parts of a FAILED or CANCELLED job that are not done; only jobs whose corpus
-        is by reference qualify (staged inputs go with their parts)."""
+        """Queue again the parts of a FAILED or CANCELLED job that are not done; only jobs whose inputs
+        outlive their parts qualify (``params.resumable``: a corpus by reference, a collection; staged
+        inputs go with their parts)."""
         snap = self.get(job_id)
-        if getattr(snap.spec.params, "corpus", None) is None:
+        if not snap.spec.params.resumable:
             raise errors.FailedPrecondition(
                 f"job {job_id} is a {snap.spec.kind.value} job whose inputs do not outlive its chunks; submit it again"
             )
