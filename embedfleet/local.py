@@ -8,6 +8,7 @@ gateway reach by URI, exactly as they reach a remote Milvus in a cluster.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -37,6 +38,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# prctl(2) option: the signal the kernel sends a process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a spawned child before it runs its program: ask the kernel for SIGTERM when the parent dies.
+
+    Without it a test run or an ``embedfleet up`` killed with SIGKILL (CI's timeout, an OOM kill) leaves its
+    Milvus, workers and their ports behind, and the next run collides with them. The signal follows the
+    *thread* that spawned the child: children are spawned by the main thread or the supervisor thread,
+    both of which live as long as the cluster. A ``parent`` that died before this ran has left the child
+    to a reaper already: then it ends at once."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -119,7 +139,11 @@ class LocalCluster:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = (self.log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            args, env={**self.env(), **(env or {})}, stdout=out, stderr=subprocess.STDOUT if out else None
+            args,
+            env={**self.env(), **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()) if sys.platform == "linux" else None,
         )
         self.processes[name] = process
         return process
