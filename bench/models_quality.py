@@ -49,6 +49,7 @@ import numpy as np
 from embedfleet.domain import InputType
 from embedfleet.registry import DEFAULT_MODELS, ModelRole, ModelSpec
 from embedfleet.worker.distill import DistillConfig, DistillProgress, DistillResult, distill, load_label_rotation
+from embedfleet.worker.distill_state import LabelCache
 from embedfleet.worker.evaluate import (
     HEADLINE_METRICS,
     EncodeFn,
@@ -113,9 +114,10 @@ def main() -> None:
     )
     runs = [("student", base), ("mrl-student", base.model_copy(update={"matryoshka_dims": mrl_dims}))]
     results: dict[str, DistillResult] = {}
+    labels = LabelCache(work / "labels")  # the teacher's pass is paid once for both students
     for name, config in runs:
         print(f"distilling {name}: {config.steps} steps on {len(texts)} texts ...", flush=True)
-        results[name] = distill(config, teacher, texts, work / name, _printer(name, args.log_every))
+        results[name] = distill(config, teacher, texts, work / name, _printer(name, args.log_every), label_cache=labels)
     emit("## Distillation (held-out agreement = mean cosine with the teacher)")
     emit()
     emit(

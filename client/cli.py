@@ -555,9 +555,14 @@ def _show_metrics(job: Any) -> None:
 @click.option("--server-path", default="", help="Training texts: a corpus file on the gateway instead.")
 @click.option("--teacher", default="", help="Teacher model name or role (default: the 'teacher' role).")
 @click.option("--keep-layers", default=0, show_default=True, help="Transformer layers the student keeps (0 = half).")
-@click.option("--steps", default=0, show_default=True, help="Optimizer steps (0 = one pass over the texts).")
+@click.option(
+    "--steps",
+    default=0,
+    show_default=True,
+    help="Optimizer steps (0 = three passes over the texts; stops early when held-out agreement stalls).",
+)
 @click.option("--batch-size", default=0, help="Texts per step (0 = 32).")
-@click.option("--learning-rate", default=0.0, help="0 = 1e-4.")
+@click.option("--learning-rate", default=0.0, help="0 = 5e-4.")
 @click.option("--mrl-dims", default="", help="Comma-separated Matryoshka dimensions, e.g. 128,64.")
 @click.option("--min-quality", default=0.0, help="Gate: fraction of the teacher's quality to keep (0 = 0.95).")
 @click.option("--eval-limit", default=0, help="Evaluation queries for the gate (0 = server default).")

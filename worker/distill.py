@@ -98,7 +98,7 @@ class DistillConfig(BaseModel):
     rotate_labels: bool | None = Field(default=None, description="None: rotate iff matryoshka_dims is set")
     steps: int = Field(default=100, gt=0, description="optimizer steps")
     batch_size: int = Field(default=32, gt=0)
-    learning_rate: float = Field(default=1e-4, gt=0)
+    learning_rate: float = Field(default=5e-4, gt=0)
     warmup_fraction: float = Field(default=0.1, ge=0, lt=1)
     weight_decay: float = Field(default=0.01, ge=0)
     max_grad_norm: float = Field(default=1.0, gt=0)

@@ -952,11 +952,13 @@ class DistillJobConfig(_message.Message):
     init_model: _builtins.str
     """The model the student starts from (name or role); empty means the teacher."""
     max_steps: _builtins.int
-    """Optimizer steps; 0 means one pass over the texts."""
+    """Optimizer steps; 0 means three passes over the texts. Training stops earlier when agreement with
+    the teacher on held-out texts stops rising, and the best student seen is the one kept.
+    """
     batch_size: _builtins.int
     """Texts per step; 0 means 32."""
     learning_rate: _builtins.float
-    """0 means 1e-4."""
+    """0 means 5e-4."""
     min_quality_fraction: _builtins.float
     """Promote the student only if it keeps this fraction of the teacher's quality on each headline
     metric (Lee Spearman, recall@10, nDCG@10); 0 means 0.95; at most 1.5.
