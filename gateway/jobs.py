@@ -61,6 +61,8 @@ class JobsCore:
             raise
         spec = plan.spec.model_copy(update={"tenant": tenant})
         snapshot = self.store.create_job(job_id, spec, total=plan.total, parts=plan.parts)
+        if plan.audit is not None:
+            audit.record(plan.audit[0], job_id, **plan.audit[1])
         self.feeder.feed(job_id)
         log.info(
             "job %s accepted: %s, %d %s in %d parts",

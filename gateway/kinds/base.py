@@ -24,6 +24,9 @@ class JobPlan:
     spec: JobSpec
     total: int
     parts: int
+    # Set for jobs that destroy data (a dedup run that deletes rows): the audit action and its details,
+    # recorded with the job id once the job exists.
+    audit: tuple[str, dict[str, str]] | None = None
 
 
 class PartStager:

@@ -145,7 +145,13 @@ class DedupPlanner:
             output=output,
         )
         spec = job_spec(params, model, unit=ProgressUnit.DOCUMENTS, display_name=request.display_name)
-        return JobPlan(spec, total=rows, parts=parts)
+        audit = None
+        if params.action == DedupAction.DELETE:
+            audit = (
+                "dedup.delete",
+                {"collection": params.collection, "filter": params.filter, "threshold": str(params.threshold)},
+            )
+        return JobPlan(spec, total=rows, parts=parts, audit=audit)
 
 
 def read_groups(snapshot: JobSnapshot, page_size: int, page_token: str) -> tuple[list[StoredGroup], str, int]:

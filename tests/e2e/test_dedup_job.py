@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import uuid
 from pathlib import Path
 
@@ -98,8 +99,9 @@ def test_partitioned_dedup_finds_what_exact_finds_and_pairs_identical_texts(
 
 
 def test_a_delete_run_removes_the_duplicates_and_says_how_many(
-    client: EmbedfleetClient, cluster: LocalCluster, tmp_path: Path
+    client: EmbedfleetClient, cluster: LocalCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="embedfleet.audit")
     docs = [
         {"id": f"d{i}", "text": t}
         for i, t in enumerate(["A cat sat on the mat.", "a cat sat on the mat", "Dogs bark."])
@@ -112,6 +114,10 @@ def test_a_delete_run_removes_the_duplicates_and_says_how_many(
     assert [(g.kept_id, g.removed_ids) for g in groups] == [("d0", ["d1"])]  # the longer text stays
     assert final.outputs["removed"] == "1"  # type: ignore[attr-defined]
     assert _count(cluster, collection) == 2
+    # A run that deletes rows leaves an audit line naming the job and the collection; a dry run does not.
+    audit = [json.loads(r.getMessage()) for r in caplog.records if r.name == "embedfleet.audit"]
+    deletes = [line for line in audit if line["audit"] == "dedup.delete"]
+    assert [(line["target"], line["collection"]) for line in deletes] == [(final.id, collection)]  # type: ignore[attr-defined]
 
 
 def _code(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
