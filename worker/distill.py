@@ -152,7 +152,8 @@ class DistillPhase(StrEnum):
 
 @dataclass(frozen=True)
 class DistillProgress:
-    """One progress event; ``loss`` and ``learning_rate`` are set on TRAIN events only."""
+    """One progress event; ``loss`` and ``learning_rate`` are set on TRAIN events only, ``agreement`` (the
+    held-out score the early stop watches) on the EVALUATE events of the checks during training."""
 
     phase: DistillPhase
     step: int
@@ -160,6 +161,7 @@ class DistillProgress:
     elapsed_s: float
     loss: float | None = None
     learning_rate: float | None = None
+    agreement: float | None = None
 
 
 @dataclass(frozen=True)
@@ -237,9 +239,16 @@ def distill(
     if config.relational_weight and config.loss != DistillLoss.COSINE:
         raise InvalidArgument("relational_weight needs the cosine loss")
 
-    def report(phase: DistillPhase, step: int, loss: float | None = None, lr: float | None = None) -> None:
+    def report(
+        phase: DistillPhase,
+        step: int,
+        loss: float | None = None,
+        lr: float | None = None,
+        agreement: float | None = None,
+    ) -> None:
         if progress is not None:
-            progress(DistillProgress(phase, step, config.steps, time.monotonic() - started, loss, lr))
+            elapsed = time.monotonic() - started
+            progress(DistillProgress(phase, step, config.steps, elapsed, loss, lr, agreement))
 
     train_idx, holdout_idx = _split(len(texts), config.holdout_fraction, config.max_holdout, config.seed)
     train_texts, holdout_texts = [texts[i] for i in train_idx], [texts[i] for i in holdout_idx]
@@ -564,9 +573,9 @@ class _Trainer:
     def _check(self) -> int:
         """Score the held-out texts; keep the weights if best. Returns the checks since the last gain."""
         state = self.state
-        self.report(DistillPhase.EVALUATE, state.step)
         value = self.score()
         self.student.train()
+        self.report(DistillPhase.EVALUATE, state.step, agreement=value)
         if value > state.best_score + 1e-4:
             state.best_score, state.best_step, state.stale_checks = value, state.step, 0
             state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.student.state_dict().items()}

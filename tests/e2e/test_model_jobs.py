@@ -36,6 +36,7 @@ def test_distill_job_trains_gates_registers_and_serves(
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.done == job.total == 24  # progress counted optimizer steps
     assert job.metrics["agreement_after"] > job.metrics["agreement_before"]
+    assert 0 < job.metrics["heldout_agreement"] < 1  # the last held-out check, reported as it ran
     assert job.outputs["model"] == "mini-student" and job.outputs["promoted"] == "true"
     assert "student.dim128.lee_spearman" in job.metrics and "fraction.lee_spearman" in job.metrics
 

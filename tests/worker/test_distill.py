@@ -205,8 +205,11 @@ def test_stops_early_and_keeps_the_best_weights(
     """With a learning rate too small to move agreement, the first check is the best and every later one
     is stale: training stops after ``patience`` stale checks, not at ``steps``."""
     config = DistillConfig(keep_layers=(0, 5), steps=40, batch_size=8, learning_rate=1e-12, eval_every=2, patience=2)
-    result = distill(config, teacher_spec, training_texts[:64], tmp_path / "s", None)
+    events: list[DistillProgress] = []
+    result = distill(config, teacher_spec, training_texts[:64], tmp_path / "s", events.append)
     assert result.stopped_early and result.steps == 6 and result.best_step == 2
+    checks = [e for e in events if e.phase == DistillPhase.EVALUATE and e.agreement is not None]
+    assert [e.step for e in checks] == [2, 4, 6] and all(0 < e.agreement < 1 for e in checks)  # type: ignore[operator]
     assert len(result.losses) == 6
 
 

@@ -112,6 +112,8 @@ class DistillPart:
 
 def _progress(ctx: WorkerContext, job_id: str) -> Callable[[DistillProgress], None]:
     def on_progress(event: DistillProgress) -> None:
+        if event.agreement is not None:  # a held-out check: what the early stop watches, as the job goes
+            ctx.store.report(job_id, metrics={"heldout_agreement": event.agreement})
         if event.phase != DistillPhase.TRAIN:
             return
         ctx.store.report(job_id, done=event.step, metrics={"loss": float(event.loss or 0.0)})
