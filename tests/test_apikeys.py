@@ -158,6 +158,7 @@ def test_a_tenants_distilled_model_is_its_own() -> None:
         assert isinstance(plan.spec.params, DistillParams) and plan.spec.params.student_name == "acme.small"
         # The recipe's defaults: three passes over the texts (4 texts, batch 32: 3 steps), learning rate 5e-4.
         assert (plan.spec.params.steps, plan.total, plan.spec.params.learning_rate) == (3, 3, 5e-4)
+        assert plan.spec.params.eval_limit == 2000  # the whole retrieval set gates a student
         assert ctx.visible_model(student) is student and ctx.visible_model(teacher) is teacher
         tenancy.act_as(tenancy.Principal("globex", Role.ADMIN))
         with pytest.raises(errors.NotFound):

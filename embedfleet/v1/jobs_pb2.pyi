@@ -964,7 +964,9 @@ class DistillJobConfig(_message.Message):
     metric (Lee Spearman, recall@10, nDCG@10); 0 means 0.95; at most 1.5.
     """
     eval_limit: _builtins.int
-    """Evaluation subsample (queries/pairs) for the gate; 0 means the server default."""
+    """Evaluation subsample (queries/pairs) for the gate; 0 means the server default (2,000: the whole
+    retrieval set, over 20,000 definitions).
+    """
     display_name: _builtins.str
     """A free-form label shown by ListJobs and the CLI."""
     @_builtins.property

@@ -96,7 +96,7 @@ class DistillPlanner:
             learning_rate=request.learning_rate or DEFAULT_LEARNING_RATE,
             matryoshka_dimensions=tuple(sorted(set(request.matryoshka_dimensions), reverse=True)),
             min_quality_fraction=request.min_quality_fraction or 0.95,
-            eval_limit=request.eval_limit or ctx.settings.default_eval_limit,
+            eval_limit=request.eval_limit or ctx.settings.distill_eval_limit,
         )
         sub.stager.stage(0, [Document(id=str(i), text=t) for i, t in enumerate(texts)])
         spec = job_spec(params, teacher, unit=ProgressUnit.STEPS, display_name=request.display_name)
