@@ -112,6 +112,9 @@ class DistillConfig(BaseModel):
     relational_weight: float = Field(
         default=0.0, ge=0, description="weight of the in-batch similarity-matrix term (cosine loss only)"
     )
+    relational_temperature: float = Field(
+        default=0.0, ge=0, description="0: MSE between the similarity matrices; > 0: KL of their rows' softmax"
+    )
     matryoshka_weights: dict[int, float] = Field(
         default_factory=dict, description="loss weight per dimension (the full width included); 1 where not given"
     )
@@ -292,7 +295,7 @@ def distill(
 
     # 3. Train, checking held-out agreement as it goes and keeping the best student.
     loss_fn: nn.Module = (
-        CosineDistillLoss(student, config.relational_weight)
+        CosineDistillLoss(student, config.relational_weight, config.relational_temperature)
         if config.loss == DistillLoss.COSINE
         else losses.MSELoss(student)
     )

@@ -253,3 +253,19 @@ def test_cosine_loss_counts_direction_only() -> None:
     assert float(CosineDistillLoss(Echo())([{"x": x}], rotated)) == pytest.approx(1.0)
     # Same rows up to sign flips: cosine 1 - (-1) = 2 each, geometry identical (no relational term).
     assert float(loss([{"x": x}], -x)) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_relational_kl_is_zero_for_the_teachers_geometry_only() -> None:
+    """With a temperature the relational term compares each text's softmax over its batch neighbours: zero
+    when the student ranks neighbours as the teacher does (whatever the label's scale), positive when not."""
+
+    class Echo(nn.Module):
+        def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {"sentence_embedding": features["x"]}
+
+    x = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1, 0.0], [0.9, 0.3, 0.1], [0.0, 0.2, 1.0]]), dim=-1)
+    relational = CosineDistillLoss(Echo(), relational_weight=1.0, temperature=0.05)  # type: ignore[arg-type]
+    assert float(relational([{"x": x}], 0.5 * x)) == pytest.approx(0.0, abs=1e-6)
+    swapped = x[[2, 1, 0]] @ torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # other neighbours
+    plain = CosineDistillLoss(Echo())([{"x": x}], swapped)  # type: ignore[arg-type]
+    assert float(relational([{"x": x}], swapped)) > float(plain) + 0.1
