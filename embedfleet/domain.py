@@ -194,7 +194,19 @@ class IngestDedup(BaseModel):
     output: ResultsRef
 
 
-class IndexParams(BaseModel):
+class _CorpusJob(BaseModel):
+    """What index and embed jobs share: a corpus staged with the parts, or read by reference."""
+
+    # Set when the corpus is read by reference; None when its parts were staged by the gateway.
+    corpus: CorpusRef | None = None
+
+    @property
+    def resumable(self) -> bool:
+        """ResumeJob may queue parts again only when a corpus by reference outlives them (staged ones do not)."""
+        return self.corpus is not None
+
+
+class IndexParams(_CorpusJob):
     """Embed documents and upsert them into a model-bound Milvus collection."""
 
     kind: Literal[JobKind.INDEX] = JobKind.INDEX
@@ -203,30 +215,16 @@ class IndexParams(BaseModel):
     stored_fields: tuple[StoredField, ...] = ()
     # The collection's index, resolved by the gateway (type and every parameter set).
     index: IndexSpec = DEFAULT_INDEX
-    # Set when the corpus is read by reference; None when its parts were staged by the gateway.
-    corpus: CorpusRef | None = None
     # Dedup on ingest; None writes every document.
     dedup: IngestDedup | None = None
 
-    @property
-    def resumable(self) -> bool:
-        """ResumeJob may queue parts again only when a corpus by reference outlives them (staged ones do not)."""
-        return self.corpus is not None
 
-
-class EmbedParams(BaseModel):
+class EmbedParams(_CorpusJob):
     """Embed documents and keep the vectors for the client to stream back."""
 
     kind: Literal[JobKind.EMBED] = JobKind.EMBED
-    # Set when the corpus is read by reference; None when its parts were staged by the gateway.
-    corpus: CorpusRef | None = None
     # Where the vectors go; None for jobs accepted before results moved out of Redis.
     results: ResultsRef | None = None
-
-    @property
-    def resumable(self) -> bool:
-        """ResumeJob may queue parts again only when a corpus by reference outlives them (staged ones do not)."""
-        return self.corpus is not None
 
 
 class DistillParams(BaseModel):

@@ -273,8 +273,8 @@ def distill(
     max_seq_length = config.max_seq_length or teacher.max_seq_length
     labels_key = fingerprint(teacher.name, teacher_version, prompt, str(max_seq_length), texts=texts)
 
-    cache = label_cache or _NoCache()
-    labels, _ = cache.get_or_compute(labels_key, functools.partial(_teacher_labels, teacher_encoder, texts))
+    compute = functools.partial(_teacher_labels, teacher_encoder, texts)
+    labels = label_cache.get_or_compute(labels_key, compute)[0] if label_cache is not None else compute()
     del teacher_encoder  # its memory is the student's now
     labels_train, labels_holdout = labels[train_idx], labels[holdout_idx]
 
@@ -304,16 +304,16 @@ def distill(
         weights = [config.matryoshka_weights.get(d, 1.0) for d in all_dims]
         loss_fn = losses.MatryoshkaLoss(student, loss_fn, matryoshka_dims=all_dims, matryoshka_weights=weights)
 
-    def score() -> float:
-        found = _agreement(student, holdout_texts, labels_holdout, dims, prompt, config.encode_batch_size)
-        return float(np.mean(list(found.values())))
+    def score() -> dict[int, float]:
+        return _agreement(student, holdout_texts, labels_holdout, dims, prompt, config.encode_batch_size)
 
     run_id = fingerprint(config.model_dump_json(exclude={"device"}), labels_key)
     trainer = _Trainer(student, loss_fn, train_texts, labels_train, prompt, config, device, report, score)
     trainer.run(checkpoint_dir, run_id)
 
-    report(DistillPhase.EVALUATE, trainer.state.step)
-    after = _agreement(student, holdout_texts, labels_holdout, dims, prompt, config.encode_batch_size)
+    # Training ends on a check (the last step's, or the one that stopped it) and keeps the best check's
+    # weights: that check's agreement is the kept student's, with no second pass over the held-out texts.
+    after = trainer.state.best_agreement
 
     # 4. Save atomically, with the facts needed to register and audit it.
     report(DistillPhase.SAVE, trainer.state.step)
@@ -477,11 +477,6 @@ def _teacher_labels(encoder: SentenceTransformerEncoder, texts: list[str]) -> np
     return _l2(encoder.encode(texts, InputType.DOCUMENT).vectors)
 
 
-class _NoCache:
-    def get_or_compute(self, key: str, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
-        return compute(), False
-
-
 @dataclass
 class _TrainState:
     """Everything the loop carries between steps besides the modules' own state (so: what a checkpoint holds)."""
@@ -489,7 +484,8 @@ class _TrainState:
     step: int = 0
     batches: list[list[int]] = field(default_factory=list)  # what is left of the current epoch
     losses: list[float] = field(default_factory=list)
-    best_score: float = -math.inf
+    best_score: float = -math.inf  # the mean of best_agreement over the trained widths
+    best_agreement: dict[int, float] = field(default_factory=dict)
     best_step: int = 0
     best_weights: dict[str, torch.Tensor] | None = None
     stale_checks: int = 0
@@ -510,7 +506,7 @@ class _Trainer:
         config: DistillConfig,
         device: str,
         report: Callable[..., None],
-        score: Callable[[], float],
+        score: Callable[[], dict[int, float]],
     ) -> None:
         self.student, self.loss_fn, self.texts, self.prompt = student, loss_fn, texts, prompt
         self.config, self.device, self.report, self.score = config, device, report, score
@@ -576,11 +572,12 @@ class _Trainer:
     def _check(self) -> int:
         """Score the held-out texts; keep the weights if best. Returns the checks since the last gain."""
         state = self.state
-        value = self.score()
+        found = self.score()
+        value = float(np.mean(list(found.values())))
         self.student.train()
         self.report(DistillPhase.EVALUATE, state.step, agreement=value)
         if value > state.best_score + 1e-4:
-            state.best_score, state.best_step, state.stale_checks = value, state.step, 0
+            state.best_score, state.best_agreement, state.best_step, state.stale_checks = value, found, state.step, 0
             state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.student.state_dict().items()}
         else:
             state.stale_checks += 1

@@ -238,13 +238,16 @@ def test_teacher_labels_are_computed_once_per_corpus(
     assert len(list((tmp_path / "labels").glob("*.npy"))) == 2
 
 
+class Echo(nn.Module):
+    """A "model" whose sentence embedding is its input: the losses tested on chosen vectors."""
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"sentence_embedding": features["x"]}
+
+
 def test_cosine_loss_counts_direction_only() -> None:
     """1 - cos per row, and no relational penalty when the student reproduces the teacher's geometry; a
     label's scale (a Matryoshka prefix is cut, not re-normalised) changes nothing."""
-
-    class Echo(nn.Module):
-        def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return {"sentence_embedding": features["x"]}
 
     x = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     loss = CosineDistillLoss(Echo(), relational_weight=1.0)  # type: ignore[arg-type]
@@ -258,10 +261,6 @@ def test_cosine_loss_counts_direction_only() -> None:
 def test_relational_kl_is_zero_for_the_teachers_geometry_only() -> None:
     """With a temperature the relational term compares each text's softmax over its batch neighbours: zero
     when the student ranks neighbours as the teacher does (whatever the label's scale), positive when not."""
-
-    class Echo(nn.Module):
-        def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return {"sentence_embedding": features["x"]}
 
     x = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1, 0.0], [0.9, 0.3, 0.1], [0.0, 0.2, 1.0]]), dim=-1)
     relational = CosineDistillLoss(Echo(), relational_weight=1.0, temperature=0.05)  # type: ignore[arg-type]
