@@ -19,12 +19,14 @@ import pyarrow.fs as pafs
 
 from embedfleet.corpus import document_from_record, validate_document
 from embedfleet.datastore import open_filesystem
-from embedfleet.domain import CorpusFile, CorpusFormat, CorpusRef, Document
+from embedfleet.domain import CorpusFile, CorpusFormat, CorpusRef, Document, SeekPoint
 from embedfleet.errors import InvalidArgument, NotFound
 
 _JSONL = (".jsonl", ".ndjson")
 _COMPRESSION = {".gz": "gzip", ".zst": "zstd"}
 _GLOB = set("*?[")
+# Rows between the seek points of an uncompressed JSONL file: a part skips at most this many lines.
+SEEK_ROWS = 16_384
 
 
 def file_format(path: str) -> CorpusFormat | None:
@@ -99,11 +101,11 @@ def plan_reference(
     files = []
     for path in paths:
         if fmt == CorpusFormat.PARQUET:
-            rows = _parquet_rows(fs, path, (id_column, text_column))
+            file = CorpusFile(path=path, rows=_parquet_rows(fs, path, (id_column, text_column)))
         else:
-            rows = sum(1 for line in _lines(fs, path) if line.strip())
-        if rows:
-            files.append(CorpusFile(path=path, rows=rows))
+            file = _jsonl_file(fs, path)
+        if file.rows:
+            files.append(file)
     return CorpusRef(
         filesystem=filesystem,
         format=fmt,
@@ -137,16 +139,42 @@ def _parquet_rows(fs: pafs.FileSystem, path: str, required: tuple[str, ...]) -> 
     return int(parquet.metadata.num_rows)
 
 
-def _lines(fs: pafs.FileSystem, path: str) -> Iterator[bytes]:
+def _compression(path: str) -> str | None:
     name = path.lower()
-    compression = next((c for s, c in _COMPRESSION.items() if name.endswith(s)), None)
-    with fs.open_input_stream(path, compression=compression) as stream:
-        yield from io.BufferedReader(stream, buffer_size=1 << 20)
+    return next((c for s, c in _COMPRESSION.items() if name.endswith(s)), None)
+
+
+def _lines(fs: pafs.FileSystem, path: str, start: SeekPoint | None = None) -> Iterator[bytes]:
+    """The file's lines, from the beginning or from a seek point of an uncompressed file."""
+    if start is None:
+        with fs.open_input_stream(path, compression=_compression(path)) as stream:
+            yield from io.BufferedReader(stream, buffer_size=1 << 20)
+        return
+    with fs.open_input_file(path) as source:
+        source.seek(start.offset)
+        yield from io.BufferedReader(source, buffer_size=1 << 20)
+
+
+def _jsonl_file(fs: pafs.FileSystem, path: str) -> CorpusFile:
+    """A JSONL file's non-blank lines counted, with a seek point every ``SEEK_ROWS`` rows unless it is
+    compressed (a compressed stream cannot be entered in the middle: each part decompresses from the
+    start, so split large compressed corpora into many files)."""
+    rows = offset = 0
+    points: list[SeekPoint] = []
+    seekable = _compression(path) is None
+    for lineno, line in enumerate(_lines(fs, path), start=1):
+        if line.strip():
+            if seekable and rows and rows % SEEK_ROWS == 0:
+                points.append(SeekPoint(row=rows, offset=offset, line=lineno))
+            rows += 1
+        offset += len(line)
+    return CorpusFile(path=path, rows=rows, seek_points=tuple(points))
 
 
 def read_rows(ref: CorpusRef, first: int, count: int) -> list[Document]:
     """Documents ``first .. first+count`` of the corpus, validated; the first bad record raises
-    ``InvalidArgument`` naming its file and line (JSONL) or row (Parquet), both counted from 1."""
+    ``InvalidArgument`` naming its file and line (JSONL) or row (Parquet), both counted from 1. Ids
+    are not checked for repeats here: that is the job's, across its parts (``repeated_ids``)."""
     fs, _ = open_filesystem(ref.filesystem)
     docs: list[Document] = []
     start = 0
@@ -156,16 +184,9 @@ def read_rows(ref: CorpusRef, first: int, count: int) -> list[Document]:
             skip = max(first - start, 0)
             take = min(end, first + count) - start - skip
             reader = _parquet_records if ref.format == CorpusFormat.PARQUET else _jsonl_records
-            for where, record in reader(fs, ref, file.path, skip, take):
+            for where, record in reader(fs, ref, file, skip, take):
                 docs.append(_document(ref, record, where))
         start = end
-    seen: dict[str, int] = {}
-    for position, doc in enumerate(docs):
-        if doc.id in seen:
-            raise InvalidArgument(
-                f"document {first + position}: id {doc.id!r} was already used by document {first + seen[doc.id]}"
-            )
-        seen[doc.id] = position
     return docs
 
 
@@ -182,8 +203,11 @@ def _document(ref: CorpusRef, record: Any, where: str) -> Document:
     return doc
 
 
-def _parquet_records(fs: pafs.FileSystem, ref: CorpusRef, path: str, skip: int, take: int) -> Iterator[tuple[str, Any]]:
+def _parquet_records(
+    fs: pafs.FileSystem, ref: CorpusRef, file: CorpusFile, skip: int, take: int
+) -> Iterator[tuple[str, Any]]:
     """Rows ``skip .. skip+take`` of one file, reading only the row groups that hold them."""
+    path = file.path
     parquet = _parquet_file(fs, path)
     names = set(parquet.schema_arrow.names)
     columns = [c for c in (ref.id_column, ref.text_column, ref.metadata_column) if c in names]
@@ -199,13 +223,17 @@ def _parquet_records(fs: pafs.FileSystem, ref: CorpusRef, path: str, skip: int, 
         group_start += group_rows
 
 
-def _jsonl_records(fs: pafs.FileSystem, ref: CorpusRef, path: str, skip: int, take: int) -> Iterator[tuple[str, Any]]:
-    """Non-blank lines ``skip .. skip+take`` of one file, each parsed, with its line number."""
+def _jsonl_records(
+    fs: pafs.FileSystem, ref: CorpusRef, file: CorpusFile, skip: int, take: int
+) -> Iterator[tuple[str, Any]]:
+    """Non-blank lines ``skip .. skip+take`` of one file, each parsed, with its line number; read from
+    the last seek point at or before ``skip``."""
     import json
 
-    name = posixpath.basename(path)
-    row = 0
-    for lineno, line in enumerate(_lines(fs, path), start=1):
+    name = posixpath.basename(file.path)
+    start = next((p for p in reversed(file.seek_points) if p.row <= skip), None)
+    row, first_line = (start.row, start.line) if start else (0, 1)
+    for lineno, line in enumerate(_lines(fs, file.path, start), start=first_line):
         if not line.strip():
             continue
         if row >= skip + take:
@@ -222,13 +250,19 @@ def _jsonl_records(fs: pafs.FileSystem, ref: CorpusRef, path: str, skip: int, ta
 
 
 def text_byte_lengths(ref: CorpusRef) -> Iterator[int]:
-    """The UTF-8 length of every text of a Parquet corpus, in corpus order, reading only its text column
-    a row group at a time (no record is built): what the gateway sizes parts by tokens from. A null or
-    non-string text counts 0 here; ``read_rows`` refuses it when the part runs."""
+    """The UTF-8 length of every text, in corpus order, with no record built: what the gateway sizes
+    parts by tokens from. Parquet: the text column's lengths, a row group at a time (a null or
+    non-string text counts 0 here; ``read_rows`` refuses it when the part runs). JSONL: each non-blank
+    line's length, which holds the text and a little more (its id, metadata and JSON syntax), so parts
+    come out no larger than the token target, never parsing a line."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     fs, _ = open_filesystem(ref.filesystem)
+    if ref.format == CorpusFormat.JSONL:
+        for file in ref.files:
+            yield from (len(line) for line in _lines(fs, file.path) if line.strip())
+        return
     for file in ref.files:
         parquet = _parquet_file(fs, file.path)
         for group in range(parquet.num_row_groups):

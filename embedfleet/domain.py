@@ -128,6 +128,17 @@ class CorpusFormat(StrEnum):
     JSONL = "jsonl"
 
 
+class SeekPoint(BaseModel):
+    """Where row ``row`` of an uncompressed JSONL file starts: its byte offset and line number (from 1),
+    so a part that starts deep in a large file seeks there instead of reading every line before it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    row: int
+    offset: int
+    line: int
+
+
 class CorpusFile(BaseModel):
     """One file of a corpus by reference: its path on the reference's filesystem and its row count
     (Parquet rows, or non-blank JSONL lines), counted once by the gateway so parts are row ranges."""
@@ -136,6 +147,8 @@ class CorpusFile(BaseModel):
 
     path: str
     rows: int
+    # Every ``corpus_refs.SEEK_ROWS`` rows of an uncompressed JSONL file (Parquet reads row groups instead).
+    seek_points: tuple[SeekPoint, ...] = ()
 
 
 class CorpusRef(BaseModel):
@@ -199,6 +212,10 @@ class _CorpusJob(BaseModel):
 
     # Set when the corpus is read by reference; None when its parts were staged by the gateway.
     corpus: CorpusRef | None = None
+    # Where the parts of a corpus the gateway did not read write the digests of its ids, so that ids
+    # repeated across parts are found (``worker/kinds/repeated_ids.py``); None for a streamed corpus,
+    # whose repeats the gateway refused at submission.
+    id_digests: ResultsRef | None = None
 
     @property
     def resumable(self) -> bool:

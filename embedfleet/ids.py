@@ -3,6 +3,9 @@
 import hashlib
 import re
 import uuid
+from collections.abc import Sequence
+
+import numpy as np
 
 from embedfleet.errors import InvalidArgument, echo
 
@@ -21,6 +24,14 @@ def primary_key(collection: str, document_id: str) -> int:
     """
     digest = hashlib.blake2b(f"{collection}\x00{document_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") & _PK_MASK
+
+
+def id_digests(ids: Sequence[str]) -> np.ndarray:
+    """(n, 2) uint64: the halves of each id's 128-bit BLAKE2b digest. What repeated ids are found by
+    without keeping the ids themselves (the gateway keeps the first half of a streamed corpus's, the
+    workers write both halves of a referenced corpus's)."""
+    raw = b"".join(hashlib.blake2b(i.encode(), digest_size=16).digest() for i in ids)
+    return np.frombuffer(raw, dtype=">u8").reshape(-1, 2).astype(np.uint64)
 
 
 def new_job_id() -> str:

@@ -15,7 +15,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from embedfleet.corpus_refs import expand, plan_reference, read_rows
+from embedfleet import corpus_refs
+from embedfleet.corpus_refs import expand, plan_reference, read_rows, text_byte_lengths
 from embedfleet.datastore import DataStore, relative_path
 from embedfleet.domain import CorpusFormat, CorpusRef, Document
 from embedfleet.errors import InvalidArgument, NotFound
@@ -68,6 +69,31 @@ def test_gzip_jsonl_with_renamed_columns_and_a_bad_line_named(tmp_path: Path) ->
     assert [d.id for d in read_rows(ref, 5, 6)] == [f"k{i}" for i in range(5, 11)]
     with pytest.raises(InvalidArgument, match=r"b.jsonl.gz:6: not valid JSON"):
         read_rows(ref, 8, 5)
+
+
+def test_a_part_deep_in_a_plain_jsonl_file_seeks_to_its_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seek points every SEEK_ROWS rows (blank and CRLF lines between them): each range reads what a read
+    from the start would, and a bad line deep in the file is named by its true line number."""
+    monkeypatch.setattr(corpus_refs, "SEEK_ROWS", 4)
+    lines = [json.dumps(r) for r in _records(0, 23)]
+    for blank in (20, 9, 2):
+        lines.insert(blank, "  ")
+    lines[17] += "\r"
+    lines.append("{broken")  # line 27
+    (tmp_path / "plain.jsonl").write_text("\n".join(lines) + "\n")
+    ref = _plan(str(tmp_path), "plain.jsonl")
+    [file] = ref.files
+    assert file.rows == 24 and [p.row for p in file.seek_points] == [4, 8, 12, 16, 20]
+    assert (file.seek_points[0].line, file.seek_points[0].offset) == (6, sum(len(x) + 1 for x in lines[:5]))
+    for first in range(23):
+        for count in (1, 3, 9):
+            count = min(count, 23 - first)
+            assert [d.id for d in read_rows(ref, first, count)] == [f"d{i}" for i in range(first, first + count)]
+    with pytest.raises(InvalidArgument, match=r"plain.jsonl:27: not valid JSON"):
+        read_rows(ref, 22, 2)
+    assert list(text_byte_lengths(ref))[:2] == [len(lines[0]) + 1, len(lines[1]) + 1]
+    (tmp_path / "packed.jsonl.gz").write_bytes(gzip.compress("\n".join(lines[:-1]).encode()))
+    assert _plan(str(tmp_path), "packed.jsonl.gz").files[0].seek_points == ()  # a gzip stream is read from its start
 
 
 def test_a_record_that_breaks_the_rules_fails_with_its_row(tmp_path: Path) -> None:

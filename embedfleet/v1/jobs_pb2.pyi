@@ -284,7 +284,9 @@ class CorpusSource(_message.Message):
     and counts JSONL lines). A path relative to the gateway's dataset store (EMBEDFLEET_DATA_URI),
     an absolute path under the gateway's allowed corpus dirs, or a URI inside the dataset store.
     It names one file, a directory (every corpus file in it, recursively) or a glob (`corpora/*.parquet`).
-    Set `path` or `uri`, not both; no DocumentBatch may follow.
+    Set `path` or `uri`, not both; no DocumentBatch may follow. Ids repeated in such a corpus are not
+    refused (the gateway never reads them): Job.metrics["repeated_ids"] counts the rows whose id an earlier
+    row had and Job.outputs["first_repeated_id"] names the first; an index job keeps one row per id.
     """
     format: Global___CorpusFormat.ValueType
     """The files' format; CORPUS_FORMAT_UNSPECIFIED infers it from the file names

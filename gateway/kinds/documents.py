@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from embedfleet import errors
 from embedfleet.corpus import validate_document
 from embedfleet.corpus_refs import read_rows, text_byte_lengths
-from embedfleet.domain import CorpusFormat, CorpusRef, Document, JobParams, ProgressUnit
+from embedfleet.domain import CorpusRef, Document, JobParams, ProgressUnit, ResultsRef
 from embedfleet.gateway.context import ResolvedModel
 from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
 from embedfleet.gateway.kinds.part_sizing import PartCutter, PartSizing, part_starts
@@ -28,6 +28,8 @@ class DocumentPlan:
     corpus: CorpusRef
     size: int = 0
     starts: tuple[int, ...] = ()
+    # Where the parts record their ids' digests: set for a corpus by reference, whose ids the gateway never read.
+    id_digests: ResultsRef | None = None
 
     def job(self, params: JobParams, model: ResolvedModel, display_name: str) -> JobPlan:
         """The job of these parts: its spec (counting documents) and its totals."""
@@ -46,9 +48,8 @@ def plan_documents(
     sub: Submission, source_path: str, reference: CorpusReference | None, sizing: PartSizing
 ) -> DocumentPlan:
     """The parts and the corpus for the spec. Either way the workers read the corpus by reference: a
-    referenced Parquet corpus is sized by tokens from its text column's lengths (no record is read), a
-    JSONL one by its line counts in parts of a fixed count (finding its texts' lengths would mean parsing
-    every line here); streamed documents (or a server-side file named by ``source.path``) are validated, cut
+    referenced corpus is sized by tokens from its texts' lengths (Parquet: the text column's; JSONL: the
+    lines', no line parsed); streamed documents (or a server-side file named by ``source.path``) are validated, cut
     into parts as they pass (``part_sizing.py``) and spilled to the dataset store.
 
     A referenced corpus is not bound by ``max_documents_per_job``: nothing of it passes through the
@@ -60,11 +61,13 @@ def plan_documents(
     corpus = resolve_reference(sub.ctx, reference)
     if corpus.rows == 0:
         raise errors.InvalidArgument(f"the corpus {reference.uri!r} has no rows", "config.source.uri")
-    if sizing.by_tokens and corpus.format == CorpusFormat.PARQUET:
+    data = sub.stager.data
+    digests = ResultsRef(filesystem=data.uri, directory=f"{data.job_dir(sub.stager.job_id)}/ids")
+    if sizing.by_tokens:
         starts = part_starts(text_byte_lengths(corpus), sizing)
-        return DocumentPlan(corpus.rows, len(starts), corpus, starts=starts)
-    size = sub.ctx.settings.default_chunk_size if sizing.by_tokens else sizing.documents
-    return DocumentPlan(corpus.rows, -(-corpus.rows // size), corpus, size=size)
+        return DocumentPlan(corpus.rows, len(starts), corpus, starts=starts, id_digests=digests)
+    size = sizing.documents
+    return DocumentPlan(corpus.rows, -(-corpus.rows // size), corpus, size=size, id_digests=digests)
 
 
 def spill_documents(sub: Submission, source_path: str, sizing: PartSizing) -> DocumentPlan:

@@ -46,5 +46,7 @@ class EmbedPlanner:
         model = ctx.resolve(request.embedding)
         sizing = part_sizing(request.chunk_size, ctx.settings, model.spec.max_seq_length)
         plan = plan_documents(sub, request.source_path, request.reference, sizing)
-        params = EmbedParams(corpus=plan.corpus, results=results_location(sub, request.output_uri))
+        params = EmbedParams(
+            corpus=plan.corpus, id_digests=plan.id_digests, results=results_location(sub, request.output_uri)
+        )
         return plan.job(params, model, request.display_name)

@@ -75,6 +75,7 @@ class IndexPlanner:
             stored_fields=fields,
             index=index,
             corpus=plan.corpus,
+            id_digests=plan.id_digests,
             dedup=ingest_dedup(sub, request.dedup),
         )
         return plan.job(params, model, request.display_name)

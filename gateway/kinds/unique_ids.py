@@ -8,14 +8,11 @@ ids themselves, read back from the spilled shards, so a 64-bit collision never r
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-
-def _digest(doc_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "little")
+from embedfleet.ids import id_digests
 
 
 class IdDigests:
@@ -23,7 +20,7 @@ class IdDigests:
         self._chunks: list[np.ndarray] = []
 
     def add(self, ids: Sequence[str]) -> None:
-        self._chunks.append(np.fromiter((_digest(i) for i in ids), dtype=np.uint64, count=len(ids)))
+        self._chunks.append(id_digests(ids)[:, 0].copy())
 
     def _runs(self) -> Iterator[list[int]]:
         """Corpus positions sharing one digest, ascending, for every digest seen more than once."""

@@ -32,12 +32,13 @@ def celery_client(celery_system: LocalCluster) -> EmbedfleetClient:
         yield c  # type: ignore[misc]
 
 
-def test_a_multi_file_parquet_corpus_in_the_store_with_renamed_columns(
+def test_a_multi_file_parquet_corpus_in_the_store_with_renamed_columns_and_a_repeated_id(
     celery_client: EmbedfleetClient, celery_system: LocalCluster, wordnet_docs: list[dict]
 ) -> None:
     folder = celery_system.data_dir / "data" / "corpora" / uuid.uuid4().hex[:8]
     folder.mkdir(parents=True)
-    docs = wordnet_docs[:230]
+    docs = [dict(d) for d in wordnet_docs[:230]]
+    docs[150]["id"] = docs[10]["id"]  # a repeat across files and parts: counted, the collection keeps one row
     for i, start in enumerate(range(0, 230, 60)):
         shard = docs[start : start + 60]
         rows = [{"key": d["id"], "body": d["text"], "meta": json.dumps(d["metadata"])} for d in shard]
@@ -53,7 +54,9 @@ def test_a_multi_file_parquet_corpus_in_the_store_with_renamed_columns(
     assert (job.total, job.chunks_total) == (230, 4)
     final = celery_client.wait(job.id)
     assert (final.state, final.done, final.failed) == (JobState.SUCCEEDED, 230, 0), final.error
-    assert _count(celery_system, collection) == 230
+    assert _count(celery_system, collection) == 229
+    assert final.metrics["repeated_ids"] == 1
+    assert final.outputs["first_repeated_id"] == f"document 150: id {docs[10]['id']!r} was already used by document 10"
     hit = celery_client.search(collection, str(docs[100]["text"]), top_k=1)[0]
     assert hit.id == docs[100]["id"] and json.loads(hit.metadata_json) == docs[100]["metadata"]
 

@@ -86,3 +86,23 @@ def test_a_parquet_corpus_by_reference_is_sized_from_its_text_column(tmp_path: P
     starts = part_starts(lengths, sizing)
     streamed = _parts([t or "" for t in texts], sizing)
     assert starts == tuple(sum(len(p) for p in streamed[:i]) for i in range(len(streamed)))
+
+
+def test_a_jsonl_corpus_by_reference_is_sized_from_its_line_lengths(tmp_path: Path) -> None:
+    """JSONL parts by tokens too, from each line's length (no line parsed): the text plus its id and
+    JSON syntax, so a part of titles holds many more documents than one of paragraphs, and no part is
+    larger than the same texts streamed would make it."""
+    import json
+
+    from embedfleet.corpus_refs import plan_reference
+
+    texts = ["short title"] * 300 + ["a long paragraph of running text, " * 20] * 100
+    lines = [json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(texts)]
+    (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n")
+    ref = plan_reference(str(tmp_path), [str(tmp_path / "c.jsonl")], None, ("id", "text", "metadata"), 1 << 20, 65536)
+    sizing = part_sizing(0, SETTINGS, WINDOW)
+    starts = part_starts(text_byte_lengths(ref), sizing)
+    sizes = [b - a for a, b in zip(starts, (*starts[1:], len(texts)), strict=True)]
+    assert sizes[0] > 5 * sizes[-2]  # titles vs paragraphs
+    streamed = _parts(texts, sizing)
+    assert len(starts) >= len(streamed) and max(sizes) <= max(len(p) for p in streamed)

@@ -3,6 +3,7 @@ it; a digest collision between different ids refuses nothing. Pure."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,7 +30,7 @@ def test_the_earliest_repeat_like_a_dict_of_every_id(ids: list[str], chunk: int)
 
 
 def test_a_digest_collision_is_not_a_repeat(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(unique_ids, "_digest", lambda doc_id: 7)
+    monkeypatch.setattr(unique_ids, "id_digests", lambda ids: np.full((len(ids), 2), 7, dtype=np.uint64))
     ids = ["x", "y", "z", "y"]
     digests = IdDigests()
     digests.add(ids)
