@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from embedfleet.cluster_types import Assignment, ClusterSummary, MapPoint, Representative
-from embedfleet.datastore import open_filesystem
+from embedfleet.datastore import open_filesystem, replacing
 from embedfleet.domain import ResultsRef
 from embedfleet.errors import NotFound
 
@@ -47,11 +47,8 @@ def results_directory(root: str, collection: str, job_id: str) -> str:
 @contextmanager
 def _replacing(ref: ResultsRef, name: str) -> Iterator[pa.NativeFile]:
     fs, _ = open_filesystem(ref.filesystem)
-    fs.create_dir(ref.directory)
-    final = f"{ref.directory}/{name}"
-    with fs.open_output_stream(f"{final}.tmp") as out:
+    with replacing(fs, f"{ref.directory}/{name}") as out:
         yield out
-    fs.move(f"{final}.tmp", final)
 
 
 class AssignmentWriter:

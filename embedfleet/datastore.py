@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from embedfleet.errors import InvalidArgument
@@ -61,6 +64,24 @@ def check_job_id(job_id: str) -> str:
     if not _JOB_ID.fullmatch(job_id):
         raise InvalidArgument(f"{job_id!r} is not a job id", "job_id")
     return job_id
+
+
+@contextmanager
+def replacing(fs: pafs.FileSystem, path: str) -> Iterator[pa.NativeFile]:
+    """An output stream for ``path``, written under a temporary name and moved into place on success:
+    a reader never sees half a file, and a retried part replaces its own file instead of adding one."""
+    fs.create_dir(posixpath.dirname(path))
+    temporary = f"{path}.tmp"
+    with fs.open_output_stream(temporary) as out:
+        yield out
+    fs.move(temporary, path)
+
+
+def count_parts(fs: pafs.FileSystem, directory: str) -> int:
+    """How many ``part-*.parquet`` files a directory holds: how a part that cannot know it is last
+    tells that every part's file is in place."""
+    selector = pafs.FileSelector(directory, allow_not_found=True)
+    return sum(1 for f in fs.get_file_info(selector) if f.base_name.startswith("part-") and f.extension == "parquet")
 
 
 class DataStore:

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from embedfleet.datastore import open_filesystem
+from embedfleet.datastore import count_parts, open_filesystem, replacing
 from embedfleet.domain import ResultsRef
 from embedfleet.errors import FailedPrecondition
 
@@ -66,11 +65,8 @@ class DedupStore:
         self.dir = ref.directory
 
     def _write(self, path: str, data: bytes) -> None:
-        self.fs.create_dir(path.rsplit("/", 1)[0])
-        temporary = f"{path}.tmp"
-        with self.fs.open_output_stream(temporary) as out:
+        with replacing(self.fs, path) as out:
             out.write(data)
-        self.fs.move(temporary, path)
 
     def _read(self, path: str) -> bytes:
         with self.fs.open_input_stream(path) as src:
@@ -101,10 +97,7 @@ class DedupStore:
         self._write(f"{self.dir}/pairs/part-{part:05d}.parquet", self._table_bytes(pairs))
 
     def parts_written(self) -> int:
-        selector = pafs.FileSelector(f"{self.dir}/pairs", allow_not_found=True)
-        return sum(
-            1 for f in self.fs.get_file_info(selector) if f.base_name.startswith("part-") and f.extension == "parquet"
-        )
+        return count_parts(self.fs, f"{self.dir}/pairs")
 
     def read_parts(self, parts: int) -> PartFindings:
         """Every part's findings together (rows touched by several parts appear once)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embedfleet.datastore import open_filesystem
+from embedfleet.datastore import open_filesystem, replacing
 from embedfleet.domain import EmbedParams, JobSpec, Precision, ResultsRef
 from embedfleet.errors import NotFound
 from embedfleet.jobstore import JobStore, PartVectors
@@ -32,12 +32,8 @@ def write_part(ref: ResultsRef, part: int, vectors: PartVectors) -> None:
     table = pa.table({"id": pa.array(vectors.ids, pa.string()), "vector": column}).replace_schema_metadata(
         {"dimensions": str(vectors.dimensions), "precision": vectors.precision.value}
     )
-    fs.create_dir(ref.directory)
-    final = part_path(ref, part)
-    temporary = f"{final}.tmp"
-    with fs.open_output_stream(temporary) as out:
+    with replacing(fs, part_path(ref, part)) as out:
         pq.write_table(table, out)
-    fs.move(temporary, final)
 
 
 def read_part(ref: ResultsRef, part: int) -> PartVectors:

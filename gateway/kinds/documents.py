@@ -66,8 +66,9 @@ def plan_documents(
     if sizing.by_tokens:
         starts = part_starts(text_byte_lengths(corpus), sizing)
         return DocumentPlan(corpus.rows, len(starts), corpus, starts=starts, id_digests=digests)
-    size = sizing.documents
-    return DocumentPlan(corpus.rows, -(-corpus.rows // size), corpus, size=size, id_digests=digests)
+    return DocumentPlan(
+        corpus.rows, -(-corpus.rows // sizing.documents), corpus, size=sizing.documents, id_digests=digests
+    )
 
 
 def spill_documents(sub: Submission, source_path: str, sizing: PartSizing) -> DocumentPlan:

@@ -14,7 +14,6 @@ own key (``ingest_dedup.duplicates.part-NNNNN``), so a retry never counts twice.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from embedfleet import dedup, milvus
-from embedfleet.datastore import open_filesystem
+from embedfleet.datastore import open_filesystem, replacing
 from embedfleet.domain import Document, IngestDedup, IngestDedupAction
 from embedfleet.errors import Retryable
 
@@ -100,13 +99,8 @@ def record(options: IngestDedup, part: int, duplicates: list[Duplicate]) -> None
             "similarity": pa.array([d.similarity for d in duplicates], pa.float32()),
         }
     )
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    fs.create_dir(options.output.directory)
-    final = f"{options.output.directory}/part-{part:05d}.parquet"
-    with fs.open_output_stream(f"{final}.tmp") as out:
-        out.write(sink.getvalue())
-    fs.move(f"{final}.tmp", final)
+    with replacing(fs, f"{options.output.directory}/part-{part:05d}.parquet") as out:
+        pq.write_table(table, out)
 
 
 def metric_name(part: int) -> str:

@@ -25,11 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from embedfleet.corpus_refs import read_rows
-from embedfleet.datastore import open_filesystem
+from embedfleet.datastore import count_parts, open_filesystem, replacing
 from embedfleet.domain import CorpusRef, Document, ResultsRef
 from embedfleet.errors import echo
 from embedfleet.ids import id_digests
@@ -67,10 +66,6 @@ def describe(corpus: CorpusRef, first: int, second: int) -> str:
     return f"document {second}: id {echo(doc_id)} was already used by document {first}"
 
 
-def _path(where: ResultsRef, part: int) -> str:
-    return f"{where.directory}/part-{part:05d}.parquet"
-
-
 def write_part(where: ResultsRef, part: int, ids: Sequence[str], first_row: int) -> None:
     """One part's digests sorted by value, under a temporary name moved into place (a retried part
     replaces its own file; the check never reads half of one)."""
@@ -84,17 +79,13 @@ def write_part(where: ResultsRef, part: int, ids: Sequence[str], first_row: int)
             "row": pa.array(first_row + order.astype(np.int64), pa.int64()),
         }
     )
-    fs.create_dir(where.directory)
-    final = _path(where, part)
-    with fs.open_output_stream(f"{final}.tmp") as out:
+    with replacing(fs, f"{where.directory}/part-{part:05d}.parquet") as out:
         pq.write_table(table, out, row_group_size=_ROW_GROUP)
-    fs.move(f"{final}.tmp", final)
 
 
 def parts_written(where: ResultsRef) -> int:
     fs, _ = open_filesystem(where.filesystem)
-    selector = pafs.FileSelector(where.directory, allow_not_found=True)
-    return sum(1 for info in fs.get_file_info(selector) if info.path.endswith(".parquet"))
+    return count_parts(fs, where.directory)
 
 
 def find_repeats(where: ResultsRef, rows: int) -> Repeats:
