@@ -21,6 +21,7 @@ from pymilvus.exceptions import MilvusException
 
 from embedfleet.domain import DEFAULT_INDEX, IndexSpec, Precision, StoredField, VectorField
 from embedfleet.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, echo
+from embedfleet.milvus_engine import MilvusEngine
 from embedfleet.registry import ModelSpec
 from embedfleet.wire import packed_width
 
@@ -162,6 +163,30 @@ def connect(uri: str, token: str = "") -> MilvusClient:
             if attempt >= CONNECT_ATTEMPTS:
                 raise Unavailable(f"cannot reach Milvus at {uri}: {exc.message}") from None
             time.sleep(0.5 * attempt)
+            attempt += 1
+
+
+# Lite fails a flush that races another one on the same collection ("current_seq is monotonic"); the
+# other flush is still being applied, so this one is tried again shortly after.
+FLUSH_ATTEMPTS = 5
+_FLUSH_RACE = "monotonic"
+
+
+def persist(client: MilvusClient, collection: str, engine: MilvusEngine) -> None:
+    """Make the collection's acknowledged writes durable before the part that made them counts as done.
+    Only an engine that is not durable on acknowledgement is flushed: on a Milvus server each flush seals
+    small segments and is rate-limited, and its log already holds the writes."""
+    if engine.durable_on_acknowledgement:
+        return
+    attempt = 1
+    while True:
+        try:
+            client.flush(collection)
+            return
+        except MilvusException as exc:
+            if _FLUSH_RACE not in (exc.message or "") or attempt >= FLUSH_ATTEMPTS:
+                raise
+            time.sleep(0.05 * attempt)
             attempt += 1
 
 

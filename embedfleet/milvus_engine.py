@@ -63,6 +63,14 @@ class MilvusEngine:
         return "lite" if self.lite else "server"
 
     @property
+    def durable_on_acknowledgement(self) -> bool:
+        """Whether an acknowledged upsert or delete survives the engine being killed. A Milvus server writes
+        to its log (rocksmq, Pulsar, Kafka) before it answers. Milvus Lite answers from memory: killed with
+        SIGKILL a few seconds into a stream of upserts, it came back without most of what it had
+        acknowledged, and with all of it when each write was followed by a flush (bench/lite_durability.py)."""
+        return not self.lite
+
+    @property
     def multiple_vector_fields(self) -> bool:
         """Milvus Lite stores several vector fields per collection; a server since 2.4."""
         return self.lite or self.version[:2] >= MULTI_VECTOR_SINCE

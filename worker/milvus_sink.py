@@ -2,7 +2,8 @@
 
 Rows are keyed by ``primary_key(collection, document id)`` and written with upsert, so a chunk
 that runs twice (redelivery after a crash) overwrites its rows instead of adding copies. Requests
-are split by estimated size to stay well under Milvus' 64 MB per-request limit.
+are split by estimated size to stay well under Milvus' 64 MB per-request limit. A write returns only
+once it would survive the engine being killed, since the part is then counted done and never rerun.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from embedfleet import metrics, milvus
 from embedfleet.domain import Document, Precision
 from embedfleet.errors import Retryable
 from embedfleet.ids import primary_key
+from embedfleet.milvus_engine import MilvusEngine, detect
 
 _ROW_OVERHEAD_BYTES = 64
 
@@ -68,6 +70,13 @@ class MilvusSink:
         self.max_batch_bytes = max_batch_bytes
         self.binding_ttl_s = binding_ttl_s
         self._checked_at: dict[tuple[str, milvus.CollectionBinding], float] = {}
+        self._engine: MilvusEngine | None = None
+
+    def engine(self) -> MilvusEngine:
+        """The engine behind the client, asked once (on the first write, inside its error handling)."""
+        if self._engine is None:
+            self._engine = detect(self.client)
+        return self._engine
 
     def _ensure(
         self,
@@ -122,6 +131,7 @@ class MilvusSink:
                 # Dropped since it was checked: create it again, or refuse it if another model did.
                 self._ensure(collection, binding, ranges, force=True)
                 self._upsert(collection, rows, sizes)
+            milvus.persist(self.client, collection, self.engine())
             return len(rows)
         except MilvusException as exc:
             # Connection loss, a busy server: the chunk is retried (and the upsert makes that safe).
