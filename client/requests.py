@@ -11,10 +11,10 @@ from embedfleet.corpus import document_from_record, read_corpus
 from embedfleet.domain import Document, JobState
 from embedfleet.v1 import common_pb2, jobs_pb2, keys_pb2, search_pb2
 
-# A corpus is a JSONL/Parquet path, or documents: Document objects or {"id", "text", "metadata"} dicts.
 # A corpus is a JSONL/Parquet path; an iterable or generator of Document objects or {"id", "text",
-# "metadata"} dicts (a Hugging Face ``datasets.Dataset`` iterates so); or a table: a pandas DataFrame,
-# a pyarrow Table/RecordBatch, or a pyarrow dataset. Tables are read batch by batch, never whole.
+# "metadata"} dicts; or a table: a pandas DataFrame, a pyarrow Table/RecordBatch, a pyarrow dataset, or
+# a Hugging Face ``datasets.Dataset`` (its columns renamed to id/text/metadata where they differ; a
+# streaming ``IterableDataset`` yields dicts). Tables are read batch by batch, never whole.
 Corpus = str | Path | Iterable[Document | Mapping[str, Any]] | Any
 TABLE_BATCH_ROWS = 4096
 
@@ -58,6 +58,9 @@ def _records(corpus: Any) -> Iterable[Any]:
         batches = corpus.to_batches(max_chunksize=TABLE_BATCH_ROWS)
     elif hasattr(corpus, "to_batches") and hasattr(corpus, "schema"):  # pyarrow.dataset.Dataset / Scanner
         batches = corpus.to_batches(batch_size=TABLE_BATCH_ROWS)
+    elif hasattr(corpus, "with_format") and hasattr(corpus, "features"):  # datasets.Dataset, in its own row order
+        tables = corpus.with_format("arrow").iter(batch_size=TABLE_BATCH_ROWS)
+        batches = (batch for table in tables for batch in table.to_batches())
     elif hasattr(corpus, "itertuples") and hasattr(corpus, "iloc"):  # pandas.DataFrame, via Arrow's types
         batches = (
             pa.RecordBatch.from_pandas(corpus.iloc[start : start + TABLE_BATCH_ROWS], preserve_index=False)

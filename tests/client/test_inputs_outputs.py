@@ -7,6 +7,7 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -27,9 +28,14 @@ ROWS = [{"id": i, "text": f"text {i}", "metadata": {"n": i}} for i in range(10)]
         lambda tmp: pa.Table.from_pylist(ROWS),
         lambda tmp: pa.RecordBatch.from_pylist(ROWS),
         lambda tmp: (pq.write_table(pa.Table.from_pylist(ROWS), tmp / "c.parquet"), ds.dataset(tmp / "c.parquet"))[1],
+        lambda tmp: datasets.Dataset.from_list(ROWS),
+        # A selection is an index over the Arrow table, in another order: the selection's order wins.
+        lambda tmp: datasets.Dataset.from_list([*ROWS[::-1], {"id": 99, "text": "x", "metadata": {"n": 0}}]).select(
+            range(9, -1, -1)
+        ),
         lambda tmp: iter(ROWS),
     ],
-    ids=["pandas", "arrow-table", "arrow-batch", "arrow-dataset", "generator"],
+    ids=["pandas", "arrow-table", "arrow-batch", "arrow-dataset", "hf-dataset", "hf-dataset-selected", "generator"],
 )
 def test_tabular_inputs(make, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     docs = list(iter_documents(make(tmp_path)))
