@@ -25,6 +25,7 @@ from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, JobProgress
 from embedfleet.client.stubs import ClientBase, Connection, WatchReopener
 from embedfleet.client.types import (
+    Collection,
     CreatedKey,
     DedupGroup,
     DeploymentStatus,
@@ -37,7 +38,7 @@ from embedfleet.client.types import (
 from embedfleet.cluster_types import Assignment, ClusterMap, ClusterSummary
 from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
-from embedfleet.v1 import embed_pb2, jobs_pb2, keys_pb2, models_pb2, status_pb2
+from embedfleet.v1 import collections_pb2, embed_pb2, jobs_pb2, keys_pb2, models_pb2, status_pb2
 
 
 class AsyncEmbedfleetClient(ClientBase):
@@ -332,6 +333,30 @@ class AsyncEmbedfleetClient(ClientBase):
         return map_from_pb(
             await self.jobs.GetClusterMap(jobs_pb2.GetClusterMapRequest(job_id=job_id), timeout=self.timeout)
         )
+
+    # -- collections --------------------------------------------------------------------------
+    async def list_collections(self, page_size: int = 100) -> list[Collection]:
+        """See ``EmbedfleetClient.list_collections``."""
+        found: list[Collection] = []
+        token = ""
+        while True:
+            request = collections_pb2.ListCollectionsRequest(page_size=page_size, page_token=token)
+            response = await self.collections.ListCollections(request, timeout=self.timeout)
+            found.extend(Collection.from_pb(c) for c in response.collections)
+            token = response.next_page_token
+            if not token:
+                return found
+
+    async def get_collection(self, name: str) -> Collection:
+        """See ``EmbedfleetClient.get_collection``."""
+        request = collections_pb2.GetCollectionRequest(name=name)
+        return Collection.from_pb((await self.collections.GetCollection(request, timeout=self.timeout)).collection)
+
+    async def delete_collection(self, name: str) -> Collection:
+        """See ``EmbedfleetClient.delete_collection``."""
+        request = collections_pb2.DeleteCollectionRequest(name=name)
+        response = await self.collections.DeleteCollection(request, timeout=self.timeout)
+        return Collection.from_pb(response.collection)
 
     # -- API keys (admin) ---------------------------------------------------------------------
     async def create_key(self, role: str, name: str = "") -> CreatedKey:

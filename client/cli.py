@@ -698,6 +698,72 @@ def demo(data_dir: Path, redis_url: str) -> None:
     err_console.print("stopped; Milvus data kept in " + str(data_dir / "milvus"))
 
 
+# -- collections -------------------------------------------------------------------------------
+@main.group()
+def collections() -> None:
+    """List, inspect and delete your collections (the Milvus collections index jobs filled)."""
+
+
+def _collections_table(listed: list[Any]) -> Table:
+    table = Table("name", "model", "dims", "extra fields", "index", "rows", "active jobs")
+    for c in listed:
+        extra = ", ".join(f"{f.name}({f.dimensions}, {f.precision.value})" for f in c.fields) or "-"
+        table.add_row(
+            c.name,
+            c.model,
+            str(c.dimensions),
+            extra,
+            c.index.type,
+            str(c.row_count),
+            ", ".join(c.active_job_ids) or "-",
+        )
+    return table
+
+
+@collections.command("list")
+@click.pass_context
+@_fail_cleanly
+def collections_list(ctx: click.Context) -> None:
+    """Your collections with their model, fields, index, rows and active jobs."""
+    with _client(ctx) as client:
+        listed = client.list_collections()
+    if _json_mode():
+        _print_json(listed)
+        return
+    console.print(_collections_table(listed))
+
+
+@collections.command("get")
+@click.argument("name")
+@click.pass_context
+@_fail_cleanly
+def collections_get(ctx: click.Context, name: str) -> None:
+    """One collection: embedfleet collections get docs"""
+    with _client(ctx) as client:
+        found = client.get_collection(name)
+    if _json_mode():
+        _print_json(found)
+        return
+    console.print(_collections_table([found]))
+
+
+@collections.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@_fail_cleanly
+def collections_delete(ctx: click.Context, name: str, yes: bool) -> None:
+    """Drop a collection and all its rows; cannot be undone: embedfleet collections delete docs --yes"""
+    if not yes:
+        click.confirm(f"Drop collection {name!r} and all its rows?", abort=True, err=True)
+    with _client(ctx) as client:
+        gone = client.delete_collection(name)
+    if _json_mode():
+        _print_json(gone)
+        return
+    console.print(f"deleted collection {gone.name} ({gone.row_count} rows of {gone.model})")
+
+
 # -- API keys ----------------------------------------------------------------------------------
 @main.group()
 def keys() -> None:

@@ -29,6 +29,7 @@ from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, follow
 from embedfleet.client.stubs import ClientBase, Connection, WatchReopener
 from embedfleet.client.types import (
+    Collection,
     CreatedKey,
     DedupGroup,
     DeploymentStatus,
@@ -41,7 +42,7 @@ from embedfleet.client.types import (
 from embedfleet.cluster_types import Assignment, ClusterMap, ClusterSummary
 from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
-from embedfleet.v1 import embed_pb2, jobs_pb2, keys_pb2, models_pb2, status_pb2
+from embedfleet.v1 import collections_pb2, embed_pb2, jobs_pb2, keys_pb2, models_pb2, status_pb2
 
 
 class EmbedfleetClient(ClientBase):
@@ -361,6 +362,30 @@ class EmbedfleetClient(ClientBase):
         """A sample of the job's rows projected to 2-D with their clusters (``client.cluster_map`` draws it)."""
         request = jobs_pb2.GetClusterMapRequest(job_id=job_id)
         return map_from_pb(self.jobs.GetClusterMap(request, timeout=self.timeout))
+
+    # -- collections --------------------------------------------------------------------------
+    def list_collections(self, page_size: int = 100) -> list[Collection]:
+        """Your collections by name (model, fields, index, rows, active jobs), fetched page by page."""
+        found: list[Collection] = []
+        token = ""
+        while True:
+            request = collections_pb2.ListCollectionsRequest(page_size=page_size, page_token=token)
+            response = self.collections.ListCollections(request, timeout=self.timeout)
+            found.extend(Collection.from_pb(c) for c in response.collections)
+            token = response.next_page_token
+            if not token:
+                return found
+
+    def get_collection(self, name: str) -> Collection:
+        """One collection; ``NotFound`` if you have none of that name."""
+        request = collections_pb2.GetCollectionRequest(name=name)
+        return Collection.from_pb(self.collections.GetCollection(request, timeout=self.timeout).collection)
+
+    def delete_collection(self, name: str) -> Collection:
+        """Drop a collection and all its rows (writer role); refused while one of your jobs works on it.
+        Returns the collection as it was. Cannot be undone."""
+        request = collections_pb2.DeleteCollectionRequest(name=name)
+        return Collection.from_pb(self.collections.DeleteCollection(request, timeout=self.timeout).collection)
 
     # -- API keys (admin) ---------------------------------------------------------------------
     def create_key(self, role: str, name: str = "") -> CreatedKey:

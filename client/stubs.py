@@ -24,6 +24,7 @@ import grpc
 
 from embedfleet.client.errors import EmbedfleetRpcError, from_rpc_error
 from embedfleet.v1 import (
+    collections_pb2_grpc,
     embed_pb2_grpc,
     jobs_pb2_grpc,
     keys_pb2_grpc,
@@ -254,6 +255,7 @@ class ClientBase:
             self.channel, self.connection
         )
         self.keys = TypedStub(keys_pb2_grpc.KeyServiceStub(self.channel), self.connection)
+        self.collections = TypedStub(collections_pb2_grpc.CollectionServiceStub(self.channel), self.connection)
 
     def _open(self, connection: Connection) -> Any:
         raise NotImplementedError

@@ -9,7 +9,7 @@ import numpy as np
 from embedfleet import domain, wire
 from embedfleet.apikeys import ApiKey
 from embedfleet.domain import JobState
-from embedfleet.v1 import embed_pb2, jobs_pb2, keys_pb2, models_pb2, search_pb2, status_pb2
+from embedfleet.v1 import collections_pb2, embed_pb2, jobs_pb2, keys_pb2, models_pb2, search_pb2, status_pb2
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,39 @@ class DedupGroup:
     @classmethod
     def from_pb(cls, pb: jobs_pb2.DedupGroup) -> DedupGroup:
         return cls(pb.kept_id, list(pb.removed_ids), [round(s, 6) for s in pb.similarity])
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection index jobs filled: the model that owns its vector space, the representations its rows
+    carry beside ``vector``, its index, its row count and the caller's jobs working on it now."""
+
+    name: str
+    model: str
+    model_version: str
+    dimensions: int
+    fields: list[domain.StoredField]
+    index: domain.IndexSpec
+    row_count: int
+    active_job_ids: list[str]
+
+    @classmethod
+    def from_pb(cls, pb: collections_pb2.Collection) -> Collection:
+        return cls(
+            name=pb.name,
+            model=pb.model,
+            model_version=pb.model_version,
+            dimensions=pb.dimensions,
+            fields=[
+                domain.StoredField(
+                    name=f.name, dimensions=f.dimensions, precision=wire.PRECISION.from_pb(f.precision, "precision")
+                )
+                for f in pb.fields
+            ],
+            index=domain.IndexSpec(type=pb.index.type, params=dict(pb.index.params)),
+            row_count=pb.row_count,
+            active_job_ids=list(pb.active_job_ids),
+        )
 
 
 @dataclass(frozen=True)

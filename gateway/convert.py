@@ -25,6 +25,7 @@ from embedfleet.domain import (
     VectorField,
 )
 from embedfleet.gateway import tenancy
+from embedfleet.gateway.collections import CollectionInfo
 from embedfleet.gateway.embedding import EmbedResult
 from embedfleet.gateway.kinds.cluster import ClusterRequest
 from embedfleet.gateway.kinds.dedup import DedupRequest
@@ -37,7 +38,16 @@ from embedfleet.gateway.models import ModelStatus
 from embedfleet.gateway.search import SearchRequest
 from embedfleet.gateway.status import DeploymentStatus
 from embedfleet.jobstore import PartVectors
-from embedfleet.v1 import common_pb2, embed_pb2, jobs_pb2, keys_pb2, models_pb2, search_pb2, status_pb2
+from embedfleet.v1 import (
+    collections_pb2,
+    common_pb2,
+    embed_pb2,
+    jobs_pb2,
+    keys_pb2,
+    models_pb2,
+    search_pb2,
+    status_pb2,
+)
 
 
 def options_from_pb(pb: common_pb2.EmbeddingOptions, field: str = "options") -> EmbeddingOptions:
@@ -367,3 +377,24 @@ def role_from_pb(number: int) -> Role:
     if number == 0:
         raise errors.InvalidArgument("role is required: reader, writer or admin", "role")
     return wire.ROLE.from_pb(number, "role")
+
+
+def collection_to_pb(info: CollectionInfo) -> collections_pb2.Collection:
+    binding = info.binding
+    return collections_pb2.Collection(
+        name=info.name,
+        model=binding.model,
+        model_version=binding.model_version,
+        dimensions=binding.dimensions,
+        fields=[
+            jobs_pb2.VectorField(
+                name=f.name,
+                dimensions=f.dimensions,
+                precision=wire.PRECISION.to_pb(f.precision),  # type: ignore[arg-type]
+            )
+            for f in binding.fields
+        ],
+        index=jobs_pb2.IndexSpec(type=binding.index.type, params=dict(binding.index.params)),
+        row_count=info.row_count,
+        active_job_ids=info.active_job_ids,
+    )

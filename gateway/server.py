@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from embedfleet import milvus
 from embedfleet.apikeys import KeyStore
 from embedfleet.gateway.auth import Gate
+from embedfleet.gateway.collections import CollectionsCore
 from embedfleet.gateway.context import GatewayContext
 from embedfleet.gateway.embedding import EmbedCore
 from embedfleet.gateway.feeding import run_dispatch_loop
@@ -99,7 +100,7 @@ def start_gateway(settings: GatewaySettings) -> RunningGateway:
         interceptors=[RpcMetricsInterceptor(), TenantInterceptor(gate)],
     )
     models = ModelsCore(ctx)
-    add_services(server, jobs, embedder, models, SearchCore(ctx, embedder), StatusCore(ctx))
+    add_services(server, jobs, embedder, models, SearchCore(ctx, embedder), StatusCore(ctx), CollectionsCore(ctx))
     add_key_service(server, KeysCore(keys))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

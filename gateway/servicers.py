@@ -15,6 +15,7 @@ from embedfleet.domain import Document
 from embedfleet.errors import InvalidArgument
 from embedfleet.gateway import convert
 from embedfleet.gateway.clusters import ClustersCore
+from embedfleet.gateway.collections import CollectionsCore
 from embedfleet.gateway.embedding import EmbedCore
 from embedfleet.gateway.errors import translate_errors
 from embedfleet.gateway.jobs import JobsCore
@@ -25,6 +26,8 @@ from embedfleet.gateway.models import ModelsCore
 from embedfleet.gateway.search import SearchCore
 from embedfleet.gateway.status import StatusCore
 from embedfleet.v1 import (
+    collections_pb2,
+    collections_pb2_grpc,
     embed_pb2,
     embed_pb2_grpc,
     jobs_pb2,
@@ -221,6 +224,36 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
         return convert.status_to_pb(self.status.status())
 
 
+class CollectionServicer(collections_pb2_grpc.CollectionServiceServicer):
+    def __init__(self, collections: CollectionsCore) -> None:
+        self.collections = collections
+
+    @translate_errors
+    def ListCollections(
+        self, request: collections_pb2.ListCollectionsRequest, context: grpc.ServicerContext
+    ) -> collections_pb2.ListCollectionsResponse:
+        found, token = self.collections.page(request.page_size, request.page_token)
+        return collections_pb2.ListCollectionsResponse(
+            collections=[convert.collection_to_pb(c) for c in found], next_page_token=token
+        )
+
+    @translate_errors
+    def GetCollection(
+        self, request: collections_pb2.GetCollectionRequest, context: grpc.ServicerContext
+    ) -> collections_pb2.GetCollectionResponse:
+        return collections_pb2.GetCollectionResponse(
+            collection=convert.collection_to_pb(self.collections.get(request.name))
+        )
+
+    @translate_errors
+    def DeleteCollection(
+        self, request: collections_pb2.DeleteCollectionRequest, context: grpc.ServicerContext
+    ) -> collections_pb2.DeleteCollectionResponse:
+        return collections_pb2.DeleteCollectionResponse(
+            collection=convert.collection_to_pb(self.collections.delete(request.name))
+        )
+
+
 class KeyServicer(keys_pb2_grpc.KeyServiceServicer):
     def __init__(self, keys: KeysCore) -> None:
         self.keys = keys
@@ -251,6 +284,7 @@ SERVICE_NAMES = tuple(
         (models_pb2, "ModelService"),
         (search_pb2, "SearchService"),
         (status_pb2, "StatusService"),
+        (collections_pb2, "CollectionService"),
         (keys_pb2, "KeyService"),
     )
 )
@@ -263,6 +297,7 @@ def add_services(
     models: ModelsCore,
     search: SearchCore,
     status: StatusCore,
+    collections: CollectionsCore,
 ) -> None:
     """Register the v1 services on ``server`` (their full names are ``SERVICE_NAMES``)."""
     jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(jobs), server)
@@ -270,6 +305,7 @@ def add_services(
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(models), server)
     search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(search), server)
     status_pb2_grpc.add_StatusServiceServicer_to_server(StatusServicer(status), server)
+    collections_pb2_grpc.add_CollectionServiceServicer_to_server(CollectionServicer(collections), server)
 
 
 def add_key_service(server: grpc.Server, keys: KeysCore) -> None:

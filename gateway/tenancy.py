@@ -72,6 +72,15 @@ def display_collection(physical: str) -> str:
     return name if TENANT_PATTERN.fullmatch(tenant) and name else physical
 
 
+def own_collection(physical: str) -> str | None:
+    """The caller's name for the Milvus collection ``physical``; None if it is not the caller's."""
+    name = display_collection(physical)
+    try:
+        return name if collection_name(name) == physical else None
+    except errors.InvalidArgument:  # a tenant-namespaced name, seen with auth off
+        return None
+
+
 def owns(tenant: str) -> bool:
     """Whether the caller may see an object owned by ``tenant``."""
     return current().tenant == tenant

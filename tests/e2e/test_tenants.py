@@ -143,6 +143,15 @@ def test_nothing_crosses_between_tenants_on_celery(
             b.reader.search(f"tenant_{a.name}_docs", "a cat")  # the physical name is B's namespace again
         assert {h.id for h in a.reader.search("docs", "a cat", top_k=10)} == {f"a-{i}" for i in range(4)}
 
+        # Collections: each tenant lists, describes and deletes its own only, under its own names.
+        assert [(c.name, c.row_count) for c in a.reader.list_collections()] == [("docs", 4)]
+        assert [(c.name, c.row_count) for c in b.reader.list_collections()] == [("docs", 3)]
+        for call in (b.reader.get_collection, b.writer.delete_collection):
+            with pytest.raises(errors.NotFound):
+                call(f"tenant_{a.name}_docs")
+        with pytest.raises(errors.PermissionDenied):
+            b.reader.delete_collection("docs")
+
         # Dedup and cluster jobs (kinds added after tenancy, with no tenant code of their own): B's
         # job works on B's "docs" alone, and A's job results are NOT_FOUND to B like any other job.
         deduped = b.writer.submit_dedup("docs", 0.9, mode="exact")
@@ -160,6 +169,11 @@ def test_nothing_crosses_between_tenants_on_celery(
         assert busy.id not in {j.id for j in b.reader.status().jobs}
         assert busy.id in {j.id for j in a.reader.status().jobs}
         assert a.writer.cancel_job(busy.id).state == JobState.CANCELLED
+
+        # B drops its "docs"; A's, of the same name, is untouched.
+        assert b.writer.delete_collection("docs").row_count == 3
+        assert not b.reader.list_collections()
+        assert {h.id for h in a.reader.search("docs", "a cat", top_k=10)} == {f"a-{i}" for i in range(4)}
 
         # Keys: a tenant lists and revokes its own only.
         assert {k.key_id for k in b.admin.list_keys()} == set(b.key_ids.values())

@@ -103,6 +103,24 @@ def _count(client, collection: str) -> int:  # type: ignore[no-untyped-def]
     return int(client.query(collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
 
 
+def test_an_index_part_of_a_job_cancelled_while_it_embeds_writes_nothing_more(  # type: ignore[no-untyped-def]
+    store: JobStore, milvus_client
+) -> None:
+    """So that a collection deleted right after the cancel is not created again by the part's writes."""
+    collection = f"t_{uuid.uuid4().hex[:10]}"
+    job_id = _submit(store, _index(collection), _docs(300), chunk_size=300)
+
+    class CancelledOnFirstBatch(HashEncoder):
+        def encode(self, texts: list[str], input_type: InputType) -> Encoded:
+            if self.calls == 0:
+                store.cancel(job_id)
+            return super().encode(texts, input_type)
+
+    outcome = _runner(store, CancelledOnFirstBatch(), milvus_client).run_part(job_id, 0)
+    assert (outcome.status, outcome.reason) == (PartStatus.SKIPPED, "cancelled")
+    assert not milvus_client.has_collection(collection)
+
+
 def test_index_chunks_twice_writes_rows_once(store: JobStore, milvus_client) -> None:  # type: ignore[no-untyped-def]
     collection = f"t_{uuid.uuid4().hex[:10]}"
     job_id = _submit(store, _index(collection), _docs(50), chunk_size=20)

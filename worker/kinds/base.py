@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from embedfleet.domain import DocumentFailure, JobSpec, part_range
+from embedfleet.domain import DocumentFailure, JobSpec, JobState, part_range
 from embedfleet.errors import EmbedfleetError, FailedPrecondition
 from embedfleet.jobstore import JobStore
 from embedfleet.model_store import ModelStore
@@ -24,6 +24,13 @@ from embedfleet.worker.models.host import ModelHost
 
 class PartCancelled(EmbedfleetError):
     """The job was cancelled while its part ran; the part stops and records nothing more."""
+
+
+def check_cancelled(ctx: WorkerContext, part: Part) -> None:
+    """Stop a part whose job was cancelled while it ran (raise ``PartCancelled``); called between units
+    of work (a Milvus write, a batch of rows), so a cancelled job stops writing within one of them."""
+    if ctx.store.get(part.job_id).state == JobState.CANCELLED:
+        raise PartCancelled(f"job {part.job_id} was cancelled")
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from embedfleet.cluster import Summarizer, assign_all, fit, term_stride
 from embedfleet.cluster_store import assignments, write_summaries
 from embedfleet.collection_scan import DEFAULT_BATCH_ROWS, RowBatch, sample, scan
 from embedfleet.datastore import location_uri
-from embedfleet.domain import ClusterMethod, ClusterParams, JobSpec, JobState
+from embedfleet.domain import ClusterMethod, ClusterParams, JobSpec
 from embedfleet.errors import FailedPrecondition
-from embedfleet.worker.kinds.base import Part, PartCancelled, PartResult, WorkerContext
+from embedfleet.worker.kinds.base import Part, PartResult, WorkerContext, check_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ class ClusterPart:
 
         def progress(done: int, batches_done: int) -> None:
             ctx.store.report(part.job_id, done=done)
-            if batches_done % _CANCEL_CHECK_BATCHES == 0 and ctx.store.get(part.job_id).state == JobState.CANCELLED:
-                raise PartCancelled(f"job {part.job_id} was cancelled after {done} rows")
+            if batches_done % _CANCEL_CHECK_BATCHES == 0:
+                check_cancelled(ctx, part)
 
         with assignments(params.results) as table:
             done = assign_all(assigner, batches, summarizer, table, progress)

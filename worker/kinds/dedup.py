@@ -20,9 +20,9 @@ import numpy as np
 from embedfleet import collection_scan, dedup
 from embedfleet.collection_scan import RowBatch
 from embedfleet.dedup_store import DedupStore, PartFindings
-from embedfleet.domain import DedupMode, DedupParams, JobState, KeepPolicy
+from embedfleet.domain import DedupMode, DedupParams, KeepPolicy
 from embedfleet.partitions import Partitioner
-from embedfleet.worker.kinds.base import Part, PartCancelled, PartResult, WorkerContext
+from embedfleet.worker.kinds.base import Part, PartResult, WorkerContext, check_cancelled
 from embedfleet.worker.kinds.dedup_merge import merge
 
 # Cancellation is checked every this many partitions.
@@ -46,7 +46,7 @@ class DedupPart:
             partitioner = Partitioner(store.read_centroids())
             mine = [p for p in range(partitioner.k) if p % part.parts_total == part.index]
             rows, probes = _rows_of(batches, partitioner, params.n_probe, mine, dims)
-        found = find_pairs(rows, probes, mine, params, lambda: _check_cancelled(ctx, part))
+        found = find_pairs(rows, probes, mine, params, lambda: check_cancelled(ctx, part))
         store.write_part(part.index, findings(rows, found))
         if store.parts_written() >= part.parts_total:
             merge(params, store, part.parts_total, client, ctx.store, part.job_id)
@@ -109,8 +109,3 @@ def findings(rows: RowBatch, pairs: dedup.Pairs) -> PartFindings:
         text_bytes=np.asarray([len(t.encode()) for t in sub.texts] if sub.texts else [0] * len(sub), np.int64),
         vectors=sub.vectors,
     )
-
-
-def _check_cancelled(ctx: WorkerContext, part: Part) -> None:
-    if ctx.store.get(part.job_id).state == JobState.CANCELLED:
-        raise PartCancelled(f"job {part.job_id} was cancelled")

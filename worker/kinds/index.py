@@ -19,7 +19,7 @@ from embedfleet.domain import Document, IndexParams, Precision
 from embedfleet.worker.embedding import embed_batches, int8_ranges, represent
 from embedfleet.worker.isolation import isolate
 from embedfleet.worker.kinds import dedup_ingest
-from embedfleet.worker.kinds.base import Part, PartResult, WorkerContext
+from embedfleet.worker.kinds.base import Part, PartResult, WorkerContext, check_cancelled
 from embedfleet.worker.kinds.inputs import part_documents
 from embedfleet.worker.models.base import EncodedBatch, Encoder
 from embedfleet.worker.pipeline import overlap
@@ -73,6 +73,7 @@ class _RowWriter:
         params = part.spec.params
         assert isinstance(params, IndexParams)
         self.params = params
+        self.part = part
         self.spec = part.spec
         self.ctx = ctx
         self.encoder = encoder
@@ -93,6 +94,8 @@ class _RowWriter:
     def flush(self) -> None:
         if not self._pending:
             return
+        # A cancelled job writes nothing more, so a collection deleted after the cancel stays deleted.
+        check_cancelled(self.ctx, self.part)
         rows = np.concatenate([b.rows for b in self._pending])
         raw = np.concatenate([b.vectors for b in self._pending])
         self._pending = []
