@@ -62,6 +62,14 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, default=_jsonable, ensure_ascii=False))
 
 
+def _emit(value: Any, show: Callable[[], None]) -> None:
+    """Print ``value`` as JSON under --json, else the way ``show`` prints it for people."""
+    if _json_mode():
+        _print_json(value)
+    else:
+        show()
+
+
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
@@ -727,10 +735,7 @@ def collections_list(ctx: click.Context) -> None:
     """Your collections with their model, fields, index, rows and active jobs."""
     with _client(ctx) as client:
         listed = client.list_collections()
-    if _json_mode():
-        _print_json(listed)
-        return
-    console.print(_collections_table(listed))
+    _emit(listed, lambda: console.print(_collections_table(listed)))
 
 
 @collections.command("get")
@@ -741,10 +746,7 @@ def collections_get(ctx: click.Context, name: str) -> None:
     """One collection: embedfleet collections get docs"""
     with _client(ctx) as client:
         found = client.get_collection(name)
-    if _json_mode():
-        _print_json(found)
-        return
-    console.print(_collections_table([found]))
+    _emit(found, lambda: console.print(_collections_table([found])))
 
 
 @collections.command("delete")
@@ -758,10 +760,7 @@ def collections_delete(ctx: click.Context, name: str, yes: bool) -> None:
         click.confirm(f"Drop collection {name!r} and all its rows?", abort=True, err=True)
     with _client(ctx) as client:
         gone = client.delete_collection(name)
-    if _json_mode():
-        _print_json(gone)
-        return
-    console.print(f"deleted collection {gone.name} ({gone.row_count} rows of {gone.model})")
+    _emit(gone, lambda: console.print(f"deleted collection {gone.name} ({gone.row_count} rows of {gone.model})"))
 
 
 # -- API keys ----------------------------------------------------------------------------------
@@ -770,8 +769,12 @@ def keys() -> None:
     """Create, list and revoke API keys of your tenant (needs an admin key)."""
 
 
+def _key_line(key: Any) -> str:
+    return f"{key.key_id}  {key.role.value:6}  tenant {key.tenant}  {key.name}"
+
+
 def _show_key(key: Any) -> None:
-    console.print(f"{key.key_id}  {key.role.value:6}  tenant {key.tenant}  {key.name}")
+    console.print(_key_line(key))
 
 
 @keys.command("create")
@@ -826,11 +829,7 @@ def keys_list(ctx: click.Context) -> None:
     """Your tenant's keys: ids, roles and names (never secrets)."""
     with _client(ctx) as client:
         listed = client.list_keys()
-    if _json_mode():
-        _print_json(listed)
-        return
-    for key in listed:
-        _show_key(key)
+    _emit(listed, lambda: console.print("\n".join(_key_line(key) for key in listed)))
 
 
 @keys.command("revoke")

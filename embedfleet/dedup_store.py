@@ -1,6 +1,6 @@
 """A dedup job's data in the dataset store (``DedupParams.output``); Redis keeps only its control state.
 
-- ``centroids.npy``: the partitions the gateway trained at submission (float32, (k, d)).
+- ``centroids.npy``: the partitions the job's first part trained on a sample (float32, (k, d)).
 - ``pairs/part-NNNNN.parquet``: one per part, the pairs it found (``left``/``right`` primary keys,
   ``similarity``) and, in ``rows-NNNNN.parquet``, the rows those pairs touch (``pk``, ``id``,
   ``text_bytes``, ``vector``) so the merge needs no further read of Milvus.
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyarrow.fs import FileType
 
 from embedfleet.datastore import count_parts, open_filesystem, replacing
 from embedfleet.domain import ResultsRef
@@ -83,8 +84,12 @@ class DedupStore:
         np.save(buf, centroids.astype(np.float32), allow_pickle=False)
         self._write(f"{self.dir}/centroids.npy", buf.getvalue())
 
-    def read_centroids(self) -> np.ndarray:
-        return np.load(io.BytesIO(self._read(f"{self.dir}/centroids.npy")), allow_pickle=False)
+    def read_centroids(self) -> np.ndarray | None:
+        """The job's centroids; None until a part has trained them."""
+        path = f"{self.dir}/centroids.npy"
+        if self.fs.get_file_info(path).type == FileType.NotFound:
+            return None
+        return np.load(io.BytesIO(self._read(path)), allow_pickle=False)
 
     # -- part findings -----------------------------------------------------------------------------
     def write_part(self, part: int, found: PartFindings) -> None:

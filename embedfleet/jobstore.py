@@ -109,6 +109,14 @@ end
 return 1
 """
 
+# A task one of a job's parts does for all of them: renew (ARGV[2] > 0 ms) or release (0) the claim, only
+# for the token that holds it. KEYS: the task's key. ARGV: token, milliseconds.
+_TASK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('DEL', KEYS[1])
+"""
+
 # The parts of an active job that are "running" although nobody holds their lease (its worker died,
 # or a scheduled retry never came) go back to "pending", to be queued again. Atomic: of two gateways
 # reclaiming at once, one gets each part. KEYS: job, parts, running. ARGV: the lease key prefix.
@@ -362,6 +370,7 @@ class JobStore:
         self._report = client.register_script(_REPORT)
         self._touch = client.register_script(_TOUCH_JOB)
         self._claim = client.register_script(_CLAIM_PARTS)
+        self._task = client.register_script(_TASK)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, ttl_seconds: int) -> JobStore:
@@ -395,6 +404,9 @@ class JobStore:
 
     def _lease_key(self, job_id: str, part: int | str) -> str:
         return f"{self.prefix}job:{job_id}:lease:{part}"
+
+    def _task_key(self, job_id: str, task: str) -> str:
+        return f"{self.prefix}job:{job_id}:task:{task}"
 
     def _own_keys(self, job_id: str) -> list[str]:
         """Every key of a job whose name does not depend on a part, the job record first."""
@@ -713,6 +725,21 @@ class JobStore:
         ``backoff_s``, keep it as a backoff lease until the scheduled retry comes (or it lapses and
         the recovery loop queues the part again)."""
         self._lease_call(job_id, part, owner, "end", backoff_s)
+
+    # -- a task one part does for all of a job's parts ------------------------------------------
+    def claim_task(self, job_id: str, task: str, token: str, lease_s: float) -> bool:
+        """Take the job's one-off ``task`` (e.g. ``centroids``: a dedup job's training) for ``lease_s``;
+        True for the one caller that gets it. The claim lapses with its lease should its holder die, so
+        another part takes the task over; the key expires by itself."""
+        return bool(self.r.set(self._task_key(job_id, task), token, nx=True, px=int(lease_s * 1000)))
+
+    def renew_task(self, job_id: str, task: str, token: str, lease_s: float) -> bool:
+        """Extend a claim this ``token`` holds; False if it lapsed (another part may hold the task now)."""
+        return bool(self._task(keys=[self._task_key(job_id, task)], args=[token, int(lease_s * 1000)]))
+
+    def release_task(self, job_id: str, task: str, token: str) -> None:
+        """Give a claim back (only the holder's token can)."""
+        self._task(keys=[self._task_key(job_id, task)], args=[token, 0])
 
     def _lease_call(self, job_id: str, part: int, owner: str, mode: str, seconds: float) -> int:
         keys = [self._lease_key(job_id, part), self._running_key(job_id)]

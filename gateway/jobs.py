@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 
 from embedfleet import errors
 from embedfleet.domain import Document, JobKind, JobSnapshot, JobState, ProgressUnit
@@ -112,14 +113,19 @@ class JobsCore:
         """The job now, then after each change, until it is finished or the caller goes away (noticed
         within a second, so an abandoned watch gives back its thread and its stream slot)."""
         self.get(job_id)
-        with self.streams.slot(f"cannot watch job {job_id}"):
+        with self._stream_slot(f"cannot watch job {job_id}"):
             yield from self.store.watch(job_id, keep_going=keep_going)
 
     def results(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[tuple[int, int, PartVectors]]:
         """An embed job's vectors in part order, each as soon as its part is done."""
         self.get(job_id)
-        with self.streams.slot(f"cannot stream the results of job {job_id}"):
+        with self._stream_slot(f"cannot stream the results of job {job_id}"):
             yield from self._results(job_id, keep_going)
+
+    def _stream_slot(self, what: str) -> AbstractContextManager[None]:
+        """One of the gateway's stream slots, within the caller's tenant's share of them."""
+        tenant = tenancy.current().tenant
+        return self.streams.slot(what, tenant, self.ctx.settings.quota_for(tenant).max_open_streams)
 
     def _results(self, job_id: str, keep_going: Callable[[], bool]) -> Iterator[tuple[int, int, PartVectors]]:
         snap = self.get(job_id)

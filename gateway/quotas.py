@@ -47,6 +47,9 @@ class TenantQuota(BaseModel):
     # Search embeds the queries and then asks Milvus: dearer per call than Embed.
     search_requests_per_second: float = Field(default=20.0, gt=0)
     search_burst: int = Field(default=40, gt=0)
+    # WatchJob and StreamJobResults calls open at once on one gateway (of its EMBEDFLEET_MAX_STREAMS, 16 by
+    # default): one tenant's watches never take every slot.
+    max_open_streams: int = Field(default=8, ge=0)
 
     def rate(self, call: RatedCall) -> tuple[float, int]:
         """(calls per second, burst) of one rated call."""
@@ -71,6 +74,7 @@ RATED_CALLS = {
 
 
 UNLIMITED = TenantQuota(
+    max_open_streams=0,
     max_concurrent_jobs=0,
     max_queued_parts=0,
     max_documents_per_job=0,

@@ -1,11 +1,10 @@
-"""Dedup jobs, gateway side: validate the request against the collection, train the partitions on a
-sample and plan one part per group of partitions (one part in exact mode).
+"""Dedup jobs, gateway side: validate the request against the collection, count the rows it selects and
+plan one part per group of partitions (one part in exact mode).
 
 The collection must exist (NOT_FOUND), and when the request names a model, be filled by it
-(FAILED_PRECONDITION): a threshold means something only in the vector space it was chosen for.
-Training happens here, once, so every part assigns rows to the same centroids; the sample is a
-reservoir of the first rows the iterator yields (``SAMPLE_SCAN_FACTOR`` times the sample size), which
-bounds the submission's cost on a large collection.
+(FAILED_PRECONDITION): a threshold means something only in the vector space it was chosen for. The
+partitions are trained by the job's first part on a worker (``worker/kinds/dedup.py``), not here: a
+submission reads no vectors, whatever the collection's size.
 """
 
 from __future__ import annotations
@@ -38,9 +37,6 @@ DEFAULT_PROBE = 8
 # Parts of a partitioned job unless the request says: each part reads the collection once.
 DEFAULT_PARTS = 8
 MAX_PARTS = 256
-# Training points per centroid (faiss uses at most 256 per centroid anyway).
-SAMPLE_PER_PARTITION = 64
-SAMPLE_SCAN_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -123,13 +119,7 @@ class DedupPlanner:
         k, parts = 1, 1
         if request.mode == DedupMode.PARTITIONED:
             k = min(request.partitions or partitions.default_k(rows), rows)
-            size = min(rows, k * SAMPLE_PER_PARTITION)
-            scan = collection_scan.scan(client, collection, expr=expr, limit=size * SAMPLE_SCAN_FACTOR)
-            sample = collection_scan.sample(scan, size, binding.dimensions)
-            trained = partitions.train(sample.vectors, k)
-            k = trained.k
             parts = min(request.parts or DEFAULT_PARTS, k)
-            DedupStore(output).write_centroids(trained.centroids)
         params = DedupParams(
             collection=collection,
             filter=expr,

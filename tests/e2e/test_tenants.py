@@ -238,6 +238,7 @@ def test_quotas_answer_resource_exhausted_with_retry_info(celery_system: LocalCl
                 embed_burst=2,
                 search_requests_per_second=0.2,
                 search_burst=1,
+                max_open_streams=1,
             )
         }
         try:
@@ -257,6 +258,14 @@ def test_quotas_answer_resource_exhausted_with_retry_info(celery_system: LocalCl
             with pytest.raises(errors.ResourceExhausted, match="bytes per message"):
                 c.writer.submit_embed([{"id": f"big-{i}", "text": "x" * 1500} for i in range(3)])
             running = c.writer.submit_embed(_docs("slow", 5), chunk_size=1)
+            watch = c.reader.watch(running.id)
+            next(watch)  # one open stream: the tenant's share
+            with pytest.raises(errors.ResourceExhausted, match="max_open_streams"):
+                next(c.reader.watch(running.id))
+            other_watch = other.reader.watch(other.writer.submit_embed(_docs("watched", 1)).id)
+            next(other_watch)  # another tenant's watch still opens
+            watch.close()
+            other_watch.close()
             with pytest.raises(errors.ResourceExhausted, match="active jobs") as jobs:
                 c.writer.submit_embed(_docs("second", 1))
             assert jobs.value.retry_after is not None and jobs.value.retry_after > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import grpc
 import pytest
@@ -17,8 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from embedfleet.domain import EmbeddingOptions, EmbedParams, JobSpec
+from embedfleet.errors import ResourceExhausted
 from embedfleet.gateway.server import RunningGateway, start_gateway
 from embedfleet.gateway.settings import GatewaySettings
+from embedfleet.gateway.streams import RETRY_AFTER_S, StreamSlots
 from embedfleet.v1 import jobs_pb2, jobs_pb2_grpc
 
 MAX_STREAMS = 3
@@ -84,3 +87,19 @@ def test_abandoned_watches_leave_health_and_unary_calls_answerable(gateway: Runn
                 assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
                 time.sleep(0.2)
         _answers_at_once(channel, job_id)
+
+
+def test_a_tenant_holds_at_most_its_share_of_the_slots() -> None:
+    slots = StreamSlots(max_streams=5)
+    with ExitStack() as held:
+        for _ in range(2):
+            held.enter_context(slots.slot("watch", "acme", tenant_limit=2))
+        with pytest.raises(ResourceExhausted, match="tenant 'acme' already has 2 open streams") as refused:
+            held.enter_context(slots.slot("watch", "acme", tenant_limit=2))
+        assert refused.value.retry_after_s == RETRY_AFTER_S
+        for _ in range(3):  # the rest of the gateway's slots are still there for others
+            held.enter_context(slots.slot("watch", "globex", tenant_limit=4))
+        with pytest.raises(ResourceExhausted, match="already serves 5 open streams"):
+            held.enter_context(slots.slot("watch", "initech", tenant_limit=4))
+    with slots.slot("watch", "acme", tenant_limit=2), slots.slot("watch", "acme", tenant_limit=2):
+        pass  # all given back when the streams ended
