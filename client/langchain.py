@@ -3,6 +3,7 @@
     from embedfleet.client.langchain import EmbedfleetEmbeddings
     embeddings = EmbedfleetEmbeddings(target="127.0.0.1:50051", model="all-MiniLM-L6-v2")
     vectors = embeddings.embed_documents(["first text", "second text"])
+    EmbedfleetEmbeddings("grpcs://embedfleet.example.com:443", api_key="efk_...", ca_file="ca.pem")
 
 Documents are embedded as ``document`` inputs and queries as ``query`` inputs, so models with
 prompts get the right one; long lists go in batches of ``batch_size`` (the gateway's Embed limit).
@@ -19,11 +20,22 @@ from embedfleet.client.sdk import EmbedfleetClient
 
 
 class EmbedfleetEmbeddings(Embeddings):
-    def __init__(self, target: str = "127.0.0.1:50051", model: str = "", dimensions: int = 0, batch_size: int = 128):
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        model: str = "",
+        dimensions: int = 0,
+        batch_size: int = 128,
+        **client_options: Any,
+    ) -> None:
+        """``client_options`` configure the SDK's clients as for ``EmbedfleetClient``: ``api_key`` (a gateway
+        with auth on, the default, refuses calls without one), ``ca_file``, ``cert_file``/``key_file``,
+        ``timeout``, ``retries``."""
         self.target = target
         self.options: dict[str, Any] = {"model": model, "dimensions": dimensions}
         self.batch_size = batch_size
-        self._client = EmbedfleetClient(target)
+        self.client_options = client_options
+        self._client = EmbedfleetClient(target, **client_options)
 
     def _embed(self, texts: list[str], input_type: str) -> list[list[float]]:
         vectors: list[list[float]] = []
@@ -40,7 +52,7 @@ class EmbedfleetEmbeddings(Embeddings):
 
     async def _aembed(self, texts: list[str], input_type: str) -> list[list[float]]:
         vectors: list[list[float]] = []
-        async with AsyncEmbedfleetClient(self.target) as client:
+        async with AsyncEmbedfleetClient(self.target, **self.client_options) as client:
             for start in range(0, len(texts), self.batch_size):
                 batch = texts[start : start + self.batch_size]
                 result = await client.embed(batch, input_type=input_type, **self.options)

@@ -100,8 +100,11 @@ class MilvusSink:
         vectors: np.ndarray,
         extra: Mapping[str, np.ndarray] | None = None,
         ranges: Mapping[str, np.ndarray] | None = None,
+        persist: bool = True,
     ) -> int:
-        """Upsert one row per document (with each extra representation); returns the rows written."""
+        """Upsert one row per document (with each extra representation); returns the rows written. With
+        ``persist`` the rows are durable when this returns; a caller that writes a part in several calls
+        passes False and calls ``persist`` once after the last."""
         extra = extra or {}
         columns = {field.name: _column(field, extra[field.name]) for field in binding.fields}
         started = time.perf_counter()
@@ -131,7 +134,8 @@ class MilvusSink:
                 # Dropped since it was checked: create it again, or refuse it if another model did.
                 self._ensure(collection, binding, ranges, force=True)
                 self._upsert(collection, rows, sizes)
-            milvus.persist(self.client, collection, self.engine())
+            if persist:
+                milvus.persist(self.client, collection, self.engine())
             return len(rows)
         except MilvusException as exc:
             # Connection loss, a busy server: the chunk is retried (and the upsert makes that safe).
@@ -139,6 +143,14 @@ class MilvusSink:
             raise Retryable(f"Milvus upsert into {collection!r} failed: {exc.message}") from exc
         finally:
             metrics.MILVUS_WRITE.observe(time.perf_counter() - started)
+
+    def persist(self, collection: str) -> None:
+        """Make every write to ``collection`` so far durable (a flush where the engine needs one)."""
+        try:
+            milvus.persist(self.client, collection, self.engine())
+        except MilvusException as exc:
+            metrics.MILVUS_WRITE_ERRORS.inc()
+            raise Retryable(f"making the writes to {collection!r} durable failed: {exc.message}") from exc
 
     def _upsert(self, collection: str, rows: list[dict[str, Any]], sizes: list[int]) -> None:
         for batch in _batches(rows, sizes, self.max_batch_bytes):

@@ -5,6 +5,7 @@ crosses; roles, revocation, quotas and the audit trail. Celery gets the whole su
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import urllib.error
@@ -291,6 +292,16 @@ def test_nothing_crosses_between_tenants_on_ray(ray_system: LocalCluster) -> Non
         assert job.id not in {j.id for j in b.reader.list_jobs()}
         with pytest.raises(errors.Unauthenticated):
             EmbedfleetClient(ray_system.gateway_address, retries=0).get_job(job.id)
+        # Collections and search: the same names, each tenant's own rows.
+        assert a.writer.index(_docs("ra", 3), "docs").state == JobState.SUCCEEDED
+        assert b.writer.index(_docs("rb", 2), "docs").state == JobState.SUCCEEDED
+        assert {h.id for h in b.reader.search("docs", "a cat", top_k=10)} == {"rb-0", "rb-1"}
+        assert [(c.name, c.row_count) for c in b.reader.list_collections()] == [("docs", 2)]
+        for call in (b.reader.get_collection, b.writer.delete_collection):
+            with pytest.raises(errors.NotFound):
+                call(f"tenant_{a.name}_docs")
+        assert b.writer.delete_collection("docs").row_count == 2
+        assert a.reader.get_collection("docs").row_count == 3
 
 
 def test_keys_cli_bootstrap_then_create_list_revoke(
@@ -320,6 +331,18 @@ def test_keys_cli_bootstrap_then_create_list_revoke(
         assert writer["secret"] not in out and admin["secret"] not in out  # listed without secrets
         assert run("revoke", writer["key"]["key_id"], key=admin["secret"])[0] == 0
         assert run("list", key=writer["secret"])[0] == 8  # UNAUTHENTICATED: revoked
+
+
+def test_the_langchain_adapter_carries_the_api_key(celery_system: LocalCluster) -> None:
+    from embedfleet.client.langchain import EmbedfleetEmbeddings
+
+    with auth_on(celery_system) as make_tenant:
+        t = make_tenant()
+        keyed = EmbedfleetEmbeddings(celery_system.gateway_address, api_key=t.secrets[Role.WRITER], retries=0)
+        assert len(keyed.embed_query("a cat")) == 384
+        assert len(asyncio.run(keyed.aembed_documents(["a cat", "a dog"]))) == 2
+        with pytest.raises(errors.Unauthenticated):
+            EmbedfleetEmbeddings(celery_system.gateway_address, retries=0).embed_query("a cat")
 
 
 def test_openai_endpoint_passes_the_same_gate(celery_system: LocalCluster) -> None:

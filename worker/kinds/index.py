@@ -55,7 +55,7 @@ class IndexPart:
         encoder = ctx.encoder(part.spec)
         writer = _RowWriter(part, ctx, encoder, docs, duplicates)
         overlap(embed_batches(encoder, [d.text for d in docs], part.spec.embedding.input_type), writer.add)
-        writer.flush()
+        writer.close()
         return writer.truncated
 
 
@@ -84,6 +84,7 @@ class _RowWriter:
         self.duplicates = duplicates
         self.truncated = 0
         self._pending: list[EncodedBatch] = []
+        self._written = False
 
     def add(self, batch: EncodedBatch) -> None:
         self.truncated += batch.truncated
@@ -114,4 +115,12 @@ class _RowWriter:
             extra[field.name] = represent(self.encoder, raw, field.dimensions, field.precision, normalize)
             if field.precision == Precision.INT8:
                 ranges[field.name] = int8_ranges(self.encoder, field.dimensions, normalize)
-        self.ctx.sink().write(self.params.collection, self.binding, docs, vectors, extra, ranges)
+        # Made durable once, in ``close``: one flush per part, not one per write_rows rows.
+        self.ctx.sink().write(self.params.collection, self.binding, docs, vectors, extra, ranges, persist=False)
+        self._written = True
+
+    def close(self) -> None:
+        """Write what is pending, then make the part's writes durable before the part counts as done."""
+        self.flush()
+        if self._written:
+            self.ctx.sink().persist(self.params.collection)
