@@ -10,6 +10,11 @@ like the shared README's figure), then cancels it. It reports the Redis memory o
 "before" runs the same child under an interpreter whose ``embedfleet`` is the branch start (staged in
 Redis); "after" is this checkout (spilled to Parquet shards in the dataset store). Runs interleave before
 and after; figures are medians. ``--reference N`` times accepting an N-row Parquet corpus by reference.
+``--grpc N`` streams N documents through the SDK to a real gateway in the child (gRPC over 127.0.0.1, a
+Celery dispatcher under the run's own key prefix, no worker), timed from the call to the accepted job;
+its RSS figure holds the client's memory as well as the gateway's.
+
+    .venv/bin/python bench/data_plane.py --sizes --grpc 100000 --runs 3
 """
 
 from __future__ import annotations
@@ -117,8 +122,50 @@ def child(n: int, redis_url: str, reference: str) -> dict[str, float]:
     }
 
 
-def _run(python: str, n: int, redis_url: str, reference: str = "") -> dict[str, float]:
+def child_grpc(n: int, redis_url: str) -> dict[str, float]:
+    """One streamed submission of ``n`` documents over gRPC to a gateway in this process."""
+    import redis
+
+    from embedfleet.client.sdk import EmbedfleetClient
+    from embedfleet.gateway.server import start_gateway
+    from embedfleet.gateway.settings import GatewaySettings
+
+    prefix = f"efbench-{uuid.uuid4().hex[:8]}:"
+    data = Path(tempfile.mkdtemp(prefix="efbench-"))
+    settings = GatewaySettings(
+        redis_url=redis_url, key_prefix=prefix, data_uri=str(data), port=0, auth=False, max_documents_per_job=10_000_000
+    )
+    gateway = start_gateway(settings)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        docs = ({"id": d.id, "text": d.text} for d in _documents(n))  # type: ignore[attr-defined]
+        with EmbedfleetClient(f"127.0.0.1:{gateway.port}", timeout=600) as sdk:
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            start = time.perf_counter()
+            job = sdk.submit_embed(docs)
+            seconds = time.perf_counter() - start
+            rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
+            sdk.cancel_job(job.id)
+        keys = [k for k in client.scan_iter(match=f"{prefix}*", count=1000) if b":celery:" not in k]
+        used = sum(int(client.memory_usage(k) or 0) for k in keys)
+        return {
+            "keys": len(keys),
+            "redis_bytes": used,
+            "rss_mb": rss_growth / 1024,
+            "seconds": seconds,
+            "parts": job.chunks_total,
+        }
+    finally:
+        gateway.stop(grace_s=0)
+        every = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for begin in range(0, len(every), 1000):
+            client.delete(*every[begin : begin + 1000])
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _run(python: str, n: int, redis_url: str, reference: str = "", grpc: bool = False) -> dict[str, float]:
     args = [python, __file__, "--child", str(n), "--redis-url", redis_url, "--child-reference", reference]
+    args += ["--child-grpc"] if grpc else []
     out = subprocess.run(args, check=True, capture_output=True, text=True, cwd=Path(__file__).parent).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -155,12 +202,19 @@ def main() -> None:
     parser.add_argument("--before-python", default="", help="an interpreter whose embedfleet is the old code")
     parser.add_argument("--streamed-only", type=int, nargs="*", default=[], help="sizes measured after only")
     parser.add_argument("--reference", type=int, nargs="*", default=[], help="Parquet-by-reference sizes")
+    parser.add_argument("--grpc", type=int, nargs="*", default=[], help="sizes streamed over gRPC to a gateway")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child-reference", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--child-grpc", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.redis_url, args.child_reference)))
+        measured = (
+            child_grpc(args.child, args.redis_url)
+            if args.child_grpc
+            else child(args.child, args.redis_url, args.child_reference)
+        )
+        print(json.dumps(measured))
         return
     rows = []
     for n in args.sizes:
@@ -181,6 +235,9 @@ def main() -> None:
             rows.append(_row("after: Parquet by reference", n, runs))
         finally:
             shutil.rmtree(path.parent, ignore_errors=True)
+    for n in args.grpc:
+        runs = [_run(sys.executable, n, args.redis_url, grpc=True) for _ in range(args.runs)]
+        rows.append(_row("after: streamed over gRPC (SDK -> gateway)", n, runs))
     header = "| submission | documents | parts | Redis keys | Redis MB | Redis B/doc | peak RSS growth MB | RSS B/doc"
     print(header + " | accept s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
