@@ -8,9 +8,10 @@ async with AsyncEmbedfleetClient("127.0.0.1:50051") as client:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
+import functools
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -18,8 +19,9 @@ import pyarrow as pa
 
 from embedfleet import wire
 from embedfleet.apikeys import ApiKey
+from embedfleet.client import paging
 from embedfleet.client import requests as rq
-from embedfleet.client.clusters import assignment_from_pb, map_from_pb, summary_from_pb
+from embedfleet.client.clusters import map_from_pb
 from embedfleet.client.errors import Unavailable
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, JobProgress
@@ -39,6 +41,8 @@ from embedfleet.cluster_types import Assignment, ClusterMap, ClusterSummary
 from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
 from embedfleet.v1 import collections_pb2, embed_pb2, jobs_pb2, keys_pb2, models_pb2, status_pb2
+
+T = TypeVar("T")
 
 
 class AsyncEmbedfleetClient(ClientBase):
@@ -192,32 +196,32 @@ class AsyncEmbedfleetClient(ClientBase):
         request = rq.dedup_request(collection, threshold, **kwargs)
         return Job.from_pb((await self.jobs.SubmitDedupJob(request, timeout=self.timeout)).job)
 
-    async def dedup_groups(self, job_id: str, page_size: int = 500) -> AsyncIterator[DedupGroup]:
-        """See ``EmbedfleetClient.dedup_groups``."""
+    async def _paged(
+        self, call: Any, request: Callable[[str], Any], items: Callable[[Any], Iterable[T]]
+    ) -> AsyncIterator[T]:
+        """See ``EmbedfleetClient._paged``."""
         token = ""
         while True:
-            request = rq.dedup_groups_request(job_id, page_size, token)
-            response = await self.jobs.GetDedupGroups(request, timeout=self.timeout)
-            for group in response.groups:
-                yield DedupGroup.from_pb(group)
+            response = await call(request(token), timeout=self.timeout)
+            for item in items(response):
+                yield item
             token = response.next_page_token
             if not token:
                 return
+
+    def dedup_groups(self, job_id: str, page_size: int = 500) -> AsyncIterator[DedupGroup]:
+        """See ``EmbedfleetClient.dedup_groups``."""
+        return self._paged(
+            self.jobs.GetDedupGroups, lambda t: rq.dedup_groups_request(job_id, page_size, t), paging.dedup_groups
+        )
 
     async def export_dedup_groups(self, job_id: str, output: str | Path) -> int:
         """See ``EmbedfleetClient.export_dedup_groups``."""
         return export_groups([g async for g in self.dedup_groups(job_id)], output)
 
-    async def list_jobs(self, state: JobState | None = None, page_size: int = 50) -> AsyncIterator[Job]:
+    def list_jobs(self, state: JobState | None = None, page_size: int = 50) -> AsyncIterator[Job]:
         """See ``EmbedfleetClient.list_jobs``."""
-        token = ""
-        while True:
-            response = await self.jobs.ListJobs(rq.list_jobs_request(state, page_size, token), timeout=self.timeout)
-            for job in response.jobs:
-                yield Job.from_pb(job)
-            token = response.next_page_token
-            if not token:
-                return
+        return self._paged(self.jobs.ListJobs, lambda t: rq.list_jobs_request(state, page_size, t), paging.listed_jobs)
 
     async def watch(self, job_id: str, *, timeout: float | None = None) -> AsyncIterator[Job]:
         """See ``EmbedfleetClient.watch``."""
@@ -303,30 +307,15 @@ class AsyncEmbedfleetClient(ClientBase):
 
     async def clusters(self, job_id: str, page_size: int = 100) -> list[ClusterSummary]:
         """A finished cluster job's clusters, largest first, fetched page by page."""
-        found: list[ClusterSummary] = []
-        token = ""
-        while True:
-            response = await self.jobs.ListClusters(
-                rq.list_clusters_request(job_id, page_size, token), timeout=self.timeout
-            )
-            found.extend(summary_from_pb(c) for c in response.clusters)
-            token = response.next_page_token
-            if not token:
-                return found
+        request = functools.partial(rq.list_clusters_request, job_id, page_size)
+        return [c async for c in self._paged(self.jobs.ListClusters, request, paging.listed_clusters)]
 
-    async def cluster_assignments(
+    def cluster_assignments(
         self, job_id: str, cluster: int | None = None, page_size: int = 1000
     ) -> AsyncIterator[Assignment]:
         """Every row's cluster (only ``cluster``'s rows if given), fetched page by page."""
-        token = ""
-        while True:
-            request = rq.cluster_assignments_request(job_id, cluster, page_size, token)
-            response = await self.jobs.ListClusterAssignments(request, timeout=self.timeout)
-            for assignment in response.assignments:
-                yield assignment_from_pb(assignment)
-            token = response.next_page_token
-            if not token:
-                return
+        request = functools.partial(rq.cluster_assignments_request, job_id, cluster, page_size)
+        return self._paged(self.jobs.ListClusterAssignments, request, paging.listed_assignments)
 
     async def cluster_map(self, job_id: str) -> ClusterMap:
         """A sample of the job's rows projected to 2-D with their clusters."""
@@ -337,15 +326,8 @@ class AsyncEmbedfleetClient(ClientBase):
     # -- collections --------------------------------------------------------------------------
     async def list_collections(self, page_size: int = 100) -> list[Collection]:
         """See ``EmbedfleetClient.list_collections``."""
-        found: list[Collection] = []
-        token = ""
-        while True:
-            request = collections_pb2.ListCollectionsRequest(page_size=page_size, page_token=token)
-            response = await self.collections.ListCollections(request, timeout=self.timeout)
-            found.extend(Collection.from_pb(c) for c in response.collections)
-            token = response.next_page_token
-            if not token:
-                return found
+        request = functools.partial(rq.list_collections_request, page_size)
+        return [c async for c in self._paged(self.collections.ListCollections, request, paging.listed_collections)]
 
     async def get_collection(self, name: str) -> Collection:
         """See ``EmbedfleetClient.get_collection``."""

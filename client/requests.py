@@ -9,7 +9,7 @@ from typing import Any
 from embedfleet import wire
 from embedfleet.corpus import document_from_record, read_corpus
 from embedfleet.domain import Document, JobState
-from embedfleet.v1 import common_pb2, jobs_pb2, keys_pb2, search_pb2
+from embedfleet.v1 import collections_pb2, common_pb2, jobs_pb2, keys_pb2, search_pb2
 
 # A corpus is a JSONL/Parquet path; an iterable or generator of Document objects or {"id", "text",
 # "metadata"} dicts; or a table: a pandas DataFrame, a pyarrow Table/RecordBatch, a pyarrow dataset, or
@@ -353,6 +353,10 @@ def cluster_request(
             display_name=display_name,
         )
     )
+
+
+def list_collections_request(page_size: int, page_token: str) -> collections_pb2.ListCollectionsRequest:
+    return collections_pb2.ListCollectionsRequest(page_size=page_size, page_token=page_token)
 
 
 def list_clusters_request(job_id: str, page_size: int, page_token: str) -> jobs_pb2.ListClustersRequest:

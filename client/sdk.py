@@ -11,10 +11,11 @@ local corpus file are raised as they happened (``embedfleet.errors.InvalidArgume
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -22,8 +23,9 @@ import pyarrow as pa
 
 from embedfleet import wire
 from embedfleet.apikeys import ApiKey
+from embedfleet.client import paging
 from embedfleet.client import requests as rq
-from embedfleet.client.clusters import assignment_from_pb, map_from_pb, summary_from_pb
+from embedfleet.client.clusters import map_from_pb
 from embedfleet.client.errors import Unavailable
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, follow
@@ -43,6 +45,8 @@ from embedfleet.cluster_types import Assignment, ClusterMap, ClusterSummary
 from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
 from embedfleet.v1 import collections_pb2, embed_pb2, jobs_pb2, keys_pb2, models_pb2, status_pb2
+
+T = TypeVar("T")
 
 
 class EmbedfleetClient(ClientBase):
@@ -209,16 +213,21 @@ class EmbedfleetClient(ClientBase):
         request = rq.dedup_request(collection, threshold, **kwargs)
         return Job.from_pb(self.jobs.SubmitDedupJob(request, timeout=self.timeout).job)
 
-    def dedup_groups(self, job_id: str, page_size: int = 500) -> Iterator[DedupGroup]:
-        """A succeeded dedup job's groups in kept-id order, fetched page by page."""
+    def _paged(self, call: Any, request: Callable[[str], Any], items: Callable[[Any], Iterable[T]]) -> Iterator[T]:
+        """The items of a paged RPC, one page at a time: ``request(token)`` asks for a page, ``items`` reads it."""
         token = ""
         while True:
-            request = rq.dedup_groups_request(job_id, page_size, token)
-            response = self.jobs.GetDedupGroups(request, timeout=self.timeout)
-            yield from (DedupGroup.from_pb(g) for g in response.groups)
+            response = call(request(token), timeout=self.timeout)
+            yield from items(response)
             token = response.next_page_token
             if not token:
                 return
+
+    def dedup_groups(self, job_id: str, page_size: int = 500) -> Iterator[DedupGroup]:
+        """A succeeded dedup job's groups in kept-id order, fetched page by page."""
+        return self._paged(
+            self.jobs.GetDedupGroups, lambda t: rq.dedup_groups_request(job_id, page_size, t), paging.dedup_groups
+        )
 
     def export_dedup_groups(self, job_id: str, output: str | Path) -> int:
         """Write a dedup job's groups to a .parquet or .jsonl file; returns how many."""
@@ -231,14 +240,7 @@ class EmbedfleetClient(ClientBase):
 
     def list_jobs(self, state: JobState | None = None, page_size: int = 50) -> Iterator[Job]:
         """Every job, newest first, fetched page by page."""
-        token = ""
-        while True:
-            response = self.jobs.ListJobs(rq.list_jobs_request(state, page_size, token), timeout=self.timeout)
-            for job in response.jobs:
-                yield Job.from_pb(job)
-            token = response.next_page_token
-            if not token:
-                return
+        return self._paged(self.jobs.ListJobs, lambda t: rq.list_jobs_request(state, page_size, t), paging.listed_jobs)
 
     def cancel_job(self, job_id: str) -> Job:
         """Cancel a queued or running job; parts not started never run. Returns the job after the call."""
@@ -336,27 +338,15 @@ class EmbedfleetClient(ClientBase):
 
     def clusters(self, job_id: str, page_size: int = 100) -> list[ClusterSummary]:
         """A finished cluster job's clusters, largest first (noise, -1, last), fetched page by page."""
-        found: list[ClusterSummary] = []
-        token = ""
-        while True:
-            response = self.jobs.ListClusters(rq.list_clusters_request(job_id, page_size, token), timeout=self.timeout)
-            found.extend(summary_from_pb(c) for c in response.clusters)
-            token = response.next_page_token
-            if not token:
-                return found
+        request = functools.partial(rq.list_clusters_request, job_id, page_size)
+        return list(self._paged(self.jobs.ListClusters, request, paging.listed_clusters))
 
     def cluster_assignments(
         self, job_id: str, cluster: int | None = None, page_size: int = 1000
     ) -> Iterator[Assignment]:
         """Every row's cluster (only ``cluster``'s rows if given), fetched page by page."""
-        token = ""
-        while True:
-            request = rq.cluster_assignments_request(job_id, cluster, page_size, token)
-            response = self.jobs.ListClusterAssignments(request, timeout=self.timeout)
-            yield from (assignment_from_pb(a) for a in response.assignments)
-            token = response.next_page_token
-            if not token:
-                return
+        request = functools.partial(rq.cluster_assignments_request, job_id, cluster, page_size)
+        return self._paged(self.jobs.ListClusterAssignments, request, paging.listed_assignments)
 
     def cluster_map(self, job_id: str) -> ClusterMap:
         """A sample of the job's rows projected to 2-D with their clusters (``client.cluster_map`` draws it)."""
@@ -366,15 +356,8 @@ class EmbedfleetClient(ClientBase):
     # -- collections --------------------------------------------------------------------------
     def list_collections(self, page_size: int = 100) -> list[Collection]:
         """Your collections by name (model, fields, index, rows, active jobs), fetched page by page."""
-        found: list[Collection] = []
-        token = ""
-        while True:
-            request = collections_pb2.ListCollectionsRequest(page_size=page_size, page_token=token)
-            response = self.collections.ListCollections(request, timeout=self.timeout)
-            found.extend(Collection.from_pb(c) for c in response.collections)
-            token = response.next_page_token
-            if not token:
-                return found
+        request = functools.partial(rq.list_collections_request, page_size)
+        return list(self._paged(self.collections.ListCollections, request, paging.listed_collections))
 
     def get_collection(self, name: str) -> Collection:
         """One collection; ``NotFound`` if you have none of that name."""

@@ -5,6 +5,7 @@ CLI does the same with --json."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 
 from embedfleet import milvus
 from embedfleet.client import errors
+from embedfleet.client.aio import AsyncEmbedfleetClient
 from embedfleet.client.cli import main
 from embedfleet.client.sdk import EmbedfleetClient
 from embedfleet.domain import JobState, Precision
@@ -63,6 +65,15 @@ def test_list_get_and_delete_collections(celery_system: LocalCluster, caplog: py
                 client.get_collection(foreign)
         finally:
             raw.drop_collection(foreign)
+
+        async def through_asyncio() -> tuple[set[str], object, set[str]]:
+            async with AsyncEmbedfleetClient(celery_system.gateway_address) as aio:
+                names = {c.name for c in await aio.list_collections(page_size=1)}
+                jobs = {j.id async for j in aio.list_jobs(page_size=2)}
+                return names, await aio.get_collection(second), jobs
+
+        aio_names, aio_second, aio_jobs = asyncio.run(through_asyncio())
+        assert {first, second} <= aio_names and aio_second == listed[second] and job.id in aio_jobs
 
         # In use by a job: refused, naming the job; once the job is cancelled, deleted.
         busy = client.submit_index(_docs("busy", 40), first, chunk_size=1, extra_fields=bits)
