@@ -9,17 +9,11 @@ submitted just after the check finds the collection gone, as if it had been drop
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
-
-from pymilvus.exceptions import MilvusException
 
 from embedfleet import errors, milvus
 from embedfleet.gateway import audit, paging, tenancy
 from embedfleet.gateway.context import GatewayContext
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,19 +28,13 @@ class CollectionsCore:
     def __init__(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
 
-    def _milvus(self, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except MilvusException as exc:
-            raise errors.Unavailable(f"cannot reach Milvus at {self.ctx.settings.milvus_uri}: {exc.message}") from None
-
     def page(self, page_size: int, page_token: str) -> tuple[list[CollectionInfo], str]:
         """The caller's embedfleet collections by name, from just after ``page_token`` (the last name
         of the previous page); collections embedfleet did not make are left out."""
         size = paging.page_size(page_size)
         if page_token:
             milvus.validate_collection_name(page_token)
-        physical = self._milvus(lambda: self.ctx.milvus_client().list_collections())
+        physical = self.ctx.on_milvus(lambda client: client.list_collections())
         names = sorted(
             (name, physical_name)
             for physical_name in physical
@@ -81,14 +69,14 @@ class CollectionsCore:
                 "for them to end, then delete it"
             )
         physical = self.ctx.collection(name)
-        self._milvus(lambda: self.ctx.milvus_client().drop_collection(physical))
+        self.ctx.on_milvus(lambda client: client.drop_collection(physical))
         audit.record("collection.delete", name, model=info.binding.model, rows=str(info.row_count))
         return info
 
     def _info(
         self, name: str, physical: str, binding: milvus.CollectionBinding, active: dict[str, list[str]]
     ) -> CollectionInfo:
-        stats = self._milvus(lambda: self.ctx.milvus_client().get_collection_stats(physical))
+        stats = self.ctx.on_milvus(lambda client: client.get_collection_stats(physical))
         return CollectionInfo(name, binding, int(stats.get("row_count", 0)), active.get(physical, []))
 
     def _active_jobs(self) -> dict[str, list[str]]:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
@@ -27,6 +28,8 @@ from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.jobstore import JobStore
 from embedfleet.milvus_engine import MilvusEngine
 from embedfleet.registry import ModelRegistry, ModelSpec
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,17 @@ class GatewayContext:
                 self._milvus = self.milvus_factory()
             return self._milvus
 
+    def on_milvus(self, call: Callable[[MilvusClient], T]) -> T:
+        """``call`` with the gateway's Milvus client; a Milvus error is UNAVAILABLE, naming the server."""
+        try:
+            return call(self.milvus_client())
+        except MilvusException as exc:
+            raise errors.Unavailable(f"cannot reach Milvus at {self.settings.milvus_uri}: {exc.message}") from None
+
     def binding(self, collection: str) -> milvus.CollectionBinding | None:
         """The collection's binding (None if it does not exist); Milvus outages are UNAVAILABLE."""
         milvus.validate_collection_name(collection)
-        try:
-            return milvus.read_binding(self.milvus_client(), collection)
-        except MilvusException as exc:
-            raise errors.Unavailable(f"cannot reach Milvus at {self.settings.milvus_uri}: {exc.message}") from None
+        return self.on_milvus(lambda client: milvus.read_binding(client, collection))
 
     def collection(self, name: str) -> str:
         """The Milvus collection the caller means by ``name``: its tenant's (see ``tenancy``)."""
@@ -78,10 +85,7 @@ class GatewayContext:
 
     def engine(self) -> MilvusEngine:
         """What the Milvus behind ``milvus_uri`` supports (asked per call: a server may be upgraded)."""
-        try:
-            return milvus_engine.detect(self.milvus_client())
-        except MilvusException as exc:
-            raise errors.Unavailable(f"cannot reach Milvus at {self.settings.milvus_uri}: {exc.message}") from None
+        return self.on_milvus(milvus_engine.detect)
 
     def resolve(self, options: EmbeddingOptions) -> ResolvedModel:
         """Options with the model resolved to a registry name; unknown models and dimensions refused."""

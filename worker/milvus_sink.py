@@ -2,8 +2,10 @@
 
 Rows are keyed by ``primary_key(collection, document id)`` and written with upsert, so a chunk
 that runs twice (redelivery after a crash) overwrites its rows instead of adding copies. Requests
-are split by estimated size to stay well under Milvus' 64 MB per-request limit. A write returns only
-once it would survive the engine being killed, since the part is then counted done and never rerun.
+are split by estimated size to stay well under Milvus' 64 MB per-request limit. A part's writes are
+durable before the part counts done (it is then never rerun): a write with ``persist`` (the default)
+returns only once it would survive the engine being killed, and a part written in several calls
+persists once after the last.
 """
 
 from __future__ import annotations

@@ -165,3 +165,27 @@ def test_an_index_part_is_made_durable_once_after_its_last_write(lite: LocalClus
     assert len(writes) >= 6 and set(writes) == {"write persist=False"} and last == "persist"
     _kill_and_restart(lite)
     assert _stored_ids(lite.milvus_uri, "part_durability") == {d.id for d in docs}
+
+
+def test_flushes_that_race_on_one_collection_are_tried_again(lite: LocalCluster) -> None:
+    """Lite fails a flush that overlaps another one on the same collection ("current_seq is monotonic");
+    four writers flushing after each small write hit that a few times in a hundred. None may fail."""
+    MilvusSink(milvus.connect(lite.milvus_uri), max_batch_bytes=1 << 20).write(
+        COLLECTION, BINDING, _part(9, 0), _VECTORS
+    )
+    failures: list[str] = []
+
+    def write(writer: int) -> None:
+        sink = MilvusSink(milvus.connect(lite.milvus_uri), max_batch_bytes=1 << 20)
+        for index in range(30):
+            try:
+                sink.write(COLLECTION, BINDING, _part(writer, index)[:1], _VECTORS[:1])
+            except Retryable as exc:
+                failures.append(str(exc))
+
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join(120)
+    assert not failures, failures[:3]
