@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 import grpc
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
@@ -73,6 +74,8 @@ def _emit(value: Any, show: Callable[[], None]) -> None:
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
+    if isinstance(value, BaseModel):  # domain types inside SDK results (a collection's fields and index)
+        return value.model_dump(mode="json")
     return value.value if isinstance(value, Enum) else str(value)
 
 
@@ -294,15 +297,33 @@ def _exit_for(job: Any) -> None:
         sys.exit(EXIT_JOB_NOT_SUCCEEDED)
 
 
-def _int_pairs(pairs: tuple[str, ...], option: str) -> dict[str, int]:
-    """KEY=INT pairs of a repeatable option."""
-    parsed: dict[str, int] = {}
+def _pairs(pairs: tuple[str, ...], option: str, value_type: type = str) -> dict[str, Any]:
+    """KEY=VALUE pairs of a repeatable option, each value read as ``value_type``."""
+    parsed: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key or not value.lstrip("-").isdigit():
-            raise click.BadParameter(f"{pair!r}: use KEY=INT", param_hint=option)
-        parsed[key] = int(value)
+        try:
+            if not (sep and key and value):
+                raise ValueError(pair)
+            parsed[key] = value_type(value)
+        except ValueError:
+            shape = "INT" if value_type is int else "VALUE"
+            raise click.BadParameter(f"{pair!r}: use KEY={shape}", param_hint=option) from None
     return parsed
+
+
+def _extra_fields(specs: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``NAME[:DIMS][:PRECISION]`` specs of a repeatable --extra-field, as the SDK's ``extra_fields``."""
+    fields: list[dict[str, Any]] = []
+    for spec in specs:
+        name, _, rest = spec.partition(":")
+        dims, _, precision = rest.partition(":")
+        if not name or (dims and not dims.isdigit()):
+            raise click.BadParameter(
+                f"{spec!r}: use NAME[:DIMS][:PRECISION], e.g. v128:128 or bits::binary", param_hint="--extra-field"
+            )
+        fields.append({"name": name, "dimensions": int(dims or 0), "precision": precision or "float32"})
+    return fields
 
 
 _model_options = [
@@ -342,6 +363,22 @@ def _with_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @_with_model_options
 @click.option("--index-type", default="", help="FLAT, IVF_FLAT, IVF_SQ8, HNSW or AUTOINDEX (a new collection's).")
 @click.option("--index-param", "index_params", multiple=True, metavar="KEY=INT", help="e.g. M=16, nlist=128.")
+@click.option(
+    "--extra-field",
+    "extra_fields",
+    multiple=True,
+    metavar="NAME[:DIMS][:PRECISION]",
+    help="Another representation in each row: v128:128 (a Matryoshka prefix), bits::binary, codes::int8.",
+)
+@click.option(
+    "--column",
+    "columns",
+    multiple=True,
+    metavar="ROLE=NAME",
+    help="With --by-reference or --server-path: the corpus's column for id, text or metadata, e.g. text=sentence.",
+)
+@click.option("--dedup-threshold", type=float, default=None, help="Skip (or mark) near-duplicates at this cosine.")
+@click.option("--dedup-action", type=click.Choice(["skip", "mark"]), default="skip", show_default=True)
 @click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
 @click.pass_context
 @_fail_cleanly
@@ -356,10 +393,15 @@ def index(
     server_path: bool,
     index_type: str,
     index_params: tuple[str, ...],
+    extra_fields: tuple[str, ...],
+    columns: tuple[str, ...],
+    dedup_threshold: float | None,
+    dedup_action: str,
     by_reference: bool,
     no_wait: bool,
 ) -> None:
-    """Embed CORPUS (JSONL or Parquet of {id, text, metadata}) into a Milvus collection."""
+    """Embed CORPUS (JSONL or Parquet of {id, text, metadata}) into a Milvus collection:
+    embedfleet index corpus.jsonl --collection docs --extra-field v128:128 --extra-field bits::binary"""
     with _client(ctx) as client:
         job = client.submit_index(
             collection=collection,
@@ -368,7 +410,10 @@ def index(
             chunk_size=chunk_size,
             display_name=display_name,
             **_corpus_args(corpus, server_path, by_reference),
-            index={"type": index_type, "params": _int_pairs(index_params, "--index-param")},
+            columns=_pairs(columns, "--column") or None,
+            extra_fields=_extra_fields(extra_fields),
+            index={"type": index_type, "params": _pairs(index_params, "--index-param", int)},
+            dedup=None if dedup_threshold is None else {"threshold": dedup_threshold, "action": dedup_action},
         )
         if no_wait:
             _print_json(job) if _json_mode() else console.print(job.id)

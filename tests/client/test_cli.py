@@ -128,3 +128,29 @@ def test_index_by_reference_and_resume(cluster: LocalCluster) -> None:
     job_id = re.search(r"\b[0-9a-f]{32}\b", out).group(0)  # type: ignore[union-attr]
     code, out = _run(cluster, "jobs", "resume", job_id)
     assert code != 0 and "only FAILED or CANCELLED jobs can be resumed" in out
+
+
+def test_index_with_extra_fields_renamed_columns_and_dedup_on_ingest(cluster: LocalCluster) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = cluster.data_dir / "data" / f"cli-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    texts = ["a red fox runs", "a red fox runs", "a blue whale sings"]  # the second is the first again
+    pq.write_table(pa.table({"idx": ["h1", "h2", "h3"], "sentence": texts}), folder / "hub.parquet")
+    collection = f"cli_{uuid.uuid4().hex[:8]}"
+    args = ["index", f"{folder.name}/hub.parquet", "--by-reference", "--collection", collection]
+    args += ["--column", "id=idx", "--column", "text=sentence", "--extra-field", "codes:384:int8"]
+    args += ["--extra-field", "bits::binary", "--dedup-threshold", "0.99"]
+    code, out = _run(cluster, *args)
+    assert code == 0 and "SUCCEEDED" in out, out
+    code, out = _run(cluster, "--json", "collections", "get", collection)
+    described = json.loads(out)
+    assert described["row_count"] == 2  # the repeat skipped on ingest
+    assert [(f["name"], f["dimensions"], f["precision"]) for f in described["fields"]] == [
+        ("codes", 384, "int8"),
+        ("bits", 384, "binary"),
+    ]
+    for bad in (["--extra-field", "v:x"], ["--column", "text"], ["--index-param", "M=many"]):
+        code, out = _run(cluster, "index", "c.jsonl", "--collection", collection, *bad)
+        assert code == 2 and "use " in out, out
