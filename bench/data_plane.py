@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 BASE_TEXTS = 1000
 
@@ -67,6 +68,18 @@ class _NoQueue:
 
     def close(self) -> None:
         pass
+
+
+def _redis_usage(client: Any, prefix: str, skip: bytes | None = None) -> tuple[int, int]:
+    """(keys, bytes by ``MEMORY USAGE``) under ``prefix``, leaving out keys whose name holds ``skip``."""
+    keys = [k for k in client.scan_iter(match=f"{prefix}*", count=1000) if skip is None or skip not in k]
+    return len(keys), sum(int(client.memory_usage(k) or 0) for k in keys)
+
+
+def _delete_prefix(client: Any, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for begin in range(0, len(keys), 1000):
+        client.delete(*keys[begin : begin + 1000])
 
 
 def child(n: int, redis_url: str, reference: str) -> dict[str, float]:
@@ -105,16 +118,14 @@ def child(n: int, redis_url: str, reference: str) -> dict[str, float]:
     seconds = time.perf_counter() - start
     rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
     core.cancel(snap.id)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    used = sum(int(client.memory_usage(k) or 0) for k in keys)
-    for begin in range(0, len(keys), 1000):
-        client.delete(*keys[begin : begin + 1000])
+    keys, used = _redis_usage(client, prefix)
+    _delete_prefix(client, prefix)
     if not reference:
         shutil.rmtree(data, ignore_errors=True)
     else:
         shutil.rmtree(data / "jobs", ignore_errors=True)
     return {
-        "keys": len(keys),
+        "keys": keys,
         "redis_bytes": used,
         "rss_mb": rss_growth / 1024,
         "seconds": seconds,
@@ -146,10 +157,9 @@ def child_grpc(n: int, redis_url: str) -> dict[str, float]:
             seconds = time.perf_counter() - start
             rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
             sdk.cancel_job(job.id)
-        keys = [k for k in client.scan_iter(match=f"{prefix}*", count=1000) if b":celery:" not in k]
-        used = sum(int(client.memory_usage(k) or 0) for k in keys)
+        keys, used = _redis_usage(client, prefix, skip=b":celery:")  # the broker's own keys are not the job's
         return {
-            "keys": len(keys),
+            "keys": keys,
             "redis_bytes": used,
             "rss_mb": rss_growth / 1024,
             "seconds": seconds,
@@ -157,9 +167,7 @@ def child_grpc(n: int, redis_url: str) -> dict[str, float]:
         }
     finally:
         gateway.stop(grace_s=0)
-        every = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        for begin in range(0, len(every), 1000):
-            client.delete(*every[begin : begin + 1000])
+        _delete_prefix(client, prefix)
         shutil.rmtree(data, ignore_errors=True)
 
 

@@ -24,7 +24,6 @@ import os
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,11 +35,11 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import pyarrow as pa
 import pyarrow.parquet as pq
 from corpora import mixed_paragraphs
+from harness import local_cluster
 from sentence_transformers import SentenceTransformer
 
 from embedfleet.client.sdk import EmbedfleetClient
 from embedfleet.domain import JobState
-from embedfleet.local import LocalCluster
 from embedfleet.registry import DEFAULT_MODELS
 
 MODEL_PATH = str(DEFAULT_MODELS[0].local_path())
@@ -89,15 +88,7 @@ def main() -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
     timings: dict[str, list[float]] = {"encode": [], "embedfleet": [], "ray data": []}
     with (
-        tempfile.TemporaryDirectory() as tmp,
-        LocalCluster(
-            data_dir=Path(tmp),
-            redis_url=args.redis_url,
-            key_prefix=f"efbench-{uuid.uuid4().hex[:8]}:",
-            gateway_port=0,
-            milvus_port=0,
-            log_dir=Path(tmp) / "logs",
-        ) as cluster,
+        local_cluster("celery", redis_url=args.redis_url) as cluster,
         EmbedfleetClient(cluster.gateway_address, timeout=600) as client,
     ):
         name = f"ray-data-{uuid.uuid4().hex[:8]}"
@@ -116,7 +107,7 @@ def main() -> None:
             timings["embedfleet"].append(len(docs) / (time.perf_counter() - start))
 
             start = time.perf_counter()
-            out = Path(tmp) / f"ray-out-{run}"
+            out = cluster.data_dir / f"ray-out-{run}"
             (
                 ray.data.read_parquet(files)
                 # One CPU reserved for the actor leaves one for the read and write tasks (reserving every core
@@ -134,7 +125,6 @@ def main() -> None:
                 f"run {run + 1}: " + ", ".join(f"{path} {values[-1]:.1f} docs/s" for path, values in timings.items()),
                 file=sys.stderr,
             )
-        cluster.clear_redis()
     ray.shutdown()
     base = statistics.median(timings["encode"])
     print(f"\n`{shlex.join(['.venv/bin/python', 'bench/ray_data.py', *sys.argv[1:]])}`\n")

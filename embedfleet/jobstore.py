@@ -1003,7 +1003,11 @@ return n
         """Items waiting in the pending list."""
         return int(self.r.llen(self._queue_pending_key))
 
+    def job_state(self, job_id: str) -> JobState | None:
+        """The job's state alone (one field, not the snapshot ``get`` builds); None once it expired."""
+        state = self.r.hget(self.job_key(job_id), "state")
+        return JobState(state.decode()) if state is not None else None
+
     def job_is_active(self, job_id: str) -> bool:
         """The job is QUEUED or RUNNING (not cancelled, finished or expired): its parts should run."""
-        state = self.r.hget(self.job_key(job_id), "state")
-        return state in (JobState.QUEUED.value.encode(), JobState.RUNNING.value.encode())
+        return self.job_state(job_id) in (JobState.QUEUED, JobState.RUNNING)

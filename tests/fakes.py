@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from embedfleet.domain import InputType
-from embedfleet.registry import ModelRole, ModelSpec
+from embedfleet.jobstore import JobStore
+from embedfleet.model_store import ModelStore
+from embedfleet.registry import ModelRegistry, ModelRole, ModelSpec
+from embedfleet.worker.kinds.base import WorkerContext
+from embedfleet.worker.milvus_sink import MilvusSink
 from embedfleet.worker.models.base import Encoded, EncodedBatch
 from embedfleet.worker.models.batching import BatchPolicy, padded_tokens, plan_batches
+from embedfleet.worker.models.host import ModelHost
 
 # Small enough that a part of a few dozen texts takes several forward passes.
 FAKE_POLICY = BatchPolicy(tokens=32, max_texts=16)
@@ -71,6 +76,23 @@ class HashEncoder:
 
     def calibration_vectors(self) -> np.ndarray:
         return self.encode([f"calibration {i}" for i in range(64)], InputType.DOCUMENT).vectors
+
+
+def fake_context(
+    store: JobStore, sink: Callable[[], MilvusSink], encoder: HashEncoder | None = None, write_rows: int = 128
+) -> WorkerContext:
+    """A worker's services around the fake encoder: the real job store and Milvus sink, no model store."""
+    host = ModelHost()
+    host.add(encoder or HashEncoder())
+    return WorkerContext(
+        store=store,
+        registry=lambda: ModelRegistry([FAKE_SPEC]),
+        host=host,
+        sink=sink,
+        model_store=ModelStore("/nonexistent/model-store"),
+        device="cpu",
+        write_rows=write_rows,
+    )
 
 
 def planted(n_clusters: int, per_cluster: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from fakes import FAKE_SPEC, HashEncoder, planted
+from fakes import FAKE_SPEC, fake_context, planted
 from pymilvus import MilvusClient
 from sklearn.metrics import adjusted_rand_score
 
@@ -19,11 +19,7 @@ from embedfleet import milvus
 from embedfleet.cluster_store import read_assignments, read_map, read_summaries, results_directory
 from embedfleet.domain import ClusterMethod, ClusterParams, Document, EmbeddingOptions, JobSpec, JobState, ResultsRef
 from embedfleet.jobstore import JobStore
-from embedfleet.model_store import ModelStore
-from embedfleet.registry import ModelRegistry
-from embedfleet.worker.kinds.base import WorkerContext
 from embedfleet.worker.milvus_sink import MilvusSink
-from embedfleet.worker.models.host import ModelHost
 from embedfleet.worker.runner import PartRunner, PartStatus
 
 WORDS = ["apple banana cherry", "violin cello flute", "granite basalt marble", "falcon heron sparrow"]
@@ -56,17 +52,8 @@ def _run(store: JobStore, client: MilvusClient, tmp_path: object, params: Cluste
         params=params, embedding=EmbeddingOptions(model=FAKE_SPEC.name), output_dimensions=FAKE_SPEC.dimensions
     )
     store.create_job(job_id, spec, total=params.rows, parts=1)
-    host = ModelHost()
-    host.add(HashEncoder())
     sink = MilvusSink(client, max_batch_bytes=1 << 20)
-    ctx = WorkerContext(
-        store=store,
-        registry=lambda: ModelRegistry([FAKE_SPEC]),
-        host=host,
-        sink=lambda: sink,
-        model_store=ModelStore("/nonexistent/model-store"),
-        device="cpu",
-    )
+    ctx = fake_context(store, lambda: sink)
     assert PartRunner(ctx, max_attempts=1, owner="t", lease_s=30).run_part(job_id, 0).status == PartStatus.DONE
     return job_id, ref
 

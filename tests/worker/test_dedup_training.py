@@ -11,19 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import FAKE_SPEC, HashEncoder, planted
+from fakes import FAKE_SPEC, fake_context, planted
 from pymilvus import MilvusClient
 
 from embedfleet import milvus
 from embedfleet.dedup_store import DedupStore
 from embedfleet.domain import DedupParams, Document, EmbeddingOptions, JobSpec, ResultsRef
 from embedfleet.jobstore import JobStore
-from embedfleet.model_store import ModelStore
-from embedfleet.registry import ModelRegistry
 from embedfleet.worker.kinds import dedup as dedup_part
 from embedfleet.worker.kinds.base import Part, WorkerContext
 from embedfleet.worker.milvus_sink import MilvusSink
-from embedfleet.worker.models.host import ModelHost
 
 ROWS = 120
 PARTS = 2
@@ -44,16 +41,7 @@ def setup(store: JobStore, milvus_uri: str, tmp_path: Path) -> tuple[WorkerConte
     )
     job_id = uuid.uuid4().hex
     store.create_job(job_id, spec, total=ROWS, parts=PARTS)
-    host = ModelHost()
-    host.add(HashEncoder())
-    ctx = WorkerContext(
-        store=store,
-        registry=lambda: ModelRegistry([FAKE_SPEC]),
-        host=host,
-        sink=lambda: sink,
-        model_store=ModelStore("/nonexistent/model-store"),
-        device="cpu",
-    )
+    ctx = fake_context(store, lambda: sink)
     parts = [Part(job_id, i, spec, ROWS, PARTS, attempt=1) for i in range(PARTS)]
     return ctx, parts, DedupStore(output)
 

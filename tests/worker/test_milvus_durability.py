@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fakes import FAKE_SPEC, HashEncoder
+from fakes import FAKE_SPEC, fake_context
 
 from embedfleet import milvus
 from embedfleet.domain import Document, EmbeddingOptions, IndexParams, JobSpec
@@ -26,12 +26,8 @@ from embedfleet.errors import Retryable
 from embedfleet.ids import primary_key
 from embedfleet.jobstore import JobStore
 from embedfleet.local import LocalCluster
-from embedfleet.model_store import ModelStore
-from embedfleet.registry import ModelRegistry
-from embedfleet.worker.kinds.base import WorkerContext
 from embedfleet.worker.kinds.dedup_merge import delete_rows
 from embedfleet.worker.milvus_sink import MilvusSink
-from embedfleet.worker.models.host import ModelHost
 from embedfleet.worker.runner import PartRunner, PartStatus
 
 COLLECTION = "durability"
@@ -148,18 +144,8 @@ def test_an_index_part_is_made_durable_once_after_its_last_write(lite: LocalClus
         part_size=len(docs),
     )
     store.create_job(job_id, spec, total=len(docs), parts=1)
-    host = ModelHost()
-    host.add(HashEncoder())
     sink = RecordingSink(lite.milvus_uri)
-    ctx = WorkerContext(
-        store=store,
-        registry=lambda: ModelRegistry([FAKE_SPEC]),
-        host=host,
-        sink=lambda: sink,
-        model_store=ModelStore("/nonexistent/model-store"),
-        device="cpu",
-        write_rows=50,
-    )
+    ctx = fake_context(store, lambda: sink, write_rows=50)
     assert PartRunner(ctx, max_attempts=1, owner="t", lease_s=30).run_part(job_id, 0).status == PartStatus.DONE
     *writes, last = sink.calls
     assert len(writes) >= 6 and set(writes) == {"write persist=False"} and last == "persist"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import redis
-from fakes import FAKE_SPEC, HashEncoder
+from fakes import FAKE_SPEC, HashEncoder, fake_context
 
 from embedfleet import milvus
 from embedfleet.domain import (
@@ -32,12 +32,8 @@ from embedfleet.errors import FailedPrecondition, InvalidArgument, Retryable
 from embedfleet.jobstore import JobStore, PartStart
 from embedfleet.local import free_port
 from embedfleet.logs import make_handler
-from embedfleet.model_store import ModelStore
-from embedfleet.registry import ModelRegistry
-from embedfleet.worker.kinds.base import WorkerContext
 from embedfleet.worker.milvus_sink import MilvusSink
 from embedfleet.worker.models.base import Encoded
-from embedfleet.worker.models.host import ModelHost
 from embedfleet.worker.runner import PartRunner, PartStatus, RetryPart
 
 
@@ -54,17 +50,8 @@ def _runner(  # type: ignore[no-untyped-def]
     lease_s: float = 6.0,
     sink: Callable[[], MilvusSink] | None = None,
 ) -> PartRunner:
-    host = ModelHost()
-    host.add(encoder)
     shared = MilvusSink(milvus_client, max_batch_bytes=4096)
-    ctx = WorkerContext(
-        store=store,
-        registry=lambda: ModelRegistry([FAKE_SPEC]),
-        host=host,
-        sink=sink or (lambda: shared),
-        model_store=ModelStore("/nonexistent/model-store"),
-        device="cpu",
-    )
+    ctx = fake_context(store, sink or (lambda: shared), encoder)
     return PartRunner(ctx, max_attempts=max_attempts, owner="test-worker", lease_s=lease_s)
 
 

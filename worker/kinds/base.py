@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from embedfleet.domain import DocumentFailure, JobSpec, JobState, part_range
-from embedfleet.errors import EmbedfleetError, FailedPrecondition
+from embedfleet.errors import EmbedfleetError, FailedPrecondition, NotFound
 from embedfleet.jobstore import JobStore
 from embedfleet.model_store import ModelStore
 from embedfleet.registry import ModelRegistry
@@ -28,8 +28,12 @@ class PartCancelled(EmbedfleetError):
 
 def check_cancelled(ctx: WorkerContext, part: Part) -> None:
     """Stop a part whose job was cancelled while it ran (raise ``PartCancelled``); called between units
-    of work (a Milvus write, a batch of rows), so a cancelled job stops writing within one of them."""
-    if ctx.store.get(part.job_id).state == JobState.CANCELLED:
+    of work (a Milvus write, a batch of rows), so a cancelled job stops writing within one of them. It reads
+    the state field only: it runs on the hot path, and a job's snapshot carries its whole spec."""
+    state = ctx.store.job_state(part.job_id)
+    if state is None:
+        raise NotFound(f"job {part.job_id!r} does not exist (or expired)")
+    if state == JobState.CANCELLED:
         raise PartCancelled(f"job {part.job_id} was cancelled")
 
 
