@@ -12,6 +12,7 @@ from embedfleet.jobstore import JobStore
 from embedfleet.model_store import ModelStore
 from embedfleet.registry import ModelRegistry, ModelRole, ModelSpec
 from embedfleet.worker.kinds.base import WorkerContext
+from embedfleet.worker.milvus_guard import MilvusBreaker
 from embedfleet.worker.milvus_sink import MilvusSink
 from embedfleet.worker.models.base import Encoded, EncodedBatch
 from embedfleet.worker.models.batching import BatchPolicy, padded_tokens, plan_batches
@@ -79,9 +80,14 @@ class HashEncoder:
 
 
 def fake_context(
-    store: JobStore, sink: Callable[[], MilvusSink], encoder: HashEncoder | None = None, write_rows: int = 128
+    store: JobStore,
+    sink: Callable[[], MilvusSink],
+    encoder: HashEncoder | None = None,
+    write_rows: int = 128,
+    breaker: MilvusBreaker | None = None,
 ) -> WorkerContext:
-    """A worker's services around the fake encoder: the real job store and Milvus sink, no model store."""
+    """A worker's services around the fake encoder: the real job store and Milvus sink, no model store
+    (and, unless given, a Milvus breaker that never opens)."""
     host = ModelHost()
     host.add(encoder or HashEncoder())
     return WorkerContext(
@@ -92,6 +98,7 @@ def fake_context(
         model_store=ModelStore("/nonexistent/model-store"),
         device="cpu",
         write_rows=write_rows,
+        **({"breaker": breaker} if breaker else {}),
     )
 
 

@@ -121,7 +121,8 @@ class PartRunner:
 
     def _run(self, part: Part, owner: str) -> PartOutcome:
         try:
-            result = HANDLERS[part.spec.kind].run(part, self.ctx)
+            with self.ctx.breaker.guard():
+                result = HANDLERS[part.spec.kind].run(part, self.ctx)
             self.store.finish_part(
                 part.job_id,
                 part.index,

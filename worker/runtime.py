@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from embedfleet import milvus
 from embedfleet.jobstore import JobStore
 from embedfleet.worker.kinds.base import WorkerContext
+from embedfleet.worker.milvus_guard import BoundedClient, MilvusBreaker, probe_address, server_probe
 from embedfleet.worker.milvus_sink import MilvusSink
 from embedfleet.worker.models.host import ModelHost, resolve_device
 from embedfleet.worker.runner import PartRunner
@@ -58,6 +59,29 @@ class WorkerRuntime:
         self._stop.set()
 
 
+def milvus_access(settings: WorkerSettings) -> tuple[Callable[[], MilvusSink], MilvusBreaker]:
+    """How the process's parts reach Milvus: a sink connected on first use (a worker that only embeds
+    never needs Milvus), whose calls are bounded, behind the breaker that holds parts through an outage."""
+    made: list[MilvusSink] = []
+
+    def connected() -> MilvusSink:
+        if not made:
+            client = BoundedClient(
+                milvus.connect(settings.milvus_uri, settings.milvus_token), settings.milvus_call_timeout_seconds
+            )
+            made.append(MilvusSink(client.as_client(), settings.milvus_max_batch_bytes))
+        return made[0]
+
+    probe = server_probe(probe_address(settings.milvus_uri), lambda: made[0].client if made else None)
+    breaker = MilvusBreaker(settings.milvus_uri, probe, settings.milvus_outage_budget_seconds)
+
+    def sink() -> MilvusSink:
+        breaker.hold()  # while Milvus is known to be away, wait for it rather than spend the attempt
+        return connected()
+
+    return sink, breaker
+
+
 def build_runtime(settings: WorkerSettings) -> WorkerRuntime:
     store = JobStore.from_url(settings.redis_url, settings.key_prefix, settings.job_ttl_seconds)
     host = ModelHost(
@@ -68,15 +92,14 @@ def build_runtime(settings: WorkerSettings) -> WorkerRuntime:
         cuda_dtype=settings.cuda_dtype,
     )
 
-    @functools.cache
-    def sink() -> MilvusSink:  # connected on first use: a worker that only embeds never needs Milvus
-        return MilvusSink(milvus.connect(settings.milvus_uri, settings.milvus_token), settings.milvus_max_batch_bytes)
+    sink, breaker = milvus_access(settings)
 
     ctx = WorkerContext(
         store=store,
         registry=settings.registry,
         host=host,
         sink=sink,
+        breaker=breaker,
         model_store=settings.model_store(),
         device=settings.device,
         data_dir=settings.eval_data_dir,

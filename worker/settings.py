@@ -33,6 +33,11 @@ class WorkerSettings(CommonSettings):
     milvus_max_batch_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     # A chunk that hits a transient error (Milvus or Redis unreachable) is retried this many times.
     max_chunk_attempts: int = Field(default=5, gt=0)
+    # Every Milvus call of a part ends within this (pymilvus alone retries an unreachable server ~200 s).
+    milvus_call_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Once a part finds Milvus unreachable, parts that need it wait up to this long for it to answer a
+    # probe again (an outage costs no attempts meanwhile); past it they fail at once (worker/milvus_guard.py).
+    milvus_outage_budget_seconds: float = Field(default=60.0, ge=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     # A distill part checkpoints every this many training steps (about a minute of CPU training): a killed
     # worker's part resumes from there on the next worker.

@@ -7,7 +7,7 @@ once, count once, retry, fail, cancel) is ``worker/runner.py``'s and is the same
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +17,7 @@ from embedfleet.jobstore import JobStore
 from embedfleet.model_store import ModelStore
 from embedfleet.registry import ModelRegistry
 from embedfleet.worker.embedding import EmbedOutput, embed_texts
+from embedfleet.worker.milvus_guard import MilvusBreaker
 from embedfleet.worker.milvus_sink import MilvusSink
 from embedfleet.worker.models.base import Encoder
 from embedfleet.worker.models.host import ModelHost
@@ -78,6 +79,8 @@ class WorkerContext:
     data_dir: Path | None = None
     write_rows: int = 128  # documents per Milvus upsert inside a part (index parts write as they embed)
     distill_checkpoint_steps: int = 100  # training steps between a distill part's checkpoints
+    # Holds parts through a Milvus outage (``sink`` waits on it); the default never opens: no server to probe.
+    breaker: MilvusBreaker = field(default_factory=lambda: MilvusBreaker("", lambda: True, outage_budget_s=0))
 
     def encoder(self, spec: JobSpec) -> Encoder:
         """The job's model, as the gateway resolved it: a registry entry re-pinned since submission
