@@ -1,10 +1,10 @@
 """Corpora by reference: find a reference's files, count their rows, and read one part's rows.
 
-The gateway plans with ``plan_reference`` (Parquet: footers only; JSONL: a line count, no JSON
-parsing), so a job's parts are consecutive row ranges of the corpus like staged parts are, and
-``part_range`` keeps naming each part's documents. A worker reads its range with ``read_rows``,
-which validates every record by the rules staged documents meet and names the file and line or row
-of a bad one.
+The gateway plans with ``plan_reference`` (Parquet: footers only, or the text column when parts
+are sized by tokens; JSONL: one pass over the lines, no JSON parsing), so a job's parts are
+consecutive row ranges of the corpus like staged parts are, and ``part_range`` keeps naming each
+part's documents. A worker reads its range with ``read_rows``, which validates every record by the
+rules staged documents meet and names the file and line or row of a bad one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -83,9 +83,17 @@ def plan_reference(
     columns: tuple[str, str, str],
     max_text_bytes: int,
     max_metadata_bytes: int,
+    row_bytes: Callable[[int], None] | None = None,
 ) -> CorpusRef:
     """Count every file's rows (Parquet footers, JSONL non-blank lines) and check that the id and text
-    columns exist; the files must all be of one format."""
+    columns exist; the files must all be of one format.
+
+    ``row_bytes``, when given, is called with every row's size in corpus order, what parts are sized
+    by tokens from, in the same pass: Parquet, the text's UTF-8 length (read from the text column alone,
+    a row group at a time; a null or non-string text counts 0 here, and ``read_rows`` refuses it when
+    the part runs); JSONL, the line's length, which holds the text and a little more (its id, metadata
+    and JSON syntax), so parts come out no larger than the token target. A JSONL file is read once
+    whether or not its rows are sized."""
     fs, _ = open_filesystem(filesystem)
     formats = {requested or file_format(p) for p in paths}
     if None in formats:
@@ -102,8 +110,10 @@ def plan_reference(
     for path in paths:
         if fmt == CorpusFormat.PARQUET:
             file = CorpusFile(path=path, rows=_parquet_rows(fs, path, (id_column, text_column)))
+            if row_bytes is not None:
+                _parquet_text_bytes(fs, path, text_column, row_bytes)
         else:
-            file = _jsonl_file(fs, path)
+            file = _jsonl_file(fs, path, row_bytes)
         if file.rows:
             files.append(file)
     return CorpusRef(
@@ -155,10 +165,25 @@ def _lines(fs: pafs.FileSystem, path: str, start: SeekPoint | None = None) -> It
         yield from io.BufferedReader(source, buffer_size=1 << 20)
 
 
-def _jsonl_file(fs: pafs.FileSystem, path: str) -> CorpusFile:
-    """A JSONL file's non-blank lines counted, with a seek point every ``SEEK_ROWS`` rows unless it is
-    compressed (a compressed stream cannot be entered in the middle: each part decompresses from the
-    start, so split large compressed corpora into many files)."""
+def _parquet_text_bytes(fs: pafs.FileSystem, path: str, text_column: str, row_bytes: Callable[[int], None]) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parquet = _parquet_file(fs, path)
+    for group in range(parquet.num_row_groups):
+        column = parquet.read_row_group(group, columns=[text_column]).column(0)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            sizes = pc.fill_null(pc.binary_length(column), 0).to_pylist()
+        else:
+            sizes = [0] * len(column)
+        for size in sizes:
+            row_bytes(size)
+
+
+def _jsonl_file(fs: pafs.FileSystem, path: str, row_bytes: Callable[[int], None] | None) -> CorpusFile:
+    """A JSONL file's non-blank lines counted (each one's length to ``row_bytes``), with a seek point
+    every ``SEEK_ROWS`` rows unless it is compressed (a compressed stream cannot be entered in the
+    middle: each part decompresses from the start, so split large compressed corpora into many files)."""
     rows = offset = 0
     points: list[SeekPoint] = []
     seekable = _compression(path) is None
@@ -167,6 +192,8 @@ def _jsonl_file(fs: pafs.FileSystem, path: str) -> CorpusFile:
             if seekable and rows and rows % SEEK_ROWS == 0:
                 points.append(SeekPoint(row=rows, offset=offset, line=lineno))
             rows += 1
+            if row_bytes is not None:
+                row_bytes(len(line))
         offset += len(line)
     return CorpusFile(path=path, rows=rows, seek_points=tuple(points))
 
@@ -247,27 +274,3 @@ def _jsonl_records(
                 raise InvalidArgument(f"{where}: not valid JSON ({reason})") from None
             yield where, record
         row += 1
-
-
-def text_byte_lengths(ref: CorpusRef) -> Iterator[int]:
-    """The UTF-8 length of every text, in corpus order, with no record built: what the gateway sizes
-    parts by tokens from. Parquet: the text column's lengths, a row group at a time (a null or
-    non-string text counts 0 here; ``read_rows`` refuses it when the part runs). JSONL: each non-blank
-    line's length, which holds the text and a little more (its id, metadata and JSON syntax), so parts
-    come out no larger than the token target, never parsing a line."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    fs, _ = open_filesystem(ref.filesystem)
-    if ref.format == CorpusFormat.JSONL:
-        for file in ref.files:
-            yield from (len(line) for line in _lines(fs, file.path) if line.strip())
-        return
-    for file in ref.files:
-        parquet = _parquet_file(fs, file.path)
-        for group in range(parquet.num_row_groups):
-            column = parquet.read_row_group(group, columns=[ref.text_column]).column(0)
-            if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-                yield from [0] * len(column)
-                continue
-            yield from pc.fill_null(pc.binary_length(column), 0).to_pylist()

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from embedfleet import errors
 from embedfleet.corpus import validate_document
-from embedfleet.corpus_refs import read_rows, text_byte_lengths
+from embedfleet.corpus_refs import read_rows
 from embedfleet.domain import CorpusRef, Document, JobParams, ProgressUnit, ResultsRef
 from embedfleet.gateway.context import ResolvedModel
 from embedfleet.gateway.kinds.base import JobPlan, Submission, job_spec
-from embedfleet.gateway.kinds.part_sizing import PartCutter, PartSizing, part_starts
+from embedfleet.gateway.kinds.part_sizing import PartCutter, PartSizing, PartStarts
 from embedfleet.gateway.kinds.references import CorpusReference, resolve_reference
 from embedfleet.gateway.kinds.spill import ShardWriter
 from embedfleet.gateway.kinds.unique_ids import IdDigests
@@ -58,14 +58,14 @@ def plan_documents(
         return spill_documents(sub, source_path, sizing)
     if source_path:
         raise errors.InvalidArgument("set source.path or source.uri, not both", "config.source.uri")
-    corpus = resolve_reference(sub.ctx, reference)
+    starts = PartStarts(sizing) if sizing.by_tokens else None
+    corpus = resolve_reference(sub.ctx, reference, starts.add if starts else None)
     if corpus.rows == 0:
         raise errors.InvalidArgument(f"the corpus {reference.uri!r} has no rows", "config.source.uri")
     data = sub.stager.data
     digests = ResultsRef(filesystem=data.uri, directory=f"{data.job_dir(sub.stager.job_id)}/ids")
-    if sizing.by_tokens:
-        starts = part_starts(text_byte_lengths(corpus), sizing)
-        return DocumentPlan(corpus.rows, len(starts), corpus, starts=starts, id_digests=digests)
+    if starts is not None:
+        return DocumentPlan(corpus.rows, len(starts.starts), corpus, starts=starts.starts, id_digests=digests)
     return DocumentPlan(
         corpus.rows, -(-corpus.rows // sizing.documents), corpus, size=sizing.documents, id_digests=digests
     )

@@ -12,7 +12,6 @@ by real tokens.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from embedfleet import errors
@@ -77,13 +76,22 @@ class PartCutter:
         return False
 
 
-def part_starts(text_bytes: Iterable[int], sizing: PartSizing) -> tuple[int, ...]:
-    """The first document of every part of a corpus whose texts have these UTF-8 lengths."""
-    cutter = PartCutter(sizing)
-    starts: list[int] = []
-    opened = False
-    for position, size in enumerate(text_bytes):
-        if not opened:
-            starts.append(position)
-        opened = not cutter.full_after(size)
-    return tuple(starts)
+class PartStarts:
+    """The first document of every part of a corpus whose texts' UTF-8 lengths arrive one by one
+    (``add``), as a corpus by reference is counted."""
+
+    def __init__(self, sizing: PartSizing) -> None:
+        self._cutter = PartCutter(sizing)
+        self._starts: list[int] = []
+        self._position = 0
+        self._opened = False
+
+    def add(self, text_bytes: int) -> None:
+        if not self._opened:
+            self._starts.append(self._position)
+        self._opened = not self._cutter.full_after(text_bytes)
+        self._position += 1
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        return tuple(self._starts)

@@ -7,6 +7,7 @@ opened. Planning reads Parquet footers and counts JSONL lines only: the workers 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow.fs as pafs
@@ -48,8 +49,11 @@ def store_path(ctx: GatewayContext, uri: str, field: str) -> str:
     return store.path(tenancy.data_path(relative_path(uri, field)), field)
 
 
-def resolve_reference(ctx: GatewayContext, reference: CorpusReference) -> CorpusRef:
-    """The reference's files, counted, as the spec carries them for the workers."""
+def resolve_reference(
+    ctx: GatewayContext, reference: CorpusReference, row_bytes: Callable[[int], None] | None = None
+) -> CorpusRef:
+    """The reference's files, counted, as the spec carries them for the workers (each row's size to
+    ``row_bytes`` on the way, see ``plan_reference``)."""
     uri = reference.uri
     if uri.startswith("/"):
         ctx.allowed_path(glob_base(uri))  # before listing anything: a glob may not walk outside
@@ -63,5 +67,5 @@ def resolve_reference(ctx: GatewayContext, reference: CorpusReference) -> Corpus
     columns = (reference.id_column or "id", reference.text_column or "text", reference.metadata_column or "metadata")
     limits = ctx.settings
     return plan_reference(
-        filesystem, paths, reference.format, columns, limits.max_text_bytes, limits.max_metadata_bytes
+        filesystem, paths, reference.format, columns, limits.max_text_bytes, limits.max_metadata_bytes, row_bytes
     )

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embedfleet.corpus_refs import text_byte_lengths
-from embedfleet.domain import CorpusFile, CorpusFormat, CorpusRef, EmbeddingOptions, EmbedParams, JobSpec, part_range
+from embedfleet import corpus_refs
+from embedfleet.corpus_refs import plan_reference
+from embedfleet.domain import EmbeddingOptions, EmbedParams, JobSpec, part_range
 from embedfleet.errors import InvalidArgument
-from embedfleet.gateway.kinds.part_sizing import PartCutter, PartSizing, estimate_tokens, part_sizing, part_starts
+from embedfleet.gateway.kinds.part_sizing import PartCutter, PartSizing, PartStarts, estimate_tokens, part_sizing
 from embedfleet.gateway.settings import GatewaySettings
 
 SETTINGS = GatewaySettings(part_tokens=2000, max_chunk_size=500, default_chunk_size=64)
@@ -68,6 +69,13 @@ def test_part_starts_name_consecutive_ranges_that_cover_the_corpus(sizes: list[i
     assert part_range(spec, total, len(sizes), len(sizes)) == (total, 0)
 
 
+def _starts(lengths: list[int], sizing: PartSizing) -> tuple[int, ...]:
+    sized = PartStarts(sizing)
+    for length in lengths:
+        sized.add(length)
+    return sized.starts
+
+
 def test_a_parquet_corpus_by_reference_is_sized_from_its_text_column(tmp_path: Path) -> None:
     """Parts by reference: the lengths come from the text column alone, row group by row group, and give
     the same parts as the same texts streamed through the gateway would."""
@@ -75,33 +83,46 @@ def test_a_parquet_corpus_by_reference_is_sized_from_its_text_column(tmp_path: P
     for name, rows in (("a.parquet", texts[:250]), ("b.parquet", texts[250:])):
         table = pa.table({"id": [f"d{i}" for i in range(len(rows))], "text": rows})
         pq.write_table(table, tmp_path / name, row_group_size=64)
-    files = (
-        CorpusFile(path=str(tmp_path / "a.parquet"), rows=250),
-        CorpusFile(path=str(tmp_path / "b.parquet"), rows=153),
-    )
-    ref = CorpusRef(filesystem=str(tmp_path), format=CorpusFormat.PARQUET, files=files, max_text_bytes=1 << 20)
-    lengths = list(text_byte_lengths(ref))
+    lengths: list[int] = []
+    paths = [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
+    ref = plan_reference(str(tmp_path), paths, None, ("id", "text", "metadata"), 1 << 20, 65536, lengths.append)
+    assert [f.rows for f in ref.files] == [250, 153]
     assert lengths == [len((t or "").encode()) for t in texts]
     sizing = part_sizing(0, SETTINGS, WINDOW)
-    starts = part_starts(lengths, sizing)
+    starts = _starts(lengths, sizing)
     streamed = _parts([t or "" for t in texts], sizing)
     assert starts == tuple(sum(len(p) for p in streamed[:i]) for i in range(len(streamed)))
 
 
-def test_a_jsonl_corpus_by_reference_is_sized_from_its_line_lengths(tmp_path: Path) -> None:
+def test_a_jsonl_corpus_by_reference_is_sized_from_its_line_lengths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """JSONL parts by tokens too, from each line's length (no line parsed): the text plus its id and
     JSON syntax, so a part of titles holds many more documents than one of paragraphs, and no part is
     larger than the same texts streamed would make it."""
     import json
 
-    from embedfleet.corpus_refs import plan_reference
-
     texts = ["short title"] * 300 + ["a long paragraph of running text, " * 20] * 100
     lines = [json.dumps({"id": f"d{i}", "text": t}) for i, t in enumerate(texts)]
     (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n")
-    ref = plan_reference(str(tmp_path), [str(tmp_path / "c.jsonl")], None, ("id", "text", "metadata"), 1 << 20, 65536)
     sizing = part_sizing(0, SETTINGS, WINDOW)
-    starts = part_starts(text_byte_lengths(ref), sizing)
+    sized = PartStarts(sizing)
+    lengths: list[int] = []
+    reads: list[str] = []
+    lines_of = corpus_refs._lines
+    monkeypatch.setattr(
+        corpus_refs, "_lines", lambda fs, path, start=None: reads.append(path) or lines_of(fs, path, start)
+    )
+
+    def row_bytes(size: int) -> None:
+        lengths.append(size)
+        sized.add(size)
+
+    path = str(tmp_path / "c.jsonl")
+    ref = plan_reference(str(tmp_path), [path], None, ("id", "text", "metadata"), 1 << 20, 65536, row_bytes)
+    assert ref.rows == len(texts) and reads == [path]  # counted and sized in one read
+    assert lengths == [len(line) + 1 for line in lines]
+    starts = sized.starts
     sizes = [b - a for a, b in zip(starts, (*starts[1:], len(texts)), strict=True)]
     assert sizes[0] > 5 * sizes[-2]  # titles vs paragraphs
     streamed = _parts(texts, sizing)
