@@ -262,9 +262,10 @@ def worker(ctx: click.Context, worker_id: str | None, concurrency: int | None) -
 
 # -- using it ---------------------------------------------------------------------------------
 def _show_job(job: Any) -> None:
-    if _json_mode():
-        _print_json(job)
-        return
+    _emit(job, lambda: _print_job(job))
+
+
+def _print_job(job: Any) -> None:
     table = Table(show_header=False, box=None)
     for key in (
         "id",
@@ -416,7 +417,7 @@ def index(
             dedup=None if dedup_threshold is None else {"threshold": dedup_threshold, "action": dedup_action},
         )
         if no_wait:
-            _print_json(job) if _json_mode() else console.print(job.id)
+            _emit(job, lambda: console.print(job.id))
             return
         _exit_for(client.wait(job.id, progress=not _json_mode()))
 
@@ -470,12 +471,13 @@ def jobs() -> None:
 @_fail_cleanly
 def jobs_list(ctx: click.Context, state: str | None, limit: int) -> None:
     """The newest jobs first (--state to filter)."""
-    table = Table("id", "kind", "state", "done/total", "failed", "docs/s", "name")
     with _client(ctx) as client:
         listed = list(itertools.islice(client.list_jobs(JobState(state.upper()) if state else None), limit))
-    if _json_mode():
-        _print_json(listed)
-        return
+    _emit(listed, lambda: console.print(_jobs_table(listed)))
+
+
+def _jobs_table(listed: list[Any]) -> Table:
+    table = Table("id", "kind", "state", "done/total", "failed", "docs/s", "name")
     for job in listed:
         table.add_row(
             job.id,
@@ -486,7 +488,7 @@ def jobs_list(ctx: click.Context, state: str | None, limit: int) -> None:
             f"{job.docs_per_second:.0f}",
             job.display_name,
         )
-    console.print(table)
+    return table
 
 
 @jobs.command("get")
@@ -531,12 +533,13 @@ def jobs_resume(ctx: click.Context, job_id: str) -> None:
 @_fail_cleanly
 def models(ctx: click.Context) -> None:
     """The registered models and how many workers host each."""
-    table = Table("name", "role", "dims", "mrl dims", "max tokens", "version", "origin", "workers", "default")
     with _client(ctx) as client:
         listed = client.list_models()
-    if _json_mode():
-        _print_json(listed)
-        return
+    _emit(listed, lambda: console.print(_models_table(listed)))
+
+
+def _models_table(listed: list[Any]) -> Table:
+    table = Table("name", "role", "dims", "mrl dims", "max tokens", "version", "origin", "workers", "default")
     for m in listed:
         table.add_row(
             m.name,
@@ -549,7 +552,7 @@ def models(ctx: click.Context) -> None:
             str(m.workers),
             "yes" if m.is_default else "",
         )
-    console.print(table)
+    return table
 
 
 @main.command()
@@ -559,9 +562,10 @@ def status(ctx: click.Context) -> None:
     """Workers (their models and device), queue depth and active jobs, from the job store."""
     with _client(ctx) as client:
         now = client.status()
-    if _json_mode():
-        _print_json(now)
-        return
+    _emit(now, lambda: _print_status(now))
+
+
+def _print_status(now: Any) -> None:
     workers = Table("worker", "device", "models", "metrics", title="workers", title_justify="left")
     for w in now.workers:
         models_text = ", ".join(f"{name} ({version[:19]})" for name, version in sorted(w.models.items()))
@@ -675,13 +679,14 @@ def eval_command(ctx: click.Context, model: str, dims: str, teacher: str, eval_l
 
 
 def _print_hits(query: str, hits: list[Any]) -> None:
-    if _json_mode():
-        _print_json({"query": query, "hits": hits})
-        return
+    _emit({"query": query, "hits": hits}, lambda: console.print(_hits_table(query, hits)))
+
+
+def _hits_table(query: str, hits: list[Any]) -> Table:
     table = Table("score", "id", "text", title=f"search: {query!r}", title_justify="left")
     for hit in hits:
         table.add_row(f"{hit.score:.3f}", hit.id, hit.text[:100])
-    console.print(table)
+    return table
 
 
 @main.command()
@@ -819,7 +824,7 @@ def _key_line(key: Any) -> str:
 
 
 def _show_key(key: Any) -> None:
-    console.print(_key_line(key))
+    _emit(key, lambda: console.print(_key_line(key)))
 
 
 @keys.command("create")
@@ -859,10 +864,11 @@ def keys_create(ctx: click.Context, role: str, name: str, bootstrap: bool, tenan
         with _client(ctx) as client:
             created = client.create_key(role, name)
         key, secret = created.key, created.secret
-    if _json_mode():
-        _print_json({"key": key, "secret": secret})
-        return
-    _show_key(key)
+    _emit({"key": key, "secret": secret}, lambda: _print_new_key(key, secret))
+
+
+def _print_new_key(key: Any, secret: str) -> None:
+    console.print(_key_line(key))
     err_console.print("The key, shown this once (only a hash is stored):")
     click.echo(secret)
 
@@ -946,7 +952,7 @@ def dedup(
             delete=delete,
         )
         if no_wait:
-            _print_json(job) if _json_mode() else console.print(job.id)
+            _emit(job, lambda: console.print(job.id))
             return
         final = client.wait(job.id, progress=not _json_mode())
         _show_metrics(final)
@@ -965,21 +971,23 @@ def dedup_export(ctx: click.Context, job_id: str, output: str) -> None:
     """Write a succeeded dedup job's groups (kept id, removed ids, similarities) to a file."""
     with _client(ctx) as client:
         count = client.export_dedup_groups(job_id, output)
-        _print_json({"job_id": job_id, "groups": count, "output": output}) if _json_mode() else console.print(
-            f"wrote {count} groups to {output}"
+        _emit(
+            {"job_id": job_id, "groups": count, "output": output},
+            lambda: console.print(f"wrote {count} groups to {output}"),
         )
 
 
 # -- clustering -------------------------------------------------------------------------------
 def _show_clusters(clusters: list[Any], title: str) -> None:
-    if _json_mode():
-        _print_json({"clusters": clusters})
-        return
+    _emit({"clusters": clusters}, lambda: console.print(_clusters_table(clusters, title)))
+
+
+def _clusters_table(clusters: list[Any], title: str) -> Table:
     table = Table("cluster", "size", "top terms", "nearest the centre", title=title, title_justify="left")
     for c in clusters:
         nearest = c.representatives[0].text[:70] if c.representatives else ""
         table.add_row(str(c.cluster), str(c.size), ", ".join(t for t, _ in c.terms[:6]), nearest)
-    console.print(table)
+    return table
 
 
 @main.command()
@@ -1075,10 +1083,7 @@ def cluster_map(ctx: click.Context, job_id: str, output: Path, title: str) -> No
 
     with _client(ctx) as client:
         drawn = render(client.cluster_map(job_id), output, title)
-    if _json_mode():
-        _print_json({"output": str(drawn)})
-    else:
-        console.print(f"map written to {drawn}")
+    _emit({"output": str(drawn)}, lambda: console.print(f"map written to {drawn}"))
 
 
 if __name__ == "__main__":

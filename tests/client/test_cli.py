@@ -77,6 +77,8 @@ def test_json_output_for_scripts(cluster: LocalCluster, tmp_path: Path) -> None:
     assert code == 0 and job["state"] == "SUCCEEDED" and job["done"] == 3
     code, out = _run(cluster, "--json", "jobs", "get", job["id"])
     assert code == 0 and json.loads(out)["id"] == job["id"]
+    code, out = _run(cluster, "--json", "jobs", "list", "--limit", "50")
+    assert code == 0 and job["id"] in [j["id"] for j in json.loads(out)]
     code, out = _run(cluster, "--json", "search", collection, "json text 1", "--top-k", "1")
     assert code == 0 and json.loads(out)["hits"][0]["id"] == "j1"
     code, out = _run(cluster, "--json", "models")

@@ -329,7 +329,8 @@ def test_keys_cli_bootstrap_then_create_list_revoke(
         listed = _last_json(out)
         assert {k["key_id"] for k in listed} == {admin["key"]["key_id"], writer["key"]["key_id"]}
         assert writer["secret"] not in out and admin["secret"] not in out  # listed without secrets
-        assert run("revoke", writer["key"]["key_id"], key=admin["secret"])[0] == 0
+        code, out = run("revoke", writer["key"]["key_id"], key=admin["secret"])
+        assert code == 0 and _last_json(out)["key_id"] == writer["key"]["key_id"]  # JSON, as --json asks
         assert run("list", key=writer["secret"])[0] == 8  # UNAUTHENTICATED: revoked
 
 
