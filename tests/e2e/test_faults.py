@@ -35,12 +35,18 @@ def _running_part(store: JobStore, job_id: str, timeout_s: float) -> tuple[int, 
     raise AssertionError(f"no part of job {job_id} started within {timeout_s:.0f} s")
 
 
-def _kill_worker(system: LocalCluster) -> subprocess.Popen[bytes]:
-    """SIGKILL the one Celery worker's main process and its pool children; returns the killed main."""
+def _signal_worker(system: LocalCluster, signum: signal.Signals) -> None:
+    """Send ``signum`` to the one Celery worker's main process and its pool children."""
     main = system.processes["worker-0"]
     children = Path(f"/proc/{main.pid}/task/{main.pid}/children").read_text().split()
     for pid in (main.pid, *map(int, children)):
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signum)
+
+
+def _kill_worker(system: LocalCluster) -> subprocess.Popen[bytes]:
+    """SIGKILL the one Celery worker's main process and its pool children; returns the killed main."""
+    main = system.processes["worker-0"]
+    _signal_worker(system, signal.SIGKILL)
     return main
 
 
@@ -155,3 +161,46 @@ def test_a_streaming_submission_keeps_its_staging_marker(celery_system: LocalClu
     snap = jobs.submit(request, documents())
     assert seen and seen[0] is not None and seen[0] > time.time()  # marked while streaming
     assert store.r.zscore(store._staging_key, snap.id) is None  # and unmarked once the job exists
+
+
+def test_a_dedup_partition_whose_worker_is_killed_is_redone(
+    celery_system: LocalCluster, wordnet_docs: list[dict]
+) -> None:
+    """A dedup job's partitions are its parts: the worker is frozen while it runs one (SIGSTOP, so the
+    part is certainly mid-run), then killed; the part runs again on the restarted worker and the job
+    finds exactly the pairs of an exact-mode run (every row probes every partition here, so the two
+    modes must agree pair for pair)."""
+    store = celery_system.gateway.ctx.store
+    collection = f"e2e_dedup_kill_{uuid.uuid4().hex[:8]}"
+    docs: list[dict[str, object]] = [dict(d) for d in wordnet_docs[:400]]
+    docs += [{"id": f"copy-{d['id']}", "text": str(d["text"]).upper()} for d in wordnet_docs[:40]]  # text pass
+    docs += [{"id": f"near-{d['id']}", "text": f"{d['text']}, as it is said"} for d in wordnet_docs[40:80]]
+
+    def pairs(job_id: str) -> set[tuple[str, ...]]:
+        found = set()
+        for group in client.dedup_groups(job_id):
+            ids = sorted([group.kept_id, *group.removed_ids])
+            found.update((a, b) for i, a in enumerate(ids) for b in ids[i + 1 :])
+        return found
+
+    with EmbedfleetClient(celery_system.gateway_address, timeout=120) as client:
+        indexed = client.index(docs, collection)
+        assert indexed.state == JobState.SUCCEEDED, indexed.error
+        exact = client.wait(client.submit_dedup(collection, 0.85, mode="exact").id)
+        assert exact.state == JobState.SUCCEEDED, exact.error
+        job = client.submit_dedup(collection, 0.85, partitions=6, n_probe=6, parts=3)
+        deadline = time.monotonic() + 120
+        while True:  # freeze the worker the moment one of the job's parts runs, and check that it still does
+            part, _ = _running_part(store, job.id, 120)
+            _signal_worker(celery_system, signal.SIGSTOP)
+            if store.part_state(job.id, part) == "running":
+                break
+            _signal_worker(celery_system, signal.SIGCONT)  # it had just finished: catch the next one
+            assert time.monotonic() < deadline, "no dedup part was caught running"
+        killed = _kill_worker(celery_system)
+        final = client.wait(job.id)  # the frozen part cannot have finished: it ran again to get here
+        assert final.state == JobState.SUCCEEDED, final.error
+        assert celery_system.processes["worker-0"].pid != killed.pid
+        reference = pairs(exact.id)
+        assert len(reference) >= 40  # the upper-cased copies at least (the near copies where they reach 0.85)
+        assert pairs(final.id) == reference
