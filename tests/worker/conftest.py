@@ -1,5 +1,6 @@
 """Fixtures for the model-quality tests: the real packaged MiniLM, one small distilled MRL student,
-and one teacher evaluation, each built once per session because they are the expensive part.
+and one teacher evaluation, each built once per session because they are the expensive part; and a
+Milvus Lite server of a test's own, for the tests that kill it.
 
 Sizes are chosen for a 2-core CPU: a few hundred short texts and a few dozen steps are enough for
 the student's agreement with the teacher to rise clearly; the evaluation subsample keeps every
@@ -9,7 +10,7 @@ relevant document of its queries.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from embedfleet.local import LocalCluster
 from embedfleet.registry import DEFAULT_MODELS, ModelSpec
 from embedfleet.worker.distill import DistillConfig, DistillProgress, DistillResult, distill
 from embedfleet.worker.evaluate import (
@@ -33,6 +35,17 @@ from embedfleet.worker.models.torch import SentenceTransformerEncoder
 
 EVAL_LIMITS = EvalLimits(max_queries=100, max_corpus=500, max_agreement_texts=300)
 MRL_DIMS = (128, 64)
+
+
+@pytest.fixture
+def lite(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A Milvus Lite server of the test's own (a test may kill it, and start it again on the same port and data)."""
+    server = LocalCluster(data_dir=tmp_path, milvus_port=0, log_dir=tmp_path / "logs")
+    server.start_milvus()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,9 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from fakes import FAKE_SPEC, fake_context
 
 from embedfleet import milvus
@@ -33,16 +30,6 @@ from embedfleet.worker.runner import PartRunner, PartStatus
 COLLECTION = "durability"
 PART = 20
 BINDING = milvus.CollectionBinding(FAKE_SPEC.name, "sha256:fake", FAKE_SPEC.dimensions)
-
-
-@pytest.fixture
-def lite(tmp_path: Path) -> Iterator[LocalCluster]:
-    server = LocalCluster(data_dir=tmp_path, milvus_port=0, log_dir=tmp_path / "logs")
-    server.start_milvus()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _kill_and_restart(lite: LocalCluster) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fakes import FAKE_SPEC, HashEncoder, fake_context
@@ -147,16 +145,6 @@ def test_the_probe_asks_the_server_not_only_its_port(lite: LocalCluster) -> None
 
 
 # --- against a Milvus Lite server of the test's own ---------------------------------------------
-
-
-@pytest.fixture
-def lite(tmp_path: Path) -> Iterator[LocalCluster]:
-    server = LocalCluster(data_dir=tmp_path, milvus_port=0, log_dir=tmp_path / "logs")
-    server.start_milvus()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _kill(lite: LocalCluster) -> None:
