@@ -3,7 +3,8 @@
 
 The WordNet example->definition retrieval set (20,000 definitions, 2,000 usage-example queries, one
 relevant definition each) is embedded once with the packaged all-MiniLM-L6-v2 (vectors cached under
-bench/.cache) and written to a Milvus Lite server on 127.0.0.1 with the worker's own sink, in two
+bench/.cache) and written to a Milvus server on 127.0.0.1 (Milvus Lite, or with ``--milvus server`` the
+Milvus 2.3 server the PyPI ``milvus`` package runs, with its ANN index) with the worker's own sink, in two
 collections: ``v128 + bits`` (one-stage funnel, binary) and ``v64 + v128`` (the 64 -> 128 -> 384 funnel).
 MiniLM is not Matryoshka-trained: it is registered a second time with matryoshka_dimensions (128, 64),
 so its prefixes are *naive truncations* (re-normalized) and the funnel's shortlist is weaker than an
@@ -18,8 +19,10 @@ finish). Every configuration's line is printed as it completes and the table is 
 round, so an interrupted run still leaves its figures.
 
     .venv/bin/python bench/search_modes.py --queries 100 --rounds 2
+    .venv/bin/python bench/search_modes.py --queries 100 --rounds 2 --milvus server
 
-writes bench/results/search_modes.md (the table) and bench/results/search_modes.png (recall vs q/s).
+writes bench/results/search_modes.md (the table) and bench/results/search_modes.png (recall vs q/s), or
+search_modes_server.md/.png.
 """
 
 from __future__ import annotations
@@ -59,10 +62,19 @@ K = 10
 NAIVE_MRL = DEFAULT_MODELS[0].model_copy(
     update={"name": "all-MiniLM-L6-v2-naive-mrl", "matryoshka_dimensions": (128, 64)}
 )
-COLLECTIONS = {
+COLLECTIONS: dict[str, tuple[VectorField, ...]] = {
     "c128": (VectorField(name="v128", dimensions=128), VectorField(name="bits", precision=Precision.BINARY)),
     "c64": (VectorField(name="v64", dimensions=64), VectorField(name="v128", dimensions=128)),
 }
+# A Milvus server before 2.4 keeps one vector field per collection (``milvus_engine.check_vector_fields``):
+# no prefix fields there, so no funnel; the bits are arrays, as on Lite.
+SERVER_COLLECTIONS: dict[str, tuple[VectorField, ...]] = {
+    "c128": (VectorField(name="bits", precision=Precision.BINARY),)
+}
+
+
+def collections_for(engine: str) -> dict[str, tuple[VectorField, ...]]:
+    return COLLECTIONS if engine == "lite" else SERVER_COLLECTIONS
 
 
 @dataclass(frozen=True)
@@ -106,8 +118,10 @@ def embedded(name: str, texts: list[str], input_type: InputType, spec: ModelSpec
     return vectors
 
 
-def write_collection(client: MilvusClient, name: str, ids: list[str], texts: list[str], raw: np.ndarray) -> None:
-    fields = milvus.stored_fields(NAIVE_MRL, COLLECTIONS[name])
+def write_collection(
+    client: MilvusClient, name: str, wanted: tuple[VectorField, ...], ids: list[str], texts: list[str], raw: np.ndarray
+) -> None:
+    fields = milvus.stored_fields(NAIVE_MRL, wanted)
     full = postprocess(raw, dimensions=384, normalize=True, precision=Precision.FLOAT32)
     extra = {f.name: postprocess(raw, dimensions=f.dimensions, normalize=True, precision=f.precision) for f in fields}
     binding = milvus.CollectionBinding(NAIVE_MRL.name, "bench", 384, fields)
@@ -156,7 +170,10 @@ def field_memory(n: int) -> list[tuple[str, int]]:
     ]
 
 
-def plot(rows: list[dict[str, object]], path: Path) -> None:
+ENGINES = {"lite": "Milvus Lite 3.2", "server": "Milvus 2.3 server"}
+
+
+def plot(rows: list[dict[str, object]], path: Path, engine: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,7 +195,7 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("recall@10 vs exact search")
     axes[0].legend(loc="lower left")
-    fig.suptitle("WordNet 20k, all-MiniLM-L6-v2 (naive prefixes), Milvus Lite 3.2; labels: candidates")
+    fig.suptitle(f"WordNet 20k, all-MiniLM-L6-v2 (naive prefixes), {ENGINES[engine]}; labels: candidates")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -189,8 +206,12 @@ def main() -> None:
     parser.add_argument("--batch1-queries", type=int, default=30, help="of those, timed one per call")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; figures are medians")
     parser.add_argument("--candidates", default="50,100,200,500", help="shortlist sizes of funnel and binary")
-    parser.add_argument("--out", type=Path, default=BENCH / "results" / "search_modes.md")
+    parser.add_argument("--milvus", choices=list(ENGINES), default="lite", help="the engine the collections live in")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/search_modes[_server].md")
     args = parser.parse_args()
+    if args.out is None:
+        suffix = "" if args.milvus == "lite" else f"_{args.milvus}"
+        args.out = BENCH / "results" / f"search_modes{suffix}.md"
 
     ids, texts, query_texts, relevant = load_set()
     began = time.perf_counter()
@@ -205,19 +226,21 @@ def main() -> None:
     exact = [[ids[i] for i in row] for row in top]
 
     sizes = [int(c) for c in args.candidates.split(",")]
+    collections = collections_for(args.milvus)
     configs = [Config("full", SearchMode.FULL, "c128", 0)]
-    configs += [Config("funnel 128", SearchMode.FUNNEL, "c128", c) for c in sizes]
-    configs += [Config("funnel 64>128", SearchMode.FUNNEL, "c64", c) for c in sizes]
+    if "c64" in collections:
+        configs += [Config("funnel 128", SearchMode.FUNNEL, "c128", c) for c in sizes]
+        configs += [Config("funnel 64>128", SearchMode.FUNNEL, "c64", c) for c in sizes]
     configs += [Config("binary", SearchMode.BINARY, "c128", c) for c in sizes]
 
     with tempfile.TemporaryDirectory() as tmp:
-        server = LocalCluster(data_dir=Path(tmp), milvus_port=0)
+        server = LocalCluster(data_dir=Path(tmp), milvus_port=0, milvus=args.milvus)
         server.start_milvus()
         try:
             client = milvus.connect(server.milvus_uri)
             began = time.perf_counter()
-            for name in COLLECTIONS:
-                write_collection(client, name, ids, texts, corpus_raw)
+            for name, extra in collections.items():
+                write_collection(client, name, extra, ids, texts, corpus_raw)
             print(f"collections written in {time.perf_counter() - began:.0f} s", flush=True)
             for config in configs:  # warm-up: loads collections, builds the binary mode's faiss index
                 run_config(client, config, queries[:32], 32)
@@ -284,7 +307,8 @@ def report(
         "",
         f"    {shlex.join([Path(sys.executable).name, *sys.argv])}",
         "",
-        f"{corpus_size:,} definitions, {len(exact)} of {query_count:,} queries (fixed sample; batch 1 timed on "
+        f"{ENGINES[args.milvus]}. {corpus_size:,} definitions, {len(exact)} of {query_count:,} queries (fixed "
+        f"sample; batch 1 timed on "
         f"{args.batch1_queries}), top-{K}, median of {rounds} interleaved rounds. Latency: one call (batch 1: one "
         "query; batch 32: 32 queries). Recall and nDCG from the batch-32 calls.",
         "",
@@ -299,10 +323,13 @@ def report(
             f"{r['ndcg']:.3f} |"
         )
     lines += ["", "| field | bytes for the collection |", "|---|---:|"]
-    lines += [f"| {name} | {size / 1e6:.2f} MB |" for name, size in field_memory(corpus_size)]
+    stored = {"vector", *(f.name for fields in collections_for(args.milvus).values() for f in fields)}
+    lines += [
+        f"| {name} | {size / 1e6:.2f} MB |" for name, size in field_memory(corpus_size) if name.split()[0] in stored
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
-    plot(rows, args.out.with_suffix(".png"))
+    plot(rows, args.out.with_suffix(".png"), args.milvus)
     print("\n".join(lines))
 
 
