@@ -8,6 +8,7 @@ prefix field and rescores; ``binary`` shortlists by Hamming distance on the bits
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pymilvus.exceptions import MilvusException
 
 from embedfleet import errors, milvus
 from embedfleet.domain import SearchHit
+from embedfleet.vectors import matryoshka_prefix
 
 # Milvus' code for "collection is released; call load() first" (after a server restart).
 _COLLECTION_NOT_LOADED = 101
@@ -80,35 +82,48 @@ def hit(entity: dict[str, Any], score: float) -> SearchHit:
     )
 
 
-def fetch_rows(client: MilvusClient, query: SearchQuery, pks: Sequence[int], fields: Sequence[str]) -> dict[int, Any]:
-    """Rows by primary key (with the hit fields and ``fields``), for rescoring a shortlist; the request's
+# Primary keys per read of a shortlist: bounds the filter expression (and Milvus' 16,384-row result window).
+PK_READ_BATCH = 4096
+Scored = list[tuple[int, float]]  # (primary key, score), best first
+
+
+def _rows_by_pk(client: MilvusClient, query: SearchQuery, pks: set[int], fields: Sequence[str]) -> dict[int, Any]:
+    """``fields`` of the rows with these primary keys, in as few reads as the batch allows; the request's
     filter applies to them too (a shortlist built outside Milvus has not seen it)."""
-    if not pks:
-        return {}
-    expr = f"{milvus.PK_FIELD} in [{', '.join(str(int(pk)) for pk in pks)}]"
-    if query.filter:
-        expr = f"({query.filter}) and {expr}"
-    rows = run_on_collection(
-        client,
-        query.collection,
-        lambda: client.query(query.collection, filter=expr, output_fields=[milvus.PK_FIELD, *ROW_FIELDS, *fields]),
-    )
-    return {int(row[milvus.PK_FIELD]): row for row in rows}
+    ordered = sorted(pks)
+    found: dict[int, Any] = {}
+    for start in range(0, len(ordered), PK_READ_BATCH):
+        chunk = ordered[start : start + PK_READ_BATCH]
+        expr = f"{milvus.PK_FIELD} in [{', '.join(str(pk) for pk in chunk)}]"
+        if query.filter:
+            expr = f"({query.filter}) and {expr}"
+        read = functools.partial(client.query, query.collection, filter=expr, output_fields=[milvus.PK_FIELD, *fields])
+        found.update((int(row[milvus.PK_FIELD]), row) for row in run_on_collection(client, query.collection, read))
+    return found
 
 
-def rescore(query_vector: np.ndarray, rows: dict[int, Any], pks: Sequence[int], field: str, keep: int) -> list[int]:
-    """The ``keep`` best of ``pks`` by cosine on ``field`` (stored vectors are normalized)."""
-    present = [pk for pk in pks if pk in rows]
-    if not present:
-        return []
-    matrix = np.asarray([rows[pk][field] for pk in present], dtype=np.float32)
-    scores = matrix @ query_vector
-    order = np.argsort(-scores, kind="stable")[:keep]
-    return [present[i] for i in order]
+def rescore(
+    client: MilvusClient, query: SearchQuery, shortlists: Sequence[Sequence[int]], field: str, keep: Sequence[int]
+) -> list[Scored]:
+    """Each query's ``keep[i]`` best of its shortlist by cosine on ``field`` (a prefix of the query where the
+    field is shorter; stored vectors are normalized). The whole batch's shortlists are read in one go,
+    and only that field: the texts are read for the final hits alone (``hits``)."""
+    rows = _rows_by_pk(client, query, {pk for shortlist in shortlists for pk in shortlist}, [field])
+    dimensions = next((f.dimensions for f in query.binding.fields if f.name == field), query.binding.dimensions)
+    scored: list[Scored] = []
+    for vector, shortlist, count in zip(query.vectors, shortlists, keep, strict=True):
+        present = [pk for pk in shortlist if pk in rows]
+        if not present:
+            scored.append([])
+            continue
+        matrix = np.asarray([rows[pk][field] for pk in present], dtype=np.float32)
+        scores = matrix @ matryoshka_prefix(vector, dimensions, True)
+        order = np.argsort(-scores, kind="stable")[:count]
+        scored.append([(present[i], float(scores[i])) for i in order])
+    return scored
 
 
-def final_hits(query_vector: np.ndarray, rows: dict[int, Any], pks: Sequence[int], top_k: int) -> list[SearchHit]:
-    """Rescore a shortlist with the full vector: the hits, scored like ``full`` mode."""
-    best = rescore(query_vector, rows, pks, milvus.VECTOR_FIELD, top_k)
-    vectors = {pk: np.asarray(rows[pk][milvus.VECTOR_FIELD], dtype=np.float32) for pk in best}
-    return [hit(rows[pk], float(vectors[pk] @ query_vector)) for pk in best]
+def hits(client: MilvusClient, query: SearchQuery, scored: Sequence[Scored]) -> list[list[SearchHit]]:
+    """The hits of every query's final rows (scored on the full vector), their texts read in one go."""
+    rows = _rows_by_pk(client, query, {pk for best in scored for pk, _ in best}, ROW_FIELDS)
+    return [[hit(rows[pk], score) for pk, score in best if pk in rows] for best in scored]

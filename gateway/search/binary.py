@@ -20,7 +20,7 @@ from pymilvus import MilvusClient
 
 from embedfleet import errors, milvus
 from embedfleet.domain import Precision, SearchHit, StoredField
-from embedfleet.gateway.search.base import SearchQuery, fetch_rows, final_hits, run_on_collection
+from embedfleet.gateway.search.base import SearchQuery, hits, rescore, run_on_collection
 from embedfleet.vectors import binary_codes, matryoshka_prefix
 from embedfleet.wire import packed_width
 
@@ -89,9 +89,6 @@ class BinarySearch:
         bits = self._index(client, query.collection, field)
         codes = binary_codes(matryoshka_prefix(query.vectors, field.dimensions, True))
         _, positions = bits.index.search(np.ascontiguousarray(codes), min(query.candidates, max(bits.rows, 1)))
-        answers = []
-        for vector, found in zip(query.vectors, positions, strict=True):
-            pks = [int(bits.pks[p]) for p in found if p >= 0]
-            rows = fetch_rows(client, query, pks, [milvus.VECTOR_FIELD])
-            answers.append(final_hits(vector, rows, pks, query.top_k))
-        return answers
+        shortlists = [[int(bits.pks[p]) for p in found if p >= 0] for found in positions]
+        best = rescore(client, query, shortlists, milvus.VECTOR_FIELD, [query.top_k] * len(shortlists))
+        return hits(client, query, best)

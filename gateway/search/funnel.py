@@ -9,7 +9,7 @@ from pymilvus import MilvusClient
 
 from embedfleet import errors, milvus
 from embedfleet.domain import Precision, SearchHit, StoredField
-from embedfleet.gateway.search.base import SearchQuery, fetch_rows, final_hits, rescore, run_on_collection
+from embedfleet.gateway.search.base import SearchQuery, hits, rescore, run_on_collection
 from embedfleet.vectors import matryoshka_prefix
 
 
@@ -43,13 +43,8 @@ class FunnelSearch:
                 search_params=query.search_params(),
             ),
         )
-        answers = []
-        for vector, shortlist in zip(query.vectors, shortlists, strict=True):
-            pks = [int(h["entity"][milvus.PK_FIELD]) for h in shortlist]
-            for stage in stages[1:]:
-                rows = fetch_rows(client, query, pks, [stage.name])
-                keep = max(query.top_k, len(pks) // 2)
-                pks = rescore(matryoshka_prefix(vector, stage.dimensions, True), rows, pks, stage.name, keep)
-            rows = fetch_rows(client, query, pks, [milvus.VECTOR_FIELD])
-            answers.append(final_hits(vector, rows, pks, query.top_k))
-        return answers
+        pks = [[int(h["entity"][milvus.PK_FIELD]) for h in shortlist] for shortlist in shortlists]
+        for stage in stages[1:]:
+            keep = [max(query.top_k, len(p) // 2) for p in pks]
+            pks = [[pk for pk, _ in best] for best in rescore(client, query, pks, stage.name, keep)]
+        return hits(client, query, rescore(client, query, pks, milvus.VECTOR_FIELD, [query.top_k] * len(pks)))

@@ -122,3 +122,36 @@ def test_modes_refuse_collections_without_their_field(client: MilvusClient) -> N
     bare = milvus.CollectionBinding(FAKE_SPEC.name, "v", 16, ())
     with pytest.raises(FailedPrecondition, match='"dimensions": 128'):
         STRATEGIES["funnel"].check(bare)  # type: ignore[index]
+
+
+class CountingReads:
+    """The real client, with every ``query`` call's output fields recorded (what a rescoring read costs)."""
+
+    def __init__(self, client: MilvusClient) -> None:
+        self._client = client
+        self.reads: list[list[str]] = []
+
+    def query(self, *args: object, **kwargs: object) -> object:
+        self.reads.append(list(kwargs.get("output_fields") or []))  # type: ignore[call-overload]
+        return self._client.query(*args, **kwargs)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("mode", ["binary", "funnel"])
+def test_a_batch_is_rescored_in_a_few_reads_and_only_its_hits_bring_their_texts(
+    client: MilvusClient, collection: str, mode: str
+) -> None:
+    """A batch of 8 queries reads its shortlists once per stage, whatever the batch size (it read once per
+    query before), and the texts and metadata only of the rows it returns."""
+    texts = tuple(f"query number {i}" for i in range(8))
+    query = _query(client, collection, candidates=40, texts=texts)
+    counting = CountingReads(client)
+    results = STRATEGIES[mode].search(counting, query)  # type: ignore[index,arg-type]
+    assert [len(r) for r in results] == [10] * 8
+    vector_reads = [r for r in counting.reads if milvus.VECTOR_FIELD in r or "v8" in r]
+    text_reads = [r for r in counting.reads if milvus.TEXT_FIELD in r]
+    assert len(vector_reads) == (1 if mode == "binary" else 2)  # funnel: v8, then the full vector
+    assert len(text_reads) == 1 and not any(milvus.TEXT_FIELD in r for r in vector_reads)
+    assert _ids(results) == _ids(STRATEGIES[mode].search(client, query))  # type: ignore[index]
