@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import logging
 import socket
 import threading
@@ -118,7 +119,11 @@ class MilvusBreaker:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._opened_at: float | None = None
-        self._local = threading.local()
+        # Ticks of one counter: ``guard`` takes one when an attempt starts, ``hold`` one each time a part asks
+        # for Milvus, so an attempt used Milvus if a hold ticked after it started. Not thread-local: an index
+        # part writes from its pipeline thread (``worker/pipeline.py``), not the thread that runs the attempt.
+        self._ticks = itertools.count()
+        self._last_hold = -1
 
     @property
     def is_open(self) -> bool:
@@ -129,7 +134,7 @@ class MilvusBreaker:
         (a cancelled job stops waiting). Raises ``Unavailable`` (transient, so the attempt is retried and
         finally failed) once the outage has outlasted the budget: from then on every part fails at once
         instead of waiting again, until a probe succeeds."""
-        self._local.used = True
+        self._last_hold = next(self._ticks)
         while (opened_at := self._opened_at) is not None:
             if self._probe():
                 self._close("Milvus at %s answers again after %.1f s")
@@ -148,18 +153,18 @@ class MilvusBreaker:
     def guard(self) -> Iterator[None]:
         """Around one attempt of a part: if the attempt asked for Milvus and failed, probe the server and
         open the breaker when it is away; if it succeeded, Milvus answered, so the breaker closes."""
-        self._local.used = False
+        started = next(self._ticks)
         try:
             yield
         except Exception:
-            if self._local.used and self._opened_at is None and not self._probe():
+            if self._last_hold > started and self._opened_at is None and not self._probe():
                 with self._lock:
                     if self._opened_at is None:
                         self._opened_at = self._clock()
                         log.warning("Milvus at %s is unreachable: parts that need it wait for it", self.where)
             raise
         else:
-            if self._local.used and self._opened_at is not None:
+            if self._last_hold > started and self._opened_at is not None:
                 self._close("Milvus at %s answered a part after %.1f s")
 
     def _close(self, message: str) -> None:

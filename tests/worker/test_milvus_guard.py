@@ -76,6 +76,18 @@ def test_a_failure_opens_the_breaker_only_when_the_probe_finds_milvus_away() -> 
     assert breaker.is_open
 
 
+def test_milvus_asked_for_from_another_thread_counts_for_the_attempt() -> None:
+    """An index part writes from its pipeline thread: a failure after that still opens the breaker."""
+    script = Script([False])
+    breaker = _breaker(script)
+    with pytest.raises(Retryable), breaker.guard():
+        writer = threading.Thread(target=breaker.hold)
+        writer.start()
+        writer.join()
+        raise Retryable("Milvus upsert failed")
+    assert breaker.is_open
+
+
 def test_an_open_breaker_holds_parts_until_milvus_answers() -> None:
     script = Script([False])
     breaker = _breaker(script)
@@ -183,7 +195,9 @@ def _runner(store: JobStore, lite: LocalCluster, budget_s: float) -> PartRunner:
         milvus_uri=lite.milvus_uri, milvus_call_timeout_seconds=2.0, milvus_outage_budget_seconds=budget_s
     )
     sink, breaker = milvus_access(settings)
-    return PartRunner(fake_context(store, sink, HashEncoder(), breaker=breaker), max_attempts=5, lease_s=6.0)
+    # Rows written 8 at a time: the part's writes come from its pipeline thread, as a real part's do.
+    ctx = fake_context(store, sink, HashEncoder(), write_rows=8, breaker=breaker)
+    return PartRunner(ctx, max_attempts=5, lease_s=6.0)
 
 
 def _run_until_settled(runner: PartRunner, job_id: str, part: int) -> tuple[PartStatus, int]:
