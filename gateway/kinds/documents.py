@@ -59,7 +59,7 @@ def plan_documents(
     if source_path:
         raise errors.InvalidArgument("set source.path or source.uri, not both", "config.source.uri")
     starts = PartStarts(sizing) if sizing.by_tokens else None
-    corpus = resolve_reference(sub.ctx, reference, starts.add if starts else None)
+    corpus = resolve_reference(sub.ctx, reference, starts.add if starts is not None else None)
     if corpus.rows == 0:
         raise errors.InvalidArgument(f"the corpus {reference.uri!r} has no rows", "config.source.uri")
     data = sub.stager.data

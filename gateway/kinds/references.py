@@ -2,7 +2,8 @@
 
 A reference is a path inside the dataset store (relative, or a URI under the store's), or an
 absolute path under the gateway's allowed corpus dirs; anything else is refused before a file is
-opened. Planning reads Parquet footers and counts JSONL lines only: the workers read the texts.
+opened. Planning reads Parquet footers (and, when parts are sized by tokens, the text column's lengths)
+and counts JSONL lines in one pass, parsing none: the workers read and validate the records.
 """
 
 from __future__ import annotations
