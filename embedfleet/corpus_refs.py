@@ -109,9 +109,10 @@ def plan_reference(
     files = []
     for path in paths:
         if fmt == CorpusFormat.PARQUET:
-            file = CorpusFile(path=path, rows=_parquet_rows(fs, path, (id_column, text_column)))
+            parquet = _parquet_file(fs, path)
+            file = CorpusFile(path=path, rows=_parquet_rows(parquet, path, (id_column, text_column)))
             if row_bytes is not None:
-                _parquet_text_bytes(fs, path, text_column, row_bytes)
+                _parquet_text_bytes(parquet, text_column, row_bytes)
         else:
             file = _jsonl_file(fs, path, row_bytes)
         if file.rows:
@@ -137,8 +138,7 @@ def _parquet_file(fs: pafs.FileSystem, path: str) -> Any:
         raise InvalidArgument(f"{posixpath.basename(path)}: not a readable Parquet file ({exc})") from None
 
 
-def _parquet_rows(fs: pafs.FileSystem, path: str, required: tuple[str, ...]) -> int:
-    parquet = _parquet_file(fs, path)
+def _parquet_rows(parquet: Any, path: str, required: tuple[str, ...]) -> int:
     missing = [c for c in required if c not in parquet.schema_arrow.names]
     if missing:
         raise InvalidArgument(
@@ -165,11 +165,10 @@ def _lines(fs: pafs.FileSystem, path: str, start: SeekPoint | None = None) -> It
         yield from io.BufferedReader(source, buffer_size=1 << 20)
 
 
-def _parquet_text_bytes(fs: pafs.FileSystem, path: str, text_column: str, row_bytes: Callable[[int], None]) -> None:
+def _parquet_text_bytes(parquet: Any, text_column: str, row_bytes: Callable[[int], None]) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    parquet = _parquet_file(fs, path)
     for group in range(parquet.num_row_groups):
         column = parquet.read_row_group(group, columns=[text_column]).column(0)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):

@@ -129,11 +129,10 @@ class MilvusBreaker:
     def is_open(self) -> bool:
         return self._opened_at is not None
 
-    def hold(self, still_wanted: Callable[[], None] = lambda: None) -> None:
-        """Return once Milvus is believed reachable. ``still_wanted`` runs between probes and may raise
-        (a cancelled job stops waiting). Raises ``Unavailable`` (transient, so the attempt is retried and
-        finally failed) once the outage has outlasted the budget: from then on every part fails at once
-        instead of waiting again, until a probe succeeds."""
+    def hold(self) -> None:
+        """Return once Milvus is believed reachable. Raises ``Unavailable`` (transient, so the attempt is
+        retried and finally failed) once the outage has outlasted the budget: from then on every part
+        fails at once instead of waiting again, until a probe succeeds."""
         self._last_hold = next(self._ticks)
         while (opened_at := self._opened_at) is not None:
             if self._probe():
@@ -146,7 +145,6 @@ class MilvusBreaker:
                     f"milvus_outage_budget_seconds is {self.outage_budget_s:.0f}); once it is back, resume the "
                     "job (ResumeJob, `embedfleet jobs resume`) to run its failed parts"
                 )
-            still_wanted()
             self._sleep(min(self.probe_interval_s, self.outage_budget_s - down_s))
 
     @contextmanager

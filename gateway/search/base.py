@@ -87,15 +87,18 @@ PK_READ_BATCH = 4096
 Scored = list[tuple[int, float]]  # (primary key, score), best first
 
 
-def _rows_by_pk(client: MilvusClient, query: SearchQuery, pks: set[int], fields: Sequence[str]) -> dict[int, Any]:
-    """``fields`` of the rows with these primary keys, in as few reads as the batch allows; the request's
-    filter applies to them too (a shortlist built outside Milvus has not seen it)."""
+def _rows_by_pk(
+    client: MilvusClient, query: SearchQuery, pks: set[int], fields: Sequence[str], filtered: bool
+) -> dict[int, Any]:
+    """``fields`` of the rows with these primary keys, in as few reads as the batch allows; with
+    ``filtered`` the request's filter applies to them too (a shortlist built outside Milvus has not seen
+    it; rows that already passed it need not be filtered again)."""
     ordered = sorted(pks)
     found: dict[int, Any] = {}
     for start in range(0, len(ordered), PK_READ_BATCH):
         chunk = ordered[start : start + PK_READ_BATCH]
         expr = f"{milvus.PK_FIELD} in [{', '.join(str(pk) for pk in chunk)}]"
-        if query.filter:
+        if filtered and query.filter:
             expr = f"({query.filter}) and {expr}"
         read = functools.partial(client.query, query.collection, filter=expr, output_fields=[milvus.PK_FIELD, *fields])
         found.update((int(row[milvus.PK_FIELD]), row) for row in run_on_collection(client, query.collection, read))
@@ -103,12 +106,18 @@ def _rows_by_pk(client: MilvusClient, query: SearchQuery, pks: set[int], fields:
 
 
 def rescore(
-    client: MilvusClient, query: SearchQuery, shortlists: Sequence[Sequence[int]], field: str, keep: Sequence[int]
+    client: MilvusClient,
+    query: SearchQuery,
+    shortlists: Sequence[Sequence[int]],
+    field: str,
+    keep: Sequence[int],
+    filtered: bool,
 ) -> list[Scored]:
     """Each query's ``keep[i]`` best of its shortlist by cosine on ``field`` (a prefix of the query where the
     field is shorter; stored vectors are normalized). The whole batch's shortlists are read in one go,
-    and only that field: the texts are read for the final hits alone (``hits``)."""
-    rows = _rows_by_pk(client, query, {pk for shortlist in shortlists for pk in shortlist}, [field])
+    and only that field: the texts are read for the final hits alone (``hits``). ``filtered``: apply the
+    request's filter here, to a shortlist made without it."""
+    rows = _rows_by_pk(client, query, {pk for shortlist in shortlists for pk in shortlist}, [field], filtered)
     dimensions = next((f.dimensions for f in query.binding.fields if f.name == field), query.binding.dimensions)
     scored: list[Scored] = []
     for vector, shortlist, count in zip(query.vectors, shortlists, keep, strict=True):
@@ -124,6 +133,7 @@ def rescore(
 
 
 def hits(client: MilvusClient, query: SearchQuery, scored: Sequence[Scored]) -> list[list[SearchHit]]:
-    """The hits of every query's final rows (scored on the full vector), their texts read in one go."""
-    rows = _rows_by_pk(client, query, {pk for best in scored for pk, _ in best}, ROW_FIELDS)
+    """The hits of every query's final rows (scored on the full vector, past the filter already), their texts
+    read in one go."""
+    rows = _rows_by_pk(client, query, {pk for best in scored for pk, _ in best}, ROW_FIELDS, filtered=False)
     return [[hit(rows[pk], score) for pk, score in best if pk in rows] for best in scored]

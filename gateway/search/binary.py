@@ -90,5 +90,6 @@ class BinarySearch:
         codes = binary_codes(matryoshka_prefix(query.vectors, field.dimensions, True))
         _, positions = bits.index.search(np.ascontiguousarray(codes), min(query.candidates, max(bits.rows, 1)))
         shortlists = [[int(bits.pks[p]) for p in found if p >= 0] for found in positions]
-        best = rescore(client, query, shortlists, milvus.VECTOR_FIELD, [query.top_k] * len(shortlists))
+        # The faiss shortlist has not seen the request's filter: the rescoring read applies it.
+        best = rescore(client, query, shortlists, milvus.VECTOR_FIELD, [query.top_k] * len(shortlists), filtered=True)
         return hits(client, query, best)

@@ -43,8 +43,10 @@ class FunnelSearch:
                 search_params=query.search_params(),
             ),
         )
+        # Milvus applied the request's filter to the first shortlist: later stages need not again.
         pks = [[int(h["entity"][milvus.PK_FIELD]) for h in shortlist] for shortlist in shortlists]
         for stage in stages[1:]:
             keep = [max(query.top_k, len(p) // 2) for p in pks]
-            pks = [[pk for pk, _ in best] for best in rescore(client, query, pks, stage.name, keep)]
-        return hits(client, query, rescore(client, query, pks, milvus.VECTOR_FIELD, [query.top_k] * len(pks)))
+            pks = [[pk for pk, _ in best] for best in rescore(client, query, pks, stage.name, keep, filtered=False)]
+        final = rescore(client, query, pks, milvus.VECTOR_FIELD, [query.top_k] * len(pks), filtered=False)
+        return hits(client, query, final)
