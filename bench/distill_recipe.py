@@ -17,6 +17,7 @@ interleaved): a variant with the same layers runs at the same speed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -75,8 +76,9 @@ def main() -> None:
         f"queries over {args.eval_corpus} documents + the Lee pairs. Teacher: "
         + ", ".join(f"{k} {getattr(teacher_report.full, k):.3f}" for k in HEADLINE_METRICS),
         "",
-        "| variant | layers | steps run (best) | train time | held-out agreement | Lee | R@10 | nDCG@10 | min kept |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | layers | steps run (best) | train time | held-out agreement | Lee | R@10 | nDCG@10 | min kept "
+        "| prefixes: R@10 kept of own full width |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for variant in args.variant:
         name, _, spec = variant.partition(":")
@@ -86,11 +88,15 @@ def main() -> None:
         result = distill(config, teacher, texts, work / name, _printer(name, args.log_every), label_cache=cache)
         train_s = time.monotonic() - t0
         encoder = SentenceTransformerEncoder(_student_spec(name, result), device, 32)
-        report = evaluate(encode_fn_for(encoder), data_dir=data_dir, limits=limits)
+        dims = list(result.matryoshka_dims)
+        report = evaluate(encode_fn_for(encoder), dims=dims, data_dir=data_dir, limits=limits)
         kept = [getattr(report.full, k) / getattr(teacher_report.full, k) for k in HEADLINE_METRICS]
+        prefixes = ", ".join(f"{d}: {report.by_dim[d].recall_at_10 / report.full.recall_at_10:.3f}" for d in dims)
         row = (
             f"| {name} | {list(result.kept_layers)} | {result.steps} ({result.best_step}) | {train_s:.0f} s "
-            f"| {result.agreement_after:.3f} | " + " | ".join(f"{v:.3f}" for v in kept) + f" | **{min(kept):.3f}** |"
+            f"| {result.agreement_after:.3f} | "
+            + " | ".join(f"{v:.3f}" for v in kept)
+            + f" | **{min(kept):.3f}** | {prefixes or '—'} |"
         )
         print(row, flush=True)
         lines.append(row)
@@ -102,10 +108,17 @@ def main() -> None:
 
 
 def _overrides(spec: str) -> dict[str, object]:
+    """``key=value;...``: layers as ``keep_layers=0.3.5``, lists and maps as JSON
+    (``matryoshka_dims=[256,128,64]``, ``matryoshka_weights={"128":2}``), anything else as text."""
     out: dict[str, object] = {}
     for item in filter(None, spec.split(";")):
         key, _, value = item.partition("=")
-        out[key] = tuple(int(v) for v in value.split(".")) if key == "keep_layers" and "." in value else value
+        if key == "keep_layers" and "." in value:
+            out[key] = tuple(int(v) for v in value.split("."))
+        elif value[:1] in "[{":
+            out[key] = json.loads(value)
+        else:
+            out[key] = value
     return out
 
 

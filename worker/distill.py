@@ -1,4 +1,4 @@
-"""Distil a smaller, faster student from a teacher: layer-cut copy + embedding MSE (+ Matryoshka).
+"""Distil a smaller, faster student from a teacher: layer-cut copy + cosine to its embeddings and token states.
 
 The recipe, and why each part is there:
 
@@ -14,6 +14,16 @@ The recipe, and why each part is there:
   ``matryoshka_weights``) when the student must also be an MRL model. On unit vectors it is MSE up to a
   constant; unlike MSE it does not weigh a prefix by ``1 / d`` (see that module). ``loss="mse"`` keeps
   the first recipe's ``losses.MSELoss``.
+* **A token term** (``hidden_weight``, on by default for a student cut from the teacher): the student's
+  last hidden state is compared with the frozen teacher's, token by token, on the same batch. A pooled
+  label is one vector per text; the token states say how the teacher represents each word of it, which
+  is what a student with half the layers has to relearn.
+* **No dropout while training** (``student_dropout`` 0): the labels are the teacher's deterministic
+  outputs, and the noise only blurs what the student must reproduce.
+* **Batches of neighbours** (``batching``): each batch is drawn from a k-means cell of the teacher's
+  labels, so a step sees texts the teacher places close together, whose fine order is what retrieval
+  ranks by. Measured together with the two above on the whole WordNet retrieval set, a 3-layer MiniLM
+  student went from 0.921 to 0.967 of the teacher's recall@10 (``bench/RESULTS.md``).
 * **Early stopping on held-out agreement**: every ``eval_every`` steps the held-out texts are encoded,
   the best weights are kept, and training stops after ``patience`` checks without a gain; the saved
   student is the best one seen, not the last.
@@ -58,6 +68,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -83,6 +94,11 @@ INFO_FILE = "distill.json"
 class DistillLoss(StrEnum):
     COSINE = "cosine"
     MSE = "mse"
+
+
+class Batching(StrEnum):
+    LENGTH = "length"  # random texts, bucketed by length
+    NEIGHBOURS = "neighbours"  # texts the teacher places close together, bucketed by length
 
 
 class DistillConfig(BaseModel):
@@ -115,6 +131,20 @@ class DistillConfig(BaseModel):
     relational_temperature: float = Field(
         default=0.0, ge=0, description="0: MSE between the similarity matrices; > 0: KL of their rows' softmax"
     )
+    hidden_weight: float | None = Field(
+        default=None,
+        ge=0,
+        description="weight of the token term: the student's last hidden states against the teacher's, token by "
+        "token (cosine loss, students cut from the teacher); None: 1 for a student cut from the teacher, else 0",
+    )
+    batching: Batching = Field(
+        default=Batching.NEIGHBOURS,
+        description="how a batch is drawn: random texts, or neighbours in the teacher's space (what the "
+        "relational term then compares is the fine ranking retrieval needs)",
+    )
+    student_dropout: float | None = Field(
+        default=0.0, ge=0, lt=1, description="dropout in the student while it trains (None: the model's own)"
+    )
     matryoshka_weights: dict[int, float] = Field(
         default_factory=dict, description="loss weight per dimension (the full width included); 1 where not given"
     )
@@ -124,6 +154,21 @@ class DistillConfig(BaseModel):
     patience: int = Field(default=4, ge=1, description="checks without a gain before training stops early")
     max_holdout: int = Field(default=1000, ge=2, description="held-out texts at most (the checks encode them all)")
     checkpoint_every: int = Field(default=100, gt=0, description="steps between checkpoints (with a checkpoint dir)")
+
+    def token_weight(self) -> float:
+        """The token term's weight: explicit, or 1 where it applies (and 0 where not).
+
+        It compares the student's token states with the teacher's, so it needs the teacher's tokenizer and
+        width: a student cut from the teacher, trained with the cosine loss.
+        """
+        applies = self.init_model is None and self.loss == DistillLoss.COSINE
+        if self.hidden_weight is None:
+            return 1.0 if applies else 0.0
+        if self.hidden_weight and not applies:
+            raise InvalidArgument(
+                "hidden_weight compares token states: it needs the cosine loss and a student cut from the teacher"
+            )
+        return self.hidden_weight
 
     @field_validator("keep_layers")
     @classmethod
@@ -241,6 +286,7 @@ def distill(
         raise InvalidArgument("bf16 autocast is only supported on CUDA devices")
     if config.relational_weight and config.loss != DistillLoss.COSINE:
         raise InvalidArgument("relational_weight needs the cosine loss")
+    hidden_weight = config.token_weight()
 
     def report(
         phase: DistillPhase,
@@ -275,7 +321,8 @@ def distill(
 
     compute = functools.partial(_teacher_labels, teacher_encoder, texts)
     labels = label_cache.get_or_compute(labels_key, compute)[0] if label_cache is not None else compute()
-    del teacher_encoder  # its memory is the student's now
+    teacher_tokens = _frozen(teacher_encoder.model[0]) if hidden_weight else None
+    del teacher_encoder  # its memory is the student's now (but for its transformer, with a hidden term)
     labels_train, labels_holdout = labels[train_idx], labels[holdout_idx]
 
     rotate = bool(config.matryoshka_dims) if config.rotate_labels is None else config.rotate_labels
@@ -288,6 +335,8 @@ def distill(
     # 2. Student: layer-cut copy, then (projection | rotation) Dense, then Normalize.
     base.max_seq_length = max_seq_length
     student = _assemble_student(base, labels_train, train_texts, rotation, prompt, config, device)
+    if config.student_dropout is not None:
+        set_dropout(student, config.student_dropout)
     dims = tuple(d for d in config.matryoshka_dims if d < label_dim)
 
     report(DistillPhase.EVALUATE, 0)
@@ -295,7 +344,13 @@ def distill(
 
     # 3. Train, checking held-out agreement as it goes and keeping the best student.
     loss_fn: nn.Module = (
-        CosineDistillLoss(student, config.relational_weight, config.relational_temperature)
+        CosineDistillLoss(
+            student,
+            config.relational_weight,
+            config.relational_temperature,
+            teacher_tokens=teacher_tokens,
+            hidden_weight=hidden_weight,
+        )
         if config.loss == DistillLoss.COSINE
         else losses.MSELoss(student)
     )
@@ -396,6 +451,26 @@ def load_label_rotation(model_dir: Path) -> np.ndarray | None:
     """The rotation a student was trained in, or None: ``l2(teacher) @ R`` is comparable with it."""
     path = Path(model_dir) / ROTATION_FILE
     return np.load(path) if path.is_file() else None
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Every dropout in ``model`` to ``p`` for this run only (the saved config keeps the model's own).
+
+    The labels are the teacher's deterministic (eval-mode) outputs; dropout in the student adds noise to
+    what it must reproduce exactly, and a layer-cut student is not short of regularisation (its training
+    texts outnumber its steps' batches). Off, the 3-layer student kept 0.901 of the teacher's recall@10
+    instead of 0.890, and with the token term 0.921 instead of 0.885.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module
 
 
 def _find_layer_list(auto_model: nn.Module, total: int) -> tuple[nn.Module, str]:
@@ -523,6 +598,11 @@ class _Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.state = _TrainState()
         self.resumed_from = 0
+        self.groups = (
+            _neighbour_groups(labels, 2 * config.batch_size, config.seed)
+            if (config.batching == Batching.NEIGHBOURS)
+            else None
+        )
 
     def _schedule(self, step: int) -> float:
         warmup = int(self.config.warmup_fraction * self.config.steps)
@@ -538,7 +618,7 @@ class _Trainer:
         self.student.train()
         while state.step < config.steps:
             if not state.batches:
-                state.batches = _length_bucketed_batches(lengths, batch_size, self.generator)
+                state.batches = _length_bucketed_batches(lengths, batch_size, self.generator, self.groups)
             loss, lr = self._step(state.batches.pop())
             state.step += 1
             state.losses.append(loss)
@@ -609,22 +689,56 @@ class _Trainer:
         log.info("distillation resumes from its checkpoint at step %d", self.state.step)
 
 
-def _length_bucketed_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list[list[int]]:
-    """One shuffled epoch of batches whose texts have similar lengths.
+def _length_bucketed_batches(
+    lengths: list[int], batch_size: int, generator: torch.Generator, groups: list[list[int]] | None = None
+) -> list[list[int]]:
+    """One shuffled epoch of batches whose texts have similar lengths, drawn from ``groups`` if given.
 
     A batch is padded to its longest text, so random batches of a mixed corpus (one 256-token
     paragraph among 31 short definitions) cost several times the real tokens. Sorting within windows
-    of 16 batches and then shuffling the batch order keeps batches random across the corpus while
-    cutting the padding; the short tail of the epoch is dropped.
+    (16 batches of random texts, or one group) and then shuffling the batch order keeps batches random
+    across the corpus while cutting the padding. What is left of each window after its last full batch
+    is pooled and batched the same way; the epoch's last partial batch is dropped.
     """
     order = torch.randperm(len(lengths), generator=generator).tolist()
-    window = batch_size * 16
+    if groups is None:
+        window = batch_size * 16
+        windows = [order[start : start + window] for start in range(0, len(order), window)]
+    else:
+        rank = {text: position for position, text in enumerate(order)}
+        windows = [sorted(group, key=rank.__getitem__) for group in groups]
     batches: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size))
+    left: list[int] = []
+    for members in windows:
+        chunk = sorted(members, key=lambda i: lengths[i])
+        full = len(chunk) - len(chunk) % batch_size
+        batches.extend(chunk[i : i + batch_size] for i in range(0, full, batch_size))
+        left.extend(chunk[full:])
+    left.sort(key=lambda i: lengths[i])
+    batches.extend(left[i : i + batch_size] for i in range(0, len(left) - batch_size + 1, batch_size))
     shuffled = torch.randperm(len(batches), generator=generator).tolist()
     return [batches[i] for i in shuffled]
+
+
+def _neighbour_groups(labels: np.ndarray, size: int, seed: int) -> list[list[int]]:
+    """The texts split into groups of about ``size`` that the teacher embeds close together.
+
+    Spherical k-means (faiss) on the teacher's labels, fitted once per run: a batch drawn from one
+    group holds near neighbours, whose relative order is what the teacher and the student disagree on
+    and what recall@10 measures. Random batches hold unrelated texts, whose similarities are all near
+    zero and teach the relational term nothing.
+    """
+    vectors = np.ascontiguousarray(_l2(labels))
+    k = max(1, len(vectors) // size)
+    if k == 1:
+        return [list(range(len(vectors)))]
+    kmeans = faiss.Kmeans(vectors.shape[1], k, niter=20, seed=seed, spherical=True, verbose=False)
+    kmeans.train(vectors)
+    _, assignment = kmeans.index.search(vectors, 1)
+    groups: dict[int, list[int]] = {}
+    for text, group in enumerate(assignment[:, 0].tolist()):
+        groups.setdefault(group, []).append(text)
+    return [groups[g] for g in sorted(groups)]
 
 
 def _agreement(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +22,13 @@ from embedfleet.worker.distill import (
     DistillPhase,
     DistillProgress,
     DistillResult,
+    _length_bucketed_batches,
+    _neighbour_groups,
     choose_layers,
     distill,
     load_label_rotation,
     principal_rotation,
+    set_dropout,
 )
 from embedfleet.worker.distill_loss import CosineDistillLoss
 from embedfleet.worker.distill_state import LabelCache
@@ -143,6 +147,12 @@ def test_refuses_bad_requests(tmp_path: Path, teacher_spec: ModelSpec) -> None:
         distill(DistillConfig(matryoshka_dims=(512,), steps=1), teacher_spec, texts, tmp_path / "b", None)
     with pytest.raises(InvalidArgument, match="at least 4"):
         distill(DistillConfig(steps=1), teacher_spec, ["one", " "], tmp_path / "c", None)
+    for needs_tokens in ({"init_model": teacher_spec}, {"loss": "mse"}):
+        with pytest.raises(InvalidArgument, match="cut from the teacher"):
+            distill(DistillConfig(steps=1, hidden_weight=1, **needs_tokens), teacher_spec, texts, tmp_path / "d")
+    # By default the token term is on exactly where it applies.
+    assert DistillConfig().token_weight() == 1.0
+    assert DistillConfig(init_model=teacher_spec).token_weight() == DistillConfig(loss="mse").token_weight() == 0.0
     with pytest.raises(ValueError, match="distinct"):
         DistillConfig(keep_layers=(1, 1))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
@@ -268,3 +278,79 @@ def test_relational_kl_is_zero_for_the_teachers_geometry_only() -> None:
     swapped = x[[2, 1, 0]] @ torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # other neighbours
     plain = CosineDistillLoss(Echo())([{"x": x}], swapped)  # type: ignore[arg-type]
     assert float(relational([{"x": x}], swapped)) > float(plain) + 0.1
+
+
+class TokenEcho(nn.Module):
+    """Echo with token states: ``x`` is the sentence embedding, ``t`` the last hidden state."""
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"sentence_embedding": features["x"], "token_embeddings": features["t"]}
+
+    def get_embedding_dimension(self) -> int:
+        return 2
+
+
+class TeacherTokens(nn.Module):
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"token_embeddings": features["reference"]}
+
+
+def test_token_term_compares_real_tokens_once_per_batch() -> None:
+    """The token term is mean ``1 - cos`` over real tokens (padding ignored), and only on the full-width call
+    (MatryoshkaLoss calls the loss again with the labels cut to each prefix; token states are not cut)."""
+    x = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    reference = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [5.0, 5.0]]])
+    mask = torch.tensor([[1, 1], [1, 0]])
+    same = reference.clone()
+    same[1, 1] = torch.tensor([-3.0, 2.0])  # a padding token: no matter what it holds
+    loss = CosineDistillLoss(TokenEcho(), teacher_tokens=TeacherTokens(), hidden_weight=2.0)  # type: ignore[arg-type]
+    features = {"x": x, "t": same, "reference": reference, "attention_mask": mask}
+    assert float(loss([dict(features)], x)) == pytest.approx(0.0, abs=1e-6)
+    turned = same.clone()
+    turned[0, 0] = torch.tensor([0.0, 1.0])  # one of the 3 real tokens at 90 degrees: 2.0 * 1 / 3
+    assert float(loss([features | {"t": turned}], x)) == pytest.approx(2.0 / 3, abs=1e-6)
+    prefix = {"t": turned, "x": x[:, :1]}  # a prefix call: MatryoshkaLoss cuts the vectors and the labels
+    assert float(loss([features | prefix], x[:, :1])) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_neighbour_batches_hold_texts_the_teacher_puts_together() -> None:
+    """Four well-separated topics of 64 texts: each group is one topic, every batch lies inside one group,
+    and an epoch uses every text once."""
+    rng = np.random.default_rng(0)
+    centres = np.eye(8, dtype=np.float32)[:4] * 10
+    labels = np.concatenate([centre + rng.standard_normal((64, 8)).astype(np.float32) for centre in centres])
+    topic = np.repeat(np.arange(4), 64)
+    groups = _neighbour_groups(labels, 64, seed=0)
+    assert sorted(len(g) for g in groups) == [64] * 4
+    assert all(len(set(topic[g])) == 1 for g in groups)
+    lengths = rng.integers(5, 100, size=len(labels)).tolist()
+    batches = _length_bucketed_batches(lengths, 16, torch.Generator().manual_seed(0), groups)
+    assert all(len(set(topic[b])) == 1 for b in batches)
+    assert sorted(i for b in batches for i in b) == list(range(len(labels)))
+
+
+def test_dropout_is_set_for_training_only(teacher_spec: ModelSpec) -> None:
+    source = teacher_spec.local_path()
+    assert source is not None
+    model = SentenceTransformer(str(source), device="cpu", local_files_only=True)
+    set_dropout(model, 0.0)
+    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    assert dropouts and all(m.p == 0.0 for m in dropouts)
+    assert model[0].auto_model.config.hidden_dropout_prob == 0.1  # what a saved student would load with
+
+
+def test_token_term_leaves_the_teacher_out_of_the_student(
+    tmp_path: Path, teacher_spec: ModelSpec, training_texts: list[str]
+) -> None:
+    """With the token term the frozen teacher runs beside the student: its weights must not be trained or
+    saved with the student, which has exactly the parameters of a student trained without the term."""
+    texts = training_texts[:48]
+    common = {"keep_layers": (0, 5), "steps": 4, "batch_size": 8, "seed": 3}
+    plain = distill(DistillConfig(**common, hidden_weight=0), teacher_spec, texts, tmp_path / "plain")
+    tokens = distill(
+        DistillConfig(**common, hidden_weight=1.0, student_dropout=0.0), teacher_spec, texts, tmp_path / "t"
+    )
+    assert plain.losses != tokens.losses
+    load = functools.partial(SentenceTransformer, device="cpu", local_files_only=True)
+    shapes = [{k: v.shape for k, v in load(str(r.output_dir)).state_dict().items()} for r in (plain, tokens)]
+    assert shapes[0] == shapes[1]
