@@ -8,7 +8,9 @@ Milvus 2.3 server the PyPI ``milvus`` package runs, with its ANN index) with the
 collections: ``v128 + bits`` (one-stage funnel, binary) and ``v64 + v128`` (the 64 -> 128 -> 384 funnel).
 MiniLM is not Matryoshka-trained: it is registered a second time with matryoshka_dimensions (128, 64),
 so its prefixes are *naive truncations* (re-normalized) and the funnel's shortlist is weaker than an
-MRL model's would be.
+MRL model's would be. ``--model DIR`` runs the same on a distilled MRL student instead (a directory
+``embedfleet distill`` or ``bench/models_quality.py`` wrote, trained with 128 and 64 among its prefixes),
+so the funnel runs on trained prefixes.
 
 The timed loop calls the gateway's strategies (embedfleet.gateway.search) directly on precomputed
 query vectors, so the model is out of it: what is timed is Milvus plus the gateway's rescoring.
@@ -20,6 +22,8 @@ round, so an interrupted run still leaves its figures.
 
     .venv/bin/python bench/search_modes.py --queries 100 --rounds 2
     .venv/bin/python bench/search_modes.py --queries 100 --rounds 2 --milvus server
+    .venv/bin/python bench/search_modes.py --queries 100 --rounds 2 --model /tmp/mq/mrl-student \
+        --out bench/results/search_modes_mrl_student.md
 
 writes bench/results/search_modes.md (the table) and bench/results/search_modes.png (recall vs q/s), or
 search_modes_server.md/.png.
@@ -28,6 +32,7 @@ search_modes_server.md/.png.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -50,7 +55,8 @@ from embedfleet.domain import Document, InputType, Precision, SearchMode, Vector
 from embedfleet.gateway.search import STRATEGIES
 from embedfleet.gateway.search.base import SearchQuery
 from embedfleet.local import LocalCluster
-from embedfleet.registry import DEFAULT_MODELS, ModelSpec
+from embedfleet.registry import DEFAULT_MODELS, ModelRole, ModelSpec
+from embedfleet.worker.distill import INFO_FILE
 from embedfleet.worker.milvus_sink import MilvusSink
 from embedfleet.worker.postprocess import postprocess
 
@@ -71,6 +77,24 @@ COLLECTIONS: dict[str, tuple[VectorField, ...]] = {
 SERVER_COLLECTIONS: dict[str, tuple[VectorField, ...]] = {
     "c128": (VectorField(name="bits", precision=Precision.BINARY),)
 }
+
+
+def model_spec(directory: Path | None) -> ModelSpec:
+    """MiniLM with naive prefixes, or the distilled MRL student in ``directory`` with its trained ones."""
+    if directory is None:
+        return NAIVE_MRL
+    info = json.loads((directory / INFO_FILE).read_text())
+    spec = ModelSpec(
+        name=directory.name,
+        role=ModelRole.MRL,
+        source=str(directory),
+        dimensions=info["dimensions"],
+        matryoshka_dimensions=tuple(info["matryoshka_dims"]),
+        max_seq_length=info["max_seq_length"],
+    )
+    if spec.dimensions != NAIVE_MRL.dimensions or not {128, 64} <= set(spec.matryoshka_dimensions):
+        raise SystemExit(f"{directory}: need a 384-d MRL model with 128 and 64 among its prefixes, not {info}")
+    return spec
 
 
 def collections_for(engine: str) -> dict[str, tuple[VectorField, ...]]:
@@ -119,12 +143,18 @@ def embedded(name: str, texts: list[str], input_type: InputType, spec: ModelSpec
 
 
 def write_collection(
-    client: MilvusClient, name: str, wanted: tuple[VectorField, ...], ids: list[str], texts: list[str], raw: np.ndarray
+    client: MilvusClient,
+    spec: ModelSpec,
+    name: str,
+    wanted: tuple[VectorField, ...],
+    ids: list[str],
+    texts: list[str],
+    raw: np.ndarray,
 ) -> None:
-    fields = milvus.stored_fields(NAIVE_MRL, wanted)
+    fields = milvus.stored_fields(spec, wanted)
     full = postprocess(raw, dimensions=384, normalize=True, precision=Precision.FLOAT32)
     extra = {f.name: postprocess(raw, dimensions=f.dimensions, normalize=True, precision=f.precision) for f in fields}
-    binding = milvus.CollectionBinding(NAIVE_MRL.name, "bench", 384, fields)
+    binding = milvus.CollectionBinding(spec.name, "bench", 384, fields)
     docs = [Document(id=i, text=t) for i, t in zip(ids, texts, strict=True)]
     sink = MilvusSink(client, max_batch_bytes=8 << 20)
     for start in range(0, len(docs), 2000):
@@ -173,7 +203,7 @@ def field_memory(n: int) -> list[tuple[str, int]]:
 ENGINES = {"lite": "Milvus Lite 3.2", "server": "Milvus 2.3 server"}
 
 
-def plot(rows: list[dict[str, object]], path: Path, engine: str) -> None:
+def plot(rows: list[dict[str, object]], path: Path, engine: str, model: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,7 +225,7 @@ def plot(rows: list[dict[str, object]], path: Path, engine: str) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("recall@10 vs exact search")
     axes[0].legend(loc="lower left")
-    fig.suptitle(f"WordNet 20k, all-MiniLM-L6-v2 (naive prefixes), {ENGINES[engine]}; labels: candidates")
+    fig.suptitle(f"WordNet 20k, {model}, {ENGINES[engine]}; labels: candidates")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -207,16 +237,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; figures are medians")
     parser.add_argument("--candidates", default="50,100,200,500", help="shortlist sizes of funnel and binary")
     parser.add_argument("--milvus", choices=list(ENGINES), default="lite", help="the engine the collections live in")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="a distilled MRL student's directory (default: MiniLM)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: results/search_modes[_server].md")
     args = parser.parse_args()
     if args.out is None:
         suffix = "" if args.milvus == "lite" else f"_{args.milvus}"
         args.out = BENCH / "results" / f"search_modes{suffix}.md"
 
+    spec = model_spec(args.model)
     ids, texts, query_texts, relevant = load_set()
     began = time.perf_counter()
-    corpus_raw = embedded("wordnet-corpus", texts, InputType.DOCUMENT, NAIVE_MRL)
-    queries_raw = embedded("wordnet-queries", query_texts, InputType.QUERY, NAIVE_MRL)
+    # A student's vectors are cached under a digest of its training record: a retrained one is embedded again.
+    cached = (
+        ""
+        if args.model is None
+        else f"{spec.name}-{hashlib.sha1((args.model / INFO_FILE).read_bytes()).hexdigest()[:12]}-"
+    )
+    corpus_raw = embedded(f"{cached}wordnet-corpus", texts, InputType.DOCUMENT, spec)
+    queries_raw = embedded(f"{cached}wordnet-queries", query_texts, InputType.QUERY, spec)
     print(f"embeddings ready in {time.perf_counter() - began:.0f} s (cached in {CACHE})", flush=True)
     sample = np.random.default_rng(0).choice(len(query_texts), size=min(args.queries, len(query_texts)), replace=False)
     queries = postprocess(queries_raw[sample], dimensions=384, normalize=True, precision=Precision.FLOAT32)
@@ -240,7 +280,7 @@ def main() -> None:
             client = milvus.connect(server.milvus_uri)
             began = time.perf_counter()
             for name, extra in collections.items():
-                write_collection(client, name, extra, ids, texts, corpus_raw)
+                write_collection(client, spec, name, extra, ids, texts, corpus_raw)
             print(f"collections written in {time.perf_counter() - began:.0f} s", flush=True)
             for config in configs:  # warm-up: loads collections, builds the binary mode's faiss index
                 run_config(client, config, queries[:32], 32)
@@ -260,7 +300,7 @@ def main() -> None:
                         print(
                             f"  {config.label} batch {batch}: {timings[(config.label, batch)][-1]:.1f} q/s", flush=True
                         )
-                report(args, configs, timings, calls, results, exact, labels, len(ids), len(query_texts))
+                report(args, spec, configs, timings, calls, results, exact, labels, len(ids), len(query_texts))
                 print(f"round {round_ + 1}/{args.rounds} done, {args.out} written", flush=True)
         finally:
             server.stop()
@@ -268,6 +308,7 @@ def main() -> None:
 
 def report(
     args: argparse.Namespace,
+    spec: ModelSpec,
     configs: list[Config],
     timings: dict[tuple[str, int], list[float]],
     calls: dict[tuple[str, int], list[float]],
@@ -307,7 +348,8 @@ def report(
         "",
         f"    {shlex.join([Path(sys.executable).name, *sys.argv])}",
         "",
-        f"{ENGINES[args.milvus]}. {corpus_size:,} definitions, {len(exact)} of {query_count:,} queries (fixed "
+        f"{ENGINES[args.milvus]}; model `{spec.name}` ({'naive' if spec is NAIVE_MRL else 'trained'} prefixes). "
+        f"{corpus_size:,} definitions, {len(exact)} of {query_count:,} queries (fixed "
         f"sample; batch 1 timed on "
         f"{args.batch1_queries}), top-{K}, median of {rounds} interleaved rounds. Latency: one call (batch 1: one "
         "query; batch 32: 32 queries). Recall and nDCG from the batch-32 calls.",
@@ -329,7 +371,8 @@ def report(
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
-    plot(rows, args.out.with_suffix(".png"), args.milvus)
+    model = "all-MiniLM-L6-v2 (naive prefixes)" if spec is NAIVE_MRL else f"{spec.name} (trained prefixes)"
+    plot(rows, args.out.with_suffix(".png"), args.milvus, model)
     print("\n".join(lines))
 
 
