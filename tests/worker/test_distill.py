@@ -17,6 +17,7 @@ from torch import nn
 from embedfleet.errors import FailedPrecondition, InvalidArgument
 from embedfleet.registry import ModelRole, ModelSpec
 from embedfleet.worker.distill import (
+    _MAX_GROUPS,
     INFO_FILE,
     DistillConfig,
     DistillPhase,
@@ -327,6 +328,9 @@ def test_neighbour_batches_hold_texts_the_teacher_puts_together() -> None:
     batches = _length_bucketed_batches(lengths, 16, torch.Generator().manual_seed(0), groups)
     assert all(len(set(topic[b])) == 1 for b in batches)
     assert sorted(i for b in batches for i in b) == list(range(len(labels)))
+    # k-means costs texts x groups: a large corpus gets coarser cells, not one per 64 texts.
+    many = rng.standard_normal((3 * _MAX_GROUPS, 8)).astype(np.float32)
+    assert len(_neighbour_groups(many, 2, seed=0)) <= _MAX_GROUPS
 
 
 def test_dropout_is_set_for_training_only(teacher_spec: ModelSpec) -> None:
