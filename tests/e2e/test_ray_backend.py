@@ -255,12 +255,17 @@ def test_cancel_drops_queued_chunks_before_they_reach_an_actor(
     assert ray_client.get_job(job.id).done == settled.done  # nothing ran after the queue drained
     assert settled.state == JobState.CANCELLED and settled.chunks_finished < 40
     after = dispatcher.stats()
-    sent = after["submitted"] - before["submitted"]
-    dropped = after["dropped"] - before["dropped"]
+    sent, dropped, again = (
+        sum(after[k] - before[k] for k in keys)
+        for keys in (("submitted",), ("dropped",), ("retries", "resubmitted", "reclaimed"))
+    )
     claimed = int(
         ray_cluster.gateway.ctx.store.r.hget(ray_cluster.gateway.ctx.store.job_key(job.id), "dispatch_cursor")
     )
-    assert sent + dropped == claimed <= 40  # chunks never claimed (past the job's window) never reached the queue
+    # Each claimed chunk was sent or dropped once, plus once more for each time it came back (a retry, a dead
+    # actor's resubmission, a reclaim; a loaded machine makes one now and then). Chunks never claimed (past
+    # the job's window) never reached the queue.
+    assert sent + dropped == claimed + again and claimed <= 40
     # Only what was already out when the cancel landed reached an actor (to finish or be skipped).
     assert sent - settled.chunks_finished <= dispatcher.capacity
 
