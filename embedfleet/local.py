@@ -8,7 +8,6 @@ gateway reach by URI, exactly as they reach a remote Milvus in a cluster.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shutil
@@ -40,23 +39,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# prctl(2) option: the signal the kernel sends a process when its parent dies.
-_PR_SET_PDEATHSIG = 1
+# The first program a spawned child runs on Linux: it asks the kernel for SIGTERM when its parent dies
+# (prctl(2) PR_SET_PDEATHSIG, which execve keeps), then becomes the real program (same pid). Without it a
+# test run or an ``embedfleet up`` killed with SIGKILL (CI's timeout, an OOM kill) leaves its Milvus, workers
+# and their ports behind, and the next run collides with them. It is a separate program, not a
+# ``preexec_fn``: Python code between fork and exec in a process with threads (the supervisor, gRPC's) is
+# unsafe, and a child once aborted there. The signal follows the *thread* that spawned the child: children
+# are spawned by the main thread or the supervisor thread, both of which live as long as the cluster. A
+# parent that died before the launcher ran has left the child to a reaper already: then it ends at once.
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
 
 
-def _die_with_parent(parent: int) -> None:
-    """In a spawned child before it runs its program: ask the kernel for SIGTERM when the parent dies.
-
-    Without it a test run or an ``embedfleet up`` killed with SIGKILL (CI's timeout, an OOM kill) leaves its
-    Milvus, workers and their ports behind, and the next run collides with them. The signal follows the
-    *thread* that spawned the child: children are spawned by the main thread or the supervisor thread,
-    both of which live as long as the cluster. A ``parent`` that died before this ran has left the child
-    to a reaper already: then it ends at once."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:
-        os._exit(1)
+def _with_parent_death_signal(args: list[str]) -> list[str]:
+    if sys.platform != "linux":
+        return args
+    return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *args]
 
 
 def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -139,11 +142,10 @@ class LocalCluster:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = (self.log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            args,
+            _with_parent_death_signal(args),
             env={**self.env(), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
-            preexec_fn=functools.partial(_die_with_parent, os.getpid()) if sys.platform == "linux" else None,
         )
         self.processes[name] = process
         return process

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from embedfleet.local import _with_parent_death_signal
+
 SPAWNER = """
 import sys, time
 from pathlib import Path
@@ -43,3 +45,16 @@ def test_a_spawned_child_dies_with_its_killed_parent(tmp_path: Path) -> None:
     finally:
         if _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+def test_the_launcher_sets_the_signal_and_becomes_the_program() -> None:
+    """The parent-death signal is set by a launcher that then execs the program (same pid): no Python runs
+    between fork and exec in the spawning process, which has threads."""
+    probe = (
+        "import ctypes, os; v = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(v)); "
+        "print(os.getpid(), v.value)"
+    )
+    process = subprocess.Popen(_with_parent_death_signal([sys.executable, "-c", probe]), stdout=subprocess.PIPE)
+    out, _ = process.communicate(timeout=60)
+    pid, signum = map(int, out.split())
+    assert (pid, signum) == (process.pid, signal.SIGTERM)
