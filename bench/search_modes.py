@@ -79,11 +79,14 @@ SERVER_COLLECTIONS: dict[str, tuple[VectorField, ...]] = {
 }
 
 
-def model_spec(directory: Path | None) -> ModelSpec:
-    """MiniLM with naive prefixes, or the distilled MRL student in ``directory`` with its trained ones."""
+def model_spec(directory: Path | None) -> tuple[ModelSpec, str]:
+    """MiniLM with naive prefixes, or the distilled MRL student in ``directory`` with its trained ones; and
+    the prefix its cached vectors go under (a digest of its training record: a retrained one is embedded
+    again)."""
     if directory is None:
-        return NAIVE_MRL
-    info = json.loads((directory / INFO_FILE).read_text())
+        return NAIVE_MRL, ""
+    record = (directory / INFO_FILE).read_bytes()
+    info = json.loads(record)
     spec = ModelSpec(
         name=directory.name,
         role=ModelRole.MRL,
@@ -94,7 +97,7 @@ def model_spec(directory: Path | None) -> ModelSpec:
     )
     if spec.dimensions != NAIVE_MRL.dimensions or not {128, 64} <= set(spec.matryoshka_dimensions):
         raise SystemExit(f"{directory}: need a 384-d MRL model with 128 and 64 among its prefixes, not {info}")
-    return spec
+    return spec, f"{spec.name}-{hashlib.sha1(record).hexdigest()[:12]}-"
 
 
 def collections_for(engine: str) -> dict[str, tuple[VectorField, ...]]:
@@ -246,15 +249,9 @@ def main() -> None:
         suffix = "" if args.milvus == "lite" else f"_{args.milvus}"
         args.out = BENCH / "results" / f"search_modes{suffix}.md"
 
-    spec = model_spec(args.model)
+    spec, cached = model_spec(args.model)
     ids, texts, query_texts, relevant = load_set()
     began = time.perf_counter()
-    # A student's vectors are cached under a digest of its training record: a retrained one is embedded again.
-    cached = (
-        ""
-        if args.model is None
-        else f"{spec.name}-{hashlib.sha1((args.model / INFO_FILE).read_bytes()).hexdigest()[:12]}-"
-    )
     corpus_raw = embedded(f"{cached}wordnet-corpus", texts, InputType.DOCUMENT, spec)
     queries_raw = embedded(f"{cached}wordnet-queries", query_texts, InputType.QUERY, spec)
     print(f"embeddings ready in {time.perf_counter() - began:.0f} s (cached in {CACHE})", flush=True)
