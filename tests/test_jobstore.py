@@ -253,3 +253,12 @@ def test_inputs_of_an_abandoned_submission_are_reaped(store: JobStore) -> None:
     assert store.reap_abandoned_staging() == 1
     assert not store.r.exists(store._input_key("gone", 0))
     assert store.r.exists(store._input_key("streaming", 0), store._input_key("created", 0)) == 2
+
+
+def test_specs_of_many_jobs_at_once_leave_gone_ones_out(store: JobStore) -> None:
+    """What the collections listing reads of every active job: the specs, in one pipeline."""
+    for job_id in ("a", "b"):
+        _job(store, job_id)
+    specs = store.specs(["a", "gone", "b"])
+    assert list(specs) == ["a", "b"] and specs["a"] == store.get("a").spec
+    assert store.specs([]) == {}
