@@ -8,8 +8,7 @@ async with AsyncEmbedfleetClient("127.0.0.1:50051") as client:
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,9 +18,8 @@ import pyarrow as pa
 
 from embedfleet import wire
 from embedfleet.apikeys import ApiKey
-from embedfleet.client import paging
+from embedfleet.client import calls
 from embedfleet.client import requests as rq
-from embedfleet.client.clusters import map_from_pb
 from embedfleet.client.errors import Unavailable
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, JobProgress
@@ -35,12 +33,11 @@ from embedfleet.client.types import (
     Job,
     ModelInfo,
     SearchHit,
-    api_key_from_pb,
 )
 from embedfleet.cluster_types import Assignment, ClusterMap, ClusterSummary
 from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
-from embedfleet.v1 import collections_pb2, embed_pb2, jobs_pb2, keys_pb2, models_pb2, status_pb2
+from embedfleet.v1 import jobs_pb2
 
 T = TypeVar("T")
 
@@ -171,39 +168,39 @@ class AsyncEmbedfleetClient(ClientBase):
         return writer.close()
 
     async def submit_distill(self, student_name: str, texts: Iterable[str] = (), **kwargs: Any) -> Job:
-        request = rq.distill_request(student_name, texts, **kwargs)
-        return Job.from_pb((await self.jobs.SubmitDistillJob(request, timeout=self.timeout)).job)
+        """See ``EmbedfleetClient.submit_distill``."""
+        return await self._call(calls.SUBMIT_DISTILL, student_name, texts, **kwargs)
 
     async def submit_evaluate(self, model: str, **kwargs: Any) -> Job:
-        request = rq.evaluate_request(model, **kwargs)
-        return Job.from_pb((await self.jobs.SubmitEvaluateJob(request, timeout=self.timeout)).job)
+        """See ``EmbedfleetClient.submit_evaluate``."""
+        return await self._call(calls.SUBMIT_EVALUATE, model, **kwargs)
 
     async def get_job(self, job_id: str) -> Job:
-        response = await self.jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout)
-        return Job.from_pb(response.job)
+        """See ``EmbedfleetClient.get_job``."""
+        return await self._call(calls.GET_JOB, job_id)
 
     async def cancel_job(self, job_id: str) -> Job:
-        response = await self.jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout)
-        return Job.from_pb(response.job)
+        """See ``EmbedfleetClient.cancel_job``."""
+        return await self._call(calls.CANCEL_JOB, job_id)
 
     async def resume_job(self, job_id: str) -> Job:
         """See ``EmbedfleetClient.resume_job``."""
-        response = await self.jobs.ResumeJob(jobs_pb2.ResumeJobRequest(job_id=job_id), timeout=self.timeout)
-        return Job.from_pb(response.job)
+        return await self._call(calls.RESUME_JOB, job_id)
 
     async def submit_dedup(self, collection: str, threshold: float, **kwargs: Any) -> Job:
         """See ``EmbedfleetClient.submit_dedup``."""
-        request = rq.dedup_request(collection, threshold, **kwargs)
-        return Job.from_pb((await self.jobs.SubmitDedupJob(request, timeout=self.timeout)).job)
+        return await self._call(calls.SUBMIT_DEDUP, collection, threshold, **kwargs)
 
-    async def _paged(
-        self, call: Any, request: Callable[[str], Any], items: Callable[[Any], Iterable[T]]
-    ) -> AsyncIterator[T]:
+    async def _call(self, call: calls.Unary[T], *args: Any, **kwargs: Any) -> T:
+        """See ``EmbedfleetClient._call``."""
+        return call.result(await self._method(call)(call.request(*args, **kwargs), timeout=self.timeout))
+
+    async def _paged(self, call: calls.Paged[T], *args: Any) -> AsyncIterator[T]:
         """See ``EmbedfleetClient._paged``."""
-        token = ""
+        method, token = self._method(call), ""
         while True:
-            response = await call(request(token), timeout=self.timeout)
-            for item in items(response):
+            response = await method(call.request(*args, token), timeout=self.timeout)
+            for item in call.items(response):
                 yield item
             token = response.next_page_token
             if not token:
@@ -211,9 +208,7 @@ class AsyncEmbedfleetClient(ClientBase):
 
     def dedup_groups(self, job_id: str, page_size: int = 500) -> AsyncIterator[DedupGroup]:
         """See ``EmbedfleetClient.dedup_groups``."""
-        return self._paged(
-            self.jobs.GetDedupGroups, lambda t: rq.dedup_groups_request(job_id, page_size, t), paging.dedup_groups
-        )
+        return self._paged(calls.DEDUP_GROUPS, job_id, page_size)
 
     async def export_dedup_groups(self, job_id: str, output: str | Path) -> int:
         """See ``EmbedfleetClient.export_dedup_groups``."""
@@ -221,7 +216,7 @@ class AsyncEmbedfleetClient(ClientBase):
 
     def list_jobs(self, state: JobState | None = None, page_size: int = 50) -> AsyncIterator[Job]:
         """See ``EmbedfleetClient.list_jobs``."""
-        return self._paged(self.jobs.ListJobs, lambda t: rq.list_jobs_request(state, page_size, t), paging.listed_jobs)
+        return self._paged(calls.LIST_JOBS, state, page_size)
 
     async def watch(self, job_id: str, *, timeout: float | None = None) -> AsyncIterator[Job]:
         """See ``EmbedfleetClient.watch``."""
@@ -268,19 +263,24 @@ class AsyncEmbedfleetClient(ClientBase):
         input_type: str = "document",
         normalize: bool = True,
     ) -> EmbedResult:
-        request = embed_pb2.EmbedRequest(
-            texts=texts, options=rq.embedding_options(model, dimensions, precision, input_type, normalize)
+        """See ``EmbedfleetClient.embed``."""
+        return await self._call(
+            calls.EMBED,
+            texts,
+            model=model,
+            dimensions=dimensions,
+            precision=precision,
+            input_type=input_type,
+            normalize=normalize,
         )
-        return EmbedResult.from_pb(await self.embeddings.Embed(request, timeout=self.timeout))
 
     async def status(self) -> DeploymentStatus:
-        """Live workers (models, device), queue depth and active jobs, as the job store knows them."""
-        response = await self.statuses.GetStatus(status_pb2.GetStatusRequest(), timeout=self.timeout)
-        return DeploymentStatus.from_pb(response)
+        """See ``EmbedfleetClient.status``."""
+        return await self._call(calls.GET_STATUS)
 
     async def list_models(self) -> list[ModelInfo]:
-        response = await self.models.ListModels(models_pb2.ListModelsRequest(), timeout=self.timeout)
-        return [ModelInfo.from_pb(m) for m in response.models]
+        """See ``EmbedfleetClient.list_models``."""
+        return await self._call(calls.LIST_MODELS)
 
     async def search(self, collection: str, query: str, **options: Any) -> list[SearchHit]:
         """See ``EmbedfleetClient.search``."""
@@ -288,70 +288,56 @@ class AsyncEmbedfleetClient(ClientBase):
 
     async def search_many(self, collection: str, queries: list[str], **options: Any) -> list[list[SearchHit]]:
         """See ``EmbedfleetClient.search_many``."""
-        request = rq.search_request(collection, queries, **options)
-        response = await self.searches.Search(request, timeout=self.timeout)
-        return [[SearchHit.from_pb(h) for h in result.hits] for result in response.results]
+        return await self._call(calls.SEARCH, collection, queries, **options)
 
     # -- clustering ---------------------------------------------------------------------------
     async def submit_cluster(self, collection: str, **kwargs: Any) -> Job:
-        """Queue a cluster job on ``collection`` (see ``EmbedfleetClient.submit_cluster``)."""
-        request = rq.cluster_request(collection, **kwargs)
-        return Job.from_pb((await self.jobs.SubmitClusterJob(request, timeout=self.timeout)).job)
+        """See ``EmbedfleetClient.submit_cluster``."""
+        return await self._call(calls.SUBMIT_CLUSTER, collection, **kwargs)
 
     async def cluster(
         self, collection: str, *, progress: bool = False, timeout: float | None = None, **kwargs: Any
     ) -> Job:
-        """Submit a cluster job and wait for it to finish."""
+        """See ``EmbedfleetClient.cluster``."""
         job = await self.submit_cluster(collection, **kwargs)
         return await self.wait(job.id, progress=progress, timeout=timeout)
 
     async def clusters(self, job_id: str, page_size: int = 100) -> list[ClusterSummary]:
-        """A finished cluster job's clusters, largest first, fetched page by page."""
-        request = functools.partial(rq.list_clusters_request, job_id, page_size)
-        return [c async for c in self._paged(self.jobs.ListClusters, request, paging.listed_clusters)]
+        """See ``EmbedfleetClient.clusters``."""
+        return [c async for c in self._paged(calls.CLUSTERS, job_id, page_size)]
 
     def cluster_assignments(
         self, job_id: str, cluster: int | None = None, page_size: int = 1000
     ) -> AsyncIterator[Assignment]:
-        """Every row's cluster (only ``cluster``'s rows if given), fetched page by page."""
-        request = functools.partial(rq.cluster_assignments_request, job_id, cluster, page_size)
-        return self._paged(self.jobs.ListClusterAssignments, request, paging.listed_assignments)
+        """See ``EmbedfleetClient.cluster_assignments``."""
+        return self._paged(calls.CLUSTER_ASSIGNMENTS, job_id, cluster, page_size)
 
     async def cluster_map(self, job_id: str) -> ClusterMap:
-        """A sample of the job's rows projected to 2-D with their clusters."""
-        return map_from_pb(
-            await self.jobs.GetClusterMap(jobs_pb2.GetClusterMapRequest(job_id=job_id), timeout=self.timeout)
-        )
+        """See ``EmbedfleetClient.cluster_map``."""
+        return await self._call(calls.GET_CLUSTER_MAP, job_id)
 
     # -- collections --------------------------------------------------------------------------
     async def list_collections(self, page_size: int = 100) -> list[Collection]:
         """See ``EmbedfleetClient.list_collections``."""
-        request = functools.partial(rq.list_collections_request, page_size)
-        return [c async for c in self._paged(self.collections.ListCollections, request, paging.listed_collections)]
+        return [c async for c in self._paged(calls.LIST_COLLECTIONS, page_size)]
 
     async def get_collection(self, name: str) -> Collection:
         """See ``EmbedfleetClient.get_collection``."""
-        request = collections_pb2.GetCollectionRequest(name=name)
-        return Collection.from_pb((await self.collections.GetCollection(request, timeout=self.timeout)).collection)
+        return await self._call(calls.GET_COLLECTION, name)
 
     async def delete_collection(self, name: str) -> Collection:
         """See ``EmbedfleetClient.delete_collection``."""
-        request = collections_pb2.DeleteCollectionRequest(name=name)
-        response = await self.collections.DeleteCollection(request, timeout=self.timeout)
-        return Collection.from_pb(response.collection)
+        return await self._call(calls.DELETE_COLLECTION, name)
 
     # -- API keys (admin) ---------------------------------------------------------------------
     async def create_key(self, role: str, name: str = "") -> CreatedKey:
         """See ``EmbedfleetClient.create_key``."""
-        response = await self.keys.CreateKey(rq.create_key_request(role, name), timeout=self.timeout)
-        return CreatedKey(api_key_from_pb(response.key), response.secret)
+        return await self._call(calls.CREATE_KEY, role, name)
 
     async def list_keys(self) -> list[ApiKey]:
         """See ``EmbedfleetClient.list_keys``."""
-        response = await self.keys.ListKeys(keys_pb2.ListKeysRequest(), timeout=self.timeout)
-        return [api_key_from_pb(k) for k in response.keys]
+        return await self._call(calls.LIST_KEYS)
 
     async def revoke_key(self, key_id: str) -> ApiKey:
         """See ``EmbedfleetClient.revoke_key``."""
-        response = await self.keys.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=key_id), timeout=self.timeout)
-        return api_key_from_pb(response.key)
+        return await self._call(calls.REVOKE_KEY, key_id)

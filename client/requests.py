@@ -9,7 +9,7 @@ from typing import Any
 from embedfleet import wire
 from embedfleet.corpus import document_from_record, read_corpus
 from embedfleet.domain import Document, JobState
-from embedfleet.v1 import collections_pb2, common_pb2, jobs_pb2, keys_pb2, search_pb2
+from embedfleet.v1 import collections_pb2, common_pb2, embed_pb2, jobs_pb2, keys_pb2, search_pb2
 
 # A corpus is a JSONL/Parquet path; an iterable or generator of Document objects or {"id", "text",
 # "metadata"} dicts; or a table: a pandas DataFrame, a pyarrow Table/RecordBatch, a pyarrow dataset, or
@@ -233,6 +233,20 @@ def evaluate_request(
             model=model, dimensions=list(dimensions), teacher=teacher, eval_limit=eval_limit, display_name=display_name
         )
     )
+
+
+def embed_request(
+    texts: Sequence[str],
+    *,
+    model: str = "",
+    dimensions: int = 0,
+    precision: str = "float32",
+    input_type: str = "document",
+    normalize: bool = True,
+) -> embed_pb2.EmbedRequest:
+    """An interactive Embed of a few texts."""
+    options = embedding_options(model, dimensions, precision, input_type, normalize)
+    return embed_pb2.EmbedRequest(texts=list(texts), options=options)
 
 
 def search_request(

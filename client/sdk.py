@@ -11,9 +11,8 @@ local corpus file are raised as they happened (``embedfleet.errors.InvalidArgume
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,9 +22,8 @@ import pyarrow as pa
 
 from embedfleet import wire
 from embedfleet.apikeys import ApiKey
-from embedfleet.client import paging
+from embedfleet.client import calls
 from embedfleet.client import requests as rq
-from embedfleet.client.clusters import map_from_pb
 from embedfleet.client.errors import Unavailable
 from embedfleet.client.output import PartCallback, ResultWriter
 from embedfleet.client.progress import ErrorCallback, follow
@@ -39,12 +37,11 @@ from embedfleet.client.types import (
     Job,
     ModelInfo,
     SearchHit,
-    api_key_from_pb,
 )
 from embedfleet.cluster_types import Assignment, ClusterMap, ClusterSummary
 from embedfleet.dedup_export import export_groups
 from embedfleet.domain import JobState
-from embedfleet.v1 import collections_pb2, embed_pb2, jobs_pb2, keys_pb2, models_pb2, status_pb2
+from embedfleet.v1 import jobs_pb2
 
 T = TypeVar("T")
 
@@ -198,36 +195,35 @@ class EmbedfleetClient(ClientBase):
     def submit_distill(self, student_name: str, texts: Iterable[str] = (), **kwargs: Any) -> Job:
         """Queue a distillation job (see ``requests.distill_request`` for the options); its outputs
         name the registered student version and whether it passed the quality gate."""
-        request = rq.distill_request(student_name, texts, **kwargs)
-        return Job.from_pb(self.jobs.SubmitDistillJob(request, timeout=self.timeout).job)
+        return self._call(calls.SUBMIT_DISTILL, student_name, texts, **kwargs)
 
     def submit_evaluate(self, model: str, **kwargs: Any) -> Job:
         """Queue an evaluation job; its metrics hold the scores when it succeeds."""
-        request = rq.evaluate_request(model, **kwargs)
-        return Job.from_pb(self.jobs.SubmitEvaluateJob(request, timeout=self.timeout).job)
+        return self._call(calls.SUBMIT_EVALUATE, model, **kwargs)
 
     def submit_dedup(self, collection: str, threshold: float, **kwargs: Any) -> Job:
         """Queue a dedup job on a collection (see ``requests.dedup_request``: mode, policy, filter,
         partitions, n_probe, delete...); a dry run unless ``delete=True``. Its outputs count the groups,
         duplicates and removed rows; ``dedup_groups`` reads the groups."""
-        request = rq.dedup_request(collection, threshold, **kwargs)
-        return Job.from_pb(self.jobs.SubmitDedupJob(request, timeout=self.timeout).job)
+        return self._call(calls.SUBMIT_DEDUP, collection, threshold, **kwargs)
 
-    def _paged(self, call: Any, request: Callable[[str], Any], items: Callable[[Any], Iterable[T]]) -> Iterator[T]:
-        """The items of a paged RPC, one page at a time: ``request(token)`` asks for a page, ``items`` reads it."""
-        token = ""
+    def _call(self, call: calls.Unary[T], *args: Any, **kwargs: Any) -> T:
+        """One unary RPC of the table in ``calls``, under the client's deadline."""
+        return call.result(self._method(call)(call.request(*args, **kwargs), timeout=self.timeout))
+
+    def _paged(self, call: calls.Paged[T], *args: Any) -> Iterator[T]:
+        """The items of a paged RPC of ``calls``, one page at a time."""
+        method, token = self._method(call), ""
         while True:
-            response = call(request(token), timeout=self.timeout)
-            yield from items(response)
+            response = method(call.request(*args, token), timeout=self.timeout)
+            yield from call.items(response)
             token = response.next_page_token
             if not token:
                 return
 
     def dedup_groups(self, job_id: str, page_size: int = 500) -> Iterator[DedupGroup]:
         """A succeeded dedup job's groups in kept-id order, fetched page by page."""
-        return self._paged(
-            self.jobs.GetDedupGroups, lambda t: rq.dedup_groups_request(job_id, page_size, t), paging.dedup_groups
-        )
+        return self._paged(calls.DEDUP_GROUPS, job_id, page_size)
 
     def export_dedup_groups(self, job_id: str, output: str | Path) -> int:
         """Write a dedup job's groups to a .parquet or .jsonl file; returns how many."""
@@ -236,19 +232,19 @@ class EmbedfleetClient(ClientBase):
     # -- following ----------------------------------------------------------------------------
     def get_job(self, job_id: str) -> Job:
         """The job now (``NotFound`` for an unknown or expired id)."""
-        return Job.from_pb(self.jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=self.timeout).job)
+        return self._call(calls.GET_JOB, job_id)
 
     def list_jobs(self, state: JobState | None = None, page_size: int = 50) -> Iterator[Job]:
         """Every job, newest first, fetched page by page."""
-        return self._paged(self.jobs.ListJobs, lambda t: rq.list_jobs_request(state, page_size, t), paging.listed_jobs)
+        return self._paged(calls.LIST_JOBS, state, page_size)
 
     def cancel_job(self, job_id: str) -> Job:
         """Cancel a queued or running job; parts not started never run. Returns the job after the call."""
-        return Job.from_pb(self.jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), timeout=self.timeout).job)
+        return self._call(calls.CANCEL_JOB, job_id)
 
     def resume_job(self, job_id: str) -> Job:
         """Queue a FAILED or CANCELLED job's chunks that are not done (see ``wait``)."""
-        return Job.from_pb(self.jobs.ResumeJob(jobs_pb2.ResumeJobRequest(job_id=job_id), timeout=self.timeout).job)
+        return self._call(calls.RESUME_JOB, job_id)
 
     def watch(self, job_id: str, *, timeout: float | None = None) -> Iterator[Job]:
         """The job now and after every change until it finishes (or ``timeout`` seconds pass:
@@ -300,20 +296,23 @@ class EmbedfleetClient(ClientBase):
         normalize: bool = True,
     ) -> EmbedResult:
         """Embed a few texts synchronously (queries, short lists)."""
-        request = embed_pb2.EmbedRequest(
-            texts=texts, options=rq.embedding_options(model, dimensions, precision, input_type, normalize)
+        return self._call(
+            calls.EMBED,
+            texts,
+            model=model,
+            dimensions=dimensions,
+            precision=precision,
+            input_type=input_type,
+            normalize=normalize,
         )
-        return EmbedResult.from_pb(self.embeddings.Embed(request, timeout=self.timeout))
 
     def status(self) -> DeploymentStatus:
         """Live workers (models, device), queue depth and active jobs, as the job store knows them."""
-        response = self.statuses.GetStatus(status_pb2.GetStatusRequest(), timeout=self.timeout)
-        return DeploymentStatus.from_pb(response)
+        return self._call(calls.GET_STATUS)
 
     def list_models(self) -> list[ModelInfo]:
         """The registry's models with their dimensions, MRL dimensions, version and live workers."""
-        response = self.models.ListModels(models_pb2.ListModelsRequest(), timeout=self.timeout)
-        return [ModelInfo.from_pb(m) for m in response.models]
+        return self._call(calls.LIST_MODELS)
 
     def search(self, collection: str, query: str, **options: Any) -> list[SearchHit]:
         """The best hits for one query, e.g. ``client.search("docs", "cats", mode="funnel", candidates=200)``.
@@ -322,15 +321,13 @@ class EmbedfleetClient(ClientBase):
 
     def search_many(self, collection: str, queries: list[str], **options: Any) -> list[list[SearchHit]]:
         """One call for many queries (batched through the model and Milvus): hits per query, in order."""
-        response = self.searches.Search(rq.search_request(collection, queries, **options), timeout=self.timeout)
-        return [[SearchHit.from_pb(h) for h in result.hits] for result in response.results]
+        return self._call(calls.SEARCH, collection, queries, **options)
 
     # -- clustering ---------------------------------------------------------------------------
     def submit_cluster(self, collection: str, **kwargs: Any) -> Job:
         """Queue a cluster job on ``collection`` (see ``requests.cluster_request``: ``method`` kmeans or hdbscan,
         ``k`` (0 chooses it), ``filter``, ...); when it succeeds, read ``clusters``/``cluster_assignments``."""
-        request = rq.cluster_request(collection, **kwargs)
-        return Job.from_pb(self.jobs.SubmitClusterJob(request, timeout=self.timeout).job)
+        return self._call(calls.SUBMIT_CLUSTER, collection, **kwargs)
 
     def cluster(self, collection: str, *, progress: bool = False, timeout: float | None = None, **kwargs: Any) -> Job:
         """Submit a cluster job and wait for it to finish (see ``submit_cluster`` and ``wait``)."""
@@ -338,51 +335,42 @@ class EmbedfleetClient(ClientBase):
 
     def clusters(self, job_id: str, page_size: int = 100) -> list[ClusterSummary]:
         """A finished cluster job's clusters, largest first (noise, -1, last), fetched page by page."""
-        request = functools.partial(rq.list_clusters_request, job_id, page_size)
-        return list(self._paged(self.jobs.ListClusters, request, paging.listed_clusters))
+        return list(self._paged(calls.CLUSTERS, job_id, page_size))
 
     def cluster_assignments(
         self, job_id: str, cluster: int | None = None, page_size: int = 1000
     ) -> Iterator[Assignment]:
         """Every row's cluster (only ``cluster``'s rows if given), fetched page by page."""
-        request = functools.partial(rq.cluster_assignments_request, job_id, cluster, page_size)
-        return self._paged(self.jobs.ListClusterAssignments, request, paging.listed_assignments)
+        return self._paged(calls.CLUSTER_ASSIGNMENTS, job_id, cluster, page_size)
 
     def cluster_map(self, job_id: str) -> ClusterMap:
         """A sample of the job's rows projected to 2-D with their clusters (``client.cluster_map`` draws it)."""
-        request = jobs_pb2.GetClusterMapRequest(job_id=job_id)
-        return map_from_pb(self.jobs.GetClusterMap(request, timeout=self.timeout))
+        return self._call(calls.GET_CLUSTER_MAP, job_id)
 
     # -- collections --------------------------------------------------------------------------
     def list_collections(self, page_size: int = 100) -> list[Collection]:
         """Your collections by name (model, fields, index, rows, active jobs), fetched page by page."""
-        request = functools.partial(rq.list_collections_request, page_size)
-        return list(self._paged(self.collections.ListCollections, request, paging.listed_collections))
+        return list(self._paged(calls.LIST_COLLECTIONS, page_size))
 
     def get_collection(self, name: str) -> Collection:
         """One collection; ``NotFound`` if you have none of that name."""
-        request = collections_pb2.GetCollectionRequest(name=name)
-        return Collection.from_pb(self.collections.GetCollection(request, timeout=self.timeout).collection)
+        return self._call(calls.GET_COLLECTION, name)
 
     def delete_collection(self, name: str) -> Collection:
         """Drop a collection and all its rows (writer role); refused while one of your jobs works on it.
         Returns the collection as it was. Cannot be undone."""
-        request = collections_pb2.DeleteCollectionRequest(name=name)
-        return Collection.from_pb(self.collections.DeleteCollection(request, timeout=self.timeout).collection)
+        return self._call(calls.DELETE_COLLECTION, name)
 
     # -- API keys (admin) ---------------------------------------------------------------------
     def create_key(self, role: str, name: str = "") -> CreatedKey:
         """A new API key of the caller's tenant (``role``: reader, writer or admin). Its ``secret`` is
         returned this once: store it, it cannot be read again."""
-        response = self.keys.CreateKey(rq.create_key_request(role, name), timeout=self.timeout)
-        return CreatedKey(api_key_from_pb(response.key), response.secret)
+        return self._call(calls.CREATE_KEY, role, name)
 
     def list_keys(self) -> list[ApiKey]:
         """The caller's tenant's keys (ids, roles, names; never secrets)."""
-        response = self.keys.ListKeys(keys_pb2.ListKeysRequest(), timeout=self.timeout)
-        return [api_key_from_pb(k) for k in response.keys]
+        return self._call(calls.LIST_KEYS)
 
     def revoke_key(self, key_id: str) -> ApiKey:
         """Revoke one of the tenant's keys by id; it stops working at once on every gateway."""
-        response = self.keys.RevokeKey(keys_pb2.RevokeKeyRequest(key_id=key_id), timeout=self.timeout)
-        return api_key_from_pb(response.key)
+        return self._call(calls.REVOKE_KEY, key_id)

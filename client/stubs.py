@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -32,6 +32,9 @@ from embedfleet.v1 import (
     search_pb2_grpc,
     status_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    from embedfleet.client.calls import Paged, Unary
 
 _AIO_CALLABLES = (
     grpc.aio.UnaryUnaryMultiCallable,
@@ -259,3 +262,7 @@ class ClientBase:
 
     def _open(self, connection: Connection) -> Any:
         raise NotImplementedError
+
+    def _method(self, call: Unary[Any] | Paged[Any]) -> Callable[..., Any]:
+        """The stub method a ``calls`` entry names, with the call policy applied."""
+        return getattr(getattr(self, call.service), call.method)

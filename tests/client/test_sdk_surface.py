@@ -105,3 +105,37 @@ def test_every_command_exists_under_python_m() -> None:
         [sys.executable, "-m", "embedfleet.client.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert all(name in out for name in main.commands), sorted(n for n in main.commands if n not in out)
+
+
+def test_every_unary_rpc_is_one_calls_entry_on_the_service_the_clients_stub_names() -> None:
+    """Each ``calls`` entry names a stub attribute the clients open and a method of that service; every
+    unary RPC of the published services has exactly one entry (the streaming ones, uploads and watches,
+    are written in each client), so a new RPC cannot be left out of one client."""
+    from embedfleet.client import calls
+    from embedfleet.v1 import collections_pb2, embed_pb2, jobs_pb2, keys_pb2, models_pb2, search_pb2, status_pb2
+
+    services = {
+        "jobs": jobs_pb2.DESCRIPTOR.services_by_name["JobService"],
+        "embeddings": embed_pb2.DESCRIPTOR.services_by_name["EmbedService"],
+        "models": models_pb2.DESCRIPTOR.services_by_name["ModelService"],
+        "searches": search_pb2.DESCRIPTOR.services_by_name["SearchService"],
+        "statuses": status_pb2.DESCRIPTOR.services_by_name["StatusService"],
+        "keys": keys_pb2.DESCRIPTOR.services_by_name["KeyService"],
+        "collections": collections_pb2.DESCRIPTOR.services_by_name["CollectionService"],
+    }
+    entries = [e for e in vars(calls).values() if isinstance(e, calls.Unary | calls.Paged)]
+    named = [(e.service, e.method) for e in entries]
+    assert len(named) == len(set(named))
+    unary = {
+        (attr, m.name)
+        for attr, service in services.items()
+        for m in service.methods
+        if not (m.client_streaming or m.server_streaming)
+    }
+    assert set(named) == unary
+    client = EmbedfleetClient("127.0.0.1:1")
+    try:
+        for attr, method in named:
+            assert callable(getattr(getattr(client, attr), method)), (attr, method)
+    finally:
+        client.close()
