@@ -12,7 +12,10 @@ from __future__ import annotations
 import fnmatch
 import io
 import posixpath
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -182,7 +185,8 @@ def _parquet_text_bytes(parquet: Any, text_column: str, row_bytes: Callable[[int
 def _jsonl_file(fs: pafs.FileSystem, path: str, row_bytes: Callable[[int], None] | None) -> CorpusFile:
     """A JSONL file's non-blank lines counted (each one's length to ``row_bytes``), with a seek point
     every ``SEEK_ROWS`` rows unless it is compressed (a compressed stream cannot be entered in the
-    middle: each part decompresses from the start, so split large compressed corpora into many files)."""
+    middle: a process reading its parts goes on from where its last part of the file ended, see
+    ``_Cursors``; a part it reads out of order decompresses from the start)."""
     rows = offset = 0
     points: list[SeekPoint] = []
     seekable = _compression(path) is None
@@ -249,27 +253,103 @@ def _parquet_records(
         group_start += group_rows
 
 
+@dataclass
+class _Cursor:
+    """A JSONL file's lines, read up to a point: ``row`` is the next non-blank line's row, ``line``
+    the next line's number (from 1)."""
+
+    lines: Iterator[bytes]
+    row: int
+    line: int
+
+    def close(self) -> None:
+        close = getattr(self.lines, "close", None)
+        if close is not None:
+            close()  # a generator's close runs its ``with``, closing the stream
+
+
+class _Cursors:
+    """Compressed JSONL files left open where this process's last read of each ended, the most
+    recently used ``size`` of them.
+
+    A compressed stream cannot be entered in the middle, so without this a part deep in a large
+    ``.jsonl.gz`` decompresses every line before it, and reading a file's N parts costs O(N^2) lines.
+    Parts are queued in corpus order, so a process (a Celery pool child, a Ray actor) usually gets a
+    later part of the same file next: it goes on from its cursor, skipping only the parts other
+    processes took, and each file is read about once per process. A cursor is keyed by the file's
+    size and modification time too, so a file replaced since is read afresh; one is taken out while
+    in use (threads never share a stream) and dropped on any error.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._open: OrderedDict[tuple[object, ...], _Cursor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple[object, ...], row: int) -> _Cursor | None:
+        """The cursor of ``key`` if it has not passed ``row`` (then it is this caller's until ``give``)."""
+        with self._lock:
+            cursor = self._open.get(key)
+            if cursor is None or cursor.row > row:
+                return None
+            return self._open.pop(key)
+
+    def give(self, key: tuple[object, ...], cursor: _Cursor) -> None:
+        """Keep ``cursor`` for the next read of ``key``, closing what it replaces or pushes out."""
+        with self._lock:
+            closing = [c for c in (self._open.pop(key, None),) if c is not None]
+            self._open[key] = cursor
+            while len(self._open) > self.size:
+                closing.append(self._open.popitem(last=False)[1])
+        for stale in closing:
+            stale.close()
+
+
+# Open compressed files per process: one stream and a 1 MB buffer each.
+_CURSORS = _Cursors(size=4)
+
+
 def _jsonl_records(
     fs: pafs.FileSystem, ref: CorpusRef, file: CorpusFile, skip: int, take: int
 ) -> Iterator[tuple[str, Any]]:
     """Non-blank lines ``skip .. skip+take`` of one file, each parsed, with its line number; read from
-    the last seek point at or before ``skip``."""
+    the last seek point at or before ``skip``, or, compressed, from this process's open cursor."""
     import json
 
     name = posixpath.basename(file.path)
-    start = next((p for p in reversed(file.seek_points) if p.row <= skip), None)
-    row, first_line = (start.row, start.line) if start else (0, 1)
-    for lineno, line in enumerate(_lines(fs, file.path, start), start=first_line):
-        if not line.strip():
-            continue
-        if row >= skip + take:
-            return
-        if row >= skip:
-            where = f"{name}:{lineno}"
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                reason = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-                raise InvalidArgument(f"{where}: not valid JSON ({reason})") from None
-            yield where, record
-        row += 1
+    key: tuple[object, ...] | None = None
+    cursor = None
+    if _compression(file.path) is not None:
+        info = fs.get_file_info(file.path)
+        key = (ref.filesystem, file.path, info.size, info.mtime_ns)
+        cursor = _CURSORS.take(key, skip)
+    if cursor is None:
+        start = next((p for p in reversed(file.seek_points) if p.row <= skip), None)
+        cursor = _Cursor(_lines(fs, file.path, start), start.row if start else 0, start.line if start else 1)
+    try:
+        while cursor.row < skip + take:
+            line = next(cursor.lines, None)
+            if line is None:
+                break
+            lineno = cursor.line
+            cursor.line += 1
+            if not line.strip():
+                continue
+            cursor.row += 1
+            if cursor.row > skip:
+                where = f"{name}:{lineno}"
+                try:
+                    record = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    reason = (
+                        f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+                    )
+                    raise InvalidArgument(f"{where}: not valid JSON ({reason})") from None
+                yield where, record
+    except BaseException:
+        cursor.close()
+        raise
+    if key is not None and cursor.row < file.rows:
+        _CURSORS.give(key, cursor)
+    else:
+        cursor.close()

@@ -95,6 +95,63 @@ def test_a_part_deep_in_a_plain_jsonl_file_seeks_to_its_rows(tmp_path: Path, mon
     assert _plan(str(tmp_path), "packed.jsonl.gz").files[0].seek_points == ()  # a gzip stream is read from its start
 
 
+def _write_compressed(path: Path, lines: list[str]) -> None:
+    codec = "gzip" if path.name.endswith(".gz") else "zstd"
+    with pa.CompressedOutputStream(str(path), codec) as out:
+        out.write(("\n".join(lines) + "\n").encode())
+
+
+@pytest.mark.parametrize("name", ["big.jsonl.gz", "big.jsonl.zst"])
+def test_a_process_goes_on_through_a_compressed_file_where_its_last_part_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Parts of a compressed file read in order open it once (not once per part, each decompressing
+    every line before it); every other part (the rest went to another process) too; a part behind the
+    cursor, a replaced file and a bad line are read afresh, exactly, and named by their true line."""
+    monkeypatch.setattr(corpus_refs, "_CURSORS", corpus_refs._Cursors(size=2))
+    opened: list[str] = []
+    lines_of = corpus_refs._lines
+    monkeypatch.setattr(
+        corpus_refs, "_lines", lambda fs, path, start=None: opened.append(path) or lines_of(fs, path, start)
+    )
+    lines = [json.dumps(r) for r in _records(0, 40)]
+    for blank in (33, 12, 0):
+        lines.insert(blank, "")
+    path = tmp_path / name
+    _write_compressed(path, lines)
+    ref = _plan(str(tmp_path), name)
+    opened.clear()
+
+    def ids(first: int, count: int) -> list[str]:
+        return [d.id for d in read_rows(ref, first, count)]
+
+    assert [i for first in range(0, 40, 7) for i in ids(first, min(7, 40 - first))] == [f"d{i}" for i in range(40)]
+    assert len(opened) == 1
+    assert [i for first in range(0, 40, 14) for i in ids(first, min(7, 40 - first))] == [
+        f"d{i}" for first in range(0, 40, 14) for i in range(first, min(first + 7, 40))
+    ]
+    assert len(opened) == 2
+    assert ids(10, 3) == ["d10", "d11", "d12"] and ids(5, 2) == ["d5", "d6"] and len(opened) == 4  # behind: afresh
+
+    lines[38] = "{broken"  # row 35 (three blank lines before it), line 39
+    _write_compressed(path, lines)
+    with pytest.raises(InvalidArgument, match=rf"{name}:39: not valid JSON"):
+        read_rows(ref, 7, 30)  # the cursor at row 7 is of the old file: this one is read from its start
+    assert ids(7, 3) == ["d7", "d8", "d9"] and len(opened) == 6  # the failed read left no cursor behind
+
+
+def test_open_compressed_files_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process keeps at most ``size`` compressed files open, the most recently read ones."""
+    cursors = corpus_refs._Cursors(size=2)
+    monkeypatch.setattr(corpus_refs, "_CURSORS", cursors)
+    for i in range(3):
+        _write_compressed(tmp_path / f"f{i}.jsonl.gz", [json.dumps(r) for r in _records(10 * i, 10)])
+    ref = _plan(str(tmp_path), "*.jsonl.gz")
+    for first in (0, 10, 20):
+        assert [d.id for d in read_rows(ref, first, 5)] == [f"d{i}" for i in range(first, first + 5)]
+    assert sorted(key[1].rsplit("/", 1)[-1] for key in cursors._open) == ["f1.jsonl.gz", "f2.jsonl.gz"]
+
+
 def test_a_record_that_breaks_the_rules_fails_with_its_row(tmp_path: Path) -> None:
     records = _records(0, 6)
     records[4] = {"id": "d4", "text": "   ", "metadata": None}
