@@ -21,7 +21,7 @@ class WorkerSettings(CommonSettings):
     # Most texts per forward pass; 0 = the device's default (worker/models/batching.py).
     encode_batch_size: int = Field(default=0, ge=0)
     # Padded tokens per forward pass (longest x count), for every model; 0 = the registry entry's
-    # cpu_/cuda_token_budget, else the device's default (4096 on CPU, 16384 on CUDA).
+    # cpu_/cuda_token_budget, else the device's default (1024 on CPU, 16384 on CUDA).
     token_budget: int = Field(default=0, ge=0)
     # torch's forward type on CUDA (served only past the agreement gate with fp32); the CPU runs fp32.
     cuda_dtype: Literal["float16", "bfloat16", "float32"] = "float16"

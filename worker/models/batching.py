@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-# Padded tokens per forward pass when neither the registry entry nor the worker sets one. CPU: a
-# batch of ~32 paragraphs of ~90 tokens, the size that ran fastest on two cores; CUDA: TEI's order.
-DEFAULT_TOKEN_BUDGET = {"cpu": 4096, "cuda": 16384}
+# Padded tokens per forward pass when neither the registry entry nor the worker sets one. CPU: 1,024,
+# the fastest of 512..4,096 on parts as jobs cut them, both on short definitions and on mixed paragraphs
+# (bench/token_budget.py: ~1.3-1.4x plain ``encode``, where 4,096 gave ~1.1x); CUDA: TEI's order.
+DEFAULT_TOKEN_BUDGET = {"cpu": 1024, "cuda": 16384}
 # The most texts in one batch whatever their length (a budget of titles would otherwise be huge).
 DEFAULT_MAX_BATCH = {"cpu": 256, "cuda": 1024}
 
