@@ -5,7 +5,8 @@ The WordNet example->definition retrieval set (20,000 definitions, 2,000 usage-e
 relevant definition each) is embedded once with the packaged all-MiniLM-L6-v2 (vectors cached under
 bench/.cache) and written to a Milvus server on 127.0.0.1 (Milvus Lite, or with ``--milvus server`` the
 Milvus 2.3 server the PyPI ``milvus`` package runs, with its ANN index) with the worker's own sink, in two
-collections: ``v128 + bits`` (one-stage funnel, binary) and ``v64 + v128`` (the 64 -> 128 -> 384 funnel).
+collections: ``v128 + bits`` (one-stage funnel, binary), ``v64 + v128`` (the 64 -> 128 -> 384 funnel) and
+``bits`` taken after the fixed rotation (``BitBasis.ROTATED``, "binary rotated").
 MiniLM is not Matryoshka-trained: it is registered a second time with matryoshka_dimensions (128, 64),
 so its prefixes are *naive truncations* (re-normalized) and the funnel's shortlist is weaker than an
 MRL model's would be. ``--model DIR`` runs the same on a distilled MRL student instead (a directory
@@ -51,7 +52,7 @@ import numpy as np
 from pymilvus import MilvusClient
 
 from embedfleet import milvus
-from embedfleet.domain import Document, InputType, Precision, SearchMode, VectorField
+from embedfleet.domain import BitBasis, Document, InputType, Precision, SearchMode, VectorField
 from embedfleet.gateway.search import STRATEGIES
 from embedfleet.gateway.search.base import SearchQuery
 from embedfleet.local import LocalCluster
@@ -68,15 +69,16 @@ K = 10
 NAIVE_MRL = DEFAULT_MODELS[0].model_copy(
     update={"name": "all-MiniLM-L6-v2-naive-mrl", "matryoshka_dimensions": (128, 64)}
 )
+AXES_BITS = VectorField(name="bits", precision=Precision.BINARY, bits=BitBasis.AXES)
+ROTATED_BITS = VectorField(name="bits", precision=Precision.BINARY, bits=BitBasis.ROTATED)
 COLLECTIONS: dict[str, tuple[VectorField, ...]] = {
-    "c128": (VectorField(name="v128", dimensions=128), VectorField(name="bits", precision=Precision.BINARY)),
+    "c128": (VectorField(name="v128", dimensions=128), AXES_BITS),
     "c64": (VectorField(name="v64", dimensions=64), VectorField(name="v128", dimensions=128)),
+    "crot": (ROTATED_BITS,),
 }
 # A Milvus server before 2.4 keeps one vector field per collection (``milvus_engine.check_vector_fields``):
 # no prefix fields there, so no funnel; the bits are arrays, as on Lite.
-SERVER_COLLECTIONS: dict[str, tuple[VectorField, ...]] = {
-    "c128": (VectorField(name="bits", precision=Precision.BINARY),)
-}
+SERVER_COLLECTIONS: dict[str, tuple[VectorField, ...]] = {"c128": (AXES_BITS,), "crot": (ROTATED_BITS,)}
 
 
 def model_spec(directory: Path | None) -> tuple[ModelSpec, str]:
@@ -156,7 +158,10 @@ def write_collection(
 ) -> None:
     fields = milvus.stored_fields(spec, wanted)
     full = postprocess(raw, dimensions=384, normalize=True, precision=Precision.FLOAT32)
-    extra = {f.name: postprocess(raw, dimensions=f.dimensions, normalize=True, precision=f.precision) for f in fields}
+    extra = {
+        f.name: postprocess(raw, dimensions=f.dimensions, normalize=True, precision=f.precision, bits=f.bits)
+        for f in fields
+    }
     binding = milvus.CollectionBinding(spec.name, "bench", 384, fields)
     docs = [Document(id=i, text=t) for i, t in zip(ids, texts, strict=True)]
     sink = MilvusSink(client, max_batch_bytes=8 << 20)
@@ -269,6 +274,7 @@ def main() -> None:
         configs += [Config("funnel 128", SearchMode.FUNNEL, "c128", c) for c in sizes]
         configs += [Config("funnel 64>128", SearchMode.FUNNEL, "c64", c) for c in sizes]
     configs += [Config("binary", SearchMode.BINARY, "c128", c) for c in sizes]
+    configs += [Config("binary rotated", SearchMode.BINARY, "crot", c) for c in sizes]
 
     with tempfile.TemporaryDirectory() as tmp:
         server = LocalCluster(data_dir=Path(tmp), milvus_port=0, milvus=args.milvus)

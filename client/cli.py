@@ -314,16 +314,18 @@ def _pairs(pairs: tuple[str, ...], option: str, value_type: type = str) -> dict[
 
 
 def _extra_fields(specs: tuple[str, ...]) -> list[dict[str, Any]]:
-    """``NAME[:DIMS][:PRECISION]`` specs of a repeatable --extra-field, as the SDK's ``extra_fields``."""
+    """``NAME[:DIMS][:PRECISION[:BITS]]`` specs of a repeatable --extra-field, as the SDK's ``extra_fields``."""
     fields: list[dict[str, Any]] = []
     for spec in specs:
         name, _, rest = spec.partition(":")
-        dims, _, precision = rest.partition(":")
-        if not name or (dims and not dims.isdigit()):
+        dims, _, rest = rest.partition(":")
+        precision, _, bits = rest.partition(":")
+        if not name or (dims and not dims.isdigit()) or ":" in bits:
             raise click.BadParameter(
-                f"{spec!r}: use NAME[:DIMS][:PRECISION], e.g. v128:128 or bits::binary", param_hint="--extra-field"
+                f"{spec!r}: use NAME[:DIMS][:PRECISION[:BITS]], e.g. v128:128, bits::binary or bits::binary:rotated",
+                param_hint="--extra-field",
             )
-        fields.append({"name": name, "dimensions": int(dims or 0), "precision": precision or "float32"})
+        fields.append({"name": name, "dimensions": int(dims or 0), "precision": precision or "float32", "bits": bits})
     return fields
 
 
@@ -368,8 +370,9 @@ def _with_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "--extra-field",
     "extra_fields",
     multiple=True,
-    metavar="NAME[:DIMS][:PRECISION]",
-    help="Another representation in each row: v128:128 (a Matryoshka prefix), bits::binary, codes::int8.",
+    metavar="NAME[:DIMS][:PRECISION[:BITS]]",
+    help="Another representation in each row: v128:128 (a Matryoshka prefix), bits::binary, codes::int8; "
+    "bits::binary:rotated or :axes picks what the bits are the signs of.",
 )
 @click.option(
     "--column",
@@ -765,7 +768,7 @@ def collections() -> None:
 def _collections_table(listed: list[Any]) -> Table:
     table = Table("name", "model", "dims", "extra fields", "index", "rows", "active jobs")
     for c in listed:
-        extra = ", ".join(f"{f.name}({f.dimensions}, {f.precision.value})" for f in c.fields) or "-"
+        extra = ", ".join(f.describe() for f in c.fields) or "-"
         table.add_row(
             c.name,
             c.model,

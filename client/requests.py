@@ -108,10 +108,12 @@ class RequestStream:
             raise
 
 
-def vector_field(name: str, dimensions: int = 0, precision: str = "float32") -> jobs_pb2.VectorField:
-    """An extra representation for an index job, e.g. ``vector_field("bits", precision="binary")``."""
+def vector_field(name: str, dimensions: int = 0, precision: str = "float32", bits: str = "") -> jobs_pb2.VectorField:
+    """An extra representation for an index job, e.g. ``vector_field("bits", precision="binary")``;
+    ``bits`` ("axes" or "rotated", binary fields only; "" the collection's or the model's default)."""
     code = wire.PRECISION.to_pb(wire.PRECISION.parse(precision, "precision"))
-    return jobs_pb2.VectorField(name=name, dimensions=dimensions, precision=code)  # type: ignore[arg-type]
+    basis = wire.BIT_BASIS.to_pb(wire.BIT_BASIS.parse(bits, "bits")) if bits else 0
+    return jobs_pb2.VectorField(name=name, dimensions=dimensions, precision=code, bits=basis)  # type: ignore[arg-type]
 
 
 def index_spec(index: Mapping[str, Any] | None) -> jobs_pb2.IndexSpec:

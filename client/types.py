@@ -202,7 +202,10 @@ class Collection:
             dimensions=pb.dimensions,
             fields=[
                 domain.StoredField(
-                    name=f.name, dimensions=f.dimensions, precision=wire.PRECISION.from_pb(f.precision, "precision")
+                    name=f.name,
+                    dimensions=f.dimensions,
+                    precision=wire.PRECISION.from_pb(f.precision, "precision"),
+                    bits=wire.BIT_BASIS.optional_from_pb(f.bits, "bits") or domain.BitBasis.AXES,  # older gateways
                 )
                 for f in pb.fields
             ],

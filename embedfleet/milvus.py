@@ -19,7 +19,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
-from embedfleet.domain import DEFAULT_INDEX, IndexSpec, Precision, StoredField, VectorField
+from embedfleet.domain import DEFAULT_INDEX, BitBasis, IndexSpec, Precision, StoredField, VectorField
 from embedfleet.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, echo
 from embedfleet.milvus_engine import MilvusEngine
 from embedfleet.registry import ModelSpec
@@ -55,8 +55,13 @@ def validate_collection_name(name: str) -> None:
         )
 
 
-def stored_fields(spec: ModelSpec, fields: Iterable[VectorField]) -> tuple[StoredField, ...]:
-    """Validate an index job's extra fields against the model; resolve their dimensions."""
+def stored_fields(
+    spec: ModelSpec, fields: Iterable[VectorField], existing: Iterable[StoredField] = ()
+) -> tuple[StoredField, ...]:
+    """Validate an index job's extra fields against the model; resolve their dimensions and the basis of
+    their bits: the one asked for, else that of the ``existing`` collection's field of the same name, else
+    rotated for a binary field of a Matryoshka model (see ``BitBasis``) and axes for everything else."""
+    kept = {f.name: f.bits for f in existing}
     resolved: list[StoredField] = []
     for field in fields:
         if not _FIELD_NAME.fullmatch(field.name) or field.name in RESERVED_FIELDS:
@@ -71,8 +76,18 @@ def stored_fields(spec: ModelSpec, fields: Iterable[VectorField]) -> tuple[Store
             )
         if any(f.name == field.name for f in resolved):
             raise InvalidArgument(f"extra field {field.name!r} is named twice")
+        binary = field.precision == Precision.BINARY
+        if field.bits == BitBasis.ROTATED and not binary:
+            raise InvalidArgument(f"extra field {field.name!r}: rotated bits apply to binary fields only")
+        default = BitBasis.ROTATED if binary and spec.matryoshka_dimensions else BitBasis.AXES
+        bits = field.bits or kept.get(field.name, default)
         resolved.append(
-            StoredField(name=field.name, dimensions=spec.output_dimensions(field.dimensions), precision=field.precision)
+            StoredField(
+                name=field.name,
+                dimensions=spec.output_dimensions(field.dimensions),
+                precision=field.precision,
+                bits=bits,
+            )
         )
     return tuple(resolved)
 
@@ -93,9 +108,8 @@ class CollectionBinding:
             f"{_PROP}model": self.model,
             f"{_PROP}model_version": self.model_version,
             f"{_PROP}dimensions": str(self.dimensions),
-            f"{_PROP}fields": json.dumps(
-                [{"name": f.name, "dimensions": f.dimensions, "precision": f.precision.value} for f in self.fields]
-            ),
+            # ``bits`` only where it is not the default, so a field reads back as it did before it was kept.
+            f"{_PROP}fields": json.dumps([f.model_dump(mode="json", exclude_defaults=True) for f in self.fields]),
             f"{_PROP}index": self.index.model_dump_json(),
         }
 
@@ -131,7 +145,7 @@ class CollectionBinding:
                 "collection."
             )
         if fields is not None and set(fields) != set(self.fields):
-            have = ", ".join(f"{f.name}({f.dimensions}, {f.precision.value})" for f in self.fields) or "none"
+            have = ", ".join(f.describe() for f in self.fields) or "none"
             raise FailedPrecondition(
                 f"collection {collection!r} has extra fields {have}; the job must write exactly those"
             )

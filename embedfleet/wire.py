@@ -15,6 +15,7 @@ import numpy as np
 
 from embedfleet.apikeys import Role
 from embedfleet.domain import (
+    BitBasis,
     ClusterMethod,
     CorpusFormat,
     DedupAction,
@@ -81,6 +82,7 @@ JOB_STATE = EnumCodec(JobState, jobs_pb2.JobState, "JOB_STATE", None)
 JOB_KIND = EnumCodec(JobKind, jobs_pb2.JobKind, "JOB_KIND", None)
 MODEL_ROLE = EnumCodec(ModelRole, models_pb2.ModelRole, "MODEL_ROLE", None)
 SEARCH_MODE = EnumCodec(SearchMode, search_pb2.SearchMode, "SEARCH_MODE", SearchMode.FULL)
+BIT_BASIS = EnumCodec(BitBasis, jobs_pb2.BitBasis, "BIT_BASIS", None)  # 0: the collection's, or the model's
 CORPUS_FORMAT = EnumCodec(CorpusFormat, jobs_pb2.CorpusFormat, "CORPUS_FORMAT", None)  # 0: from the file names
 DEDUP_MODE = EnumCodec(DedupMode, jobs_pb2.DedupMode, "DEDUP_MODE", DedupMode.PARTITIONED)
 KEEP_POLICY = EnumCodec(KeepPolicy, jobs_pb2.KeepPolicy, "KEEP_POLICY", KeepPolicy.FIRST)

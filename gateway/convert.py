@@ -72,7 +72,10 @@ def options_to_pb(options: EmbeddingOptions) -> common_pb2.EmbeddingOptions:
 
 def field_from_pb(pb: jobs_pb2.VectorField, where: str) -> VectorField:
     return VectorField(
-        name=pb.name, dimensions=pb.dimensions, precision=wire.PRECISION.from_pb(pb.precision, f"{where}.precision")
+        name=pb.name,
+        dimensions=pb.dimensions,
+        precision=wire.PRECISION.from_pb(pb.precision, f"{where}.precision"),
+        bits=wire.BIT_BASIS.optional_from_pb(pb.bits, f"{where}.bits"),
     )
 
 
@@ -391,6 +394,7 @@ def collection_to_pb(info: CollectionInfo) -> collections_pb2.Collection:
                 name=f.name,
                 dimensions=f.dimensions,
                 precision=wire.PRECISION.to_pb(f.precision),  # type: ignore[arg-type]
+                bits=wire.BIT_BASIS.to_pb(f.bits),  # type: ignore[arg-type]
             )
             for f in binding.fields
         ],

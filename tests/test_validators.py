@@ -24,8 +24,17 @@ from hypothesis import strategies as st
 from embedfleet import milvus
 from embedfleet.corpus import document_from_record, read_corpus, validate_document
 from embedfleet.datastore import DataStore
-from embedfleet.domain import DistillParams, Document, EvaluateParams, Precision, SearchMode, VectorField
-from embedfleet.errors import EmbedfleetError, InvalidArgument, echo
+from embedfleet.domain import (
+    BitBasis,
+    DistillParams,
+    Document,
+    EvaluateParams,
+    Precision,
+    SearchMode,
+    StoredField,
+    VectorField,
+)
+from embedfleet.errors import EmbedfleetError, FailedPrecondition, InvalidArgument, echo
 from embedfleet.gateway import convert, paging
 from embedfleet.gateway.context import GatewayContext, corpus_path
 from embedfleet.gateway.kinds.base import PartStager, Submission
@@ -209,18 +218,44 @@ DIMS = st.integers(0, 999)
         max_size=3,
     ),
     st.lists(st.sampled_from(list(Precision)), min_size=3, max_size=3),
+    st.lists(st.sampled_from([None, *BitBasis]), min_size=3, max_size=3),
 )
-def test_extra_fields(fields: list[VectorField], precisions: list[Precision]) -> None:
-    fields = [f.model_copy(update={"precision": p}) for f, p in zip(fields, precisions, strict=False)]
+def test_extra_fields(fields: list[VectorField], precisions: list[Precision], bases: list[BitBasis | None]) -> None:
+    fields = [
+        f.model_copy(update={"precision": p, "bits": b}) for f, p, b in zip(fields, precisions, bases, strict=False)
+    ]
     result = outcome(lambda: milvus.stored_fields(TEACHER, fields))
     if not isinstance(result, EmbedfleetError):
         names = [f.name for f in result]
         assert len(set(names)) == len(names)
-        for stored in result:
+        for stored, asked in zip(result, fields, strict=True):
             assert (
                 re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", stored.name) and stored.name not in milvus.RESERVED_FIELDS
             )
             assert stored.dimensions in (384, 256, 128) and stored.precision in milvus.STORABLE_PRECISIONS
+            binary = stored.precision == Precision.BINARY
+            # Rotated bits only on binary fields; unasked, a Matryoshka model's bits are rotated.
+            assert stored.bits == (asked.bits or (BitBasis.ROTATED if binary else BitBasis.AXES))
+            assert binary or stored.bits == BitBasis.AXES
+
+
+def test_an_unset_bit_basis_is_the_collections_and_the_collection_keeps_it() -> None:
+    asked = (VectorField(name="bits", precision=Precision.BINARY),)
+    made_before = (StoredField(name="bits", dimensions=384, precision=Precision.BINARY),)
+    assert milvus.stored_fields(TEACHER, asked)[0].bits == BitBasis.ROTATED  # a new collection of an MRL model
+    assert milvus.stored_fields(TEACHER, asked, made_before)[0].bits == BitBasis.AXES  # an existing one's
+    with pytest.raises(InvalidArgument, match="binary fields only"):
+        milvus.stored_fields(TEACHER, (VectorField(name="v128", dimensions=128, bits=BitBasis.ROTATED),))
+    binding = milvus.CollectionBinding("mini", "v1", 384, milvus.stored_fields(TEACHER, asked))
+    properties = binding.properties()
+    assert milvus.CollectionBinding.from_properties(properties) == binding
+    (key,) = (k for k in properties if k.endswith("fields"))
+    older = {**properties, key: json.dumps([{"name": "bits", "dimensions": 384, "precision": "binary"}])}
+    old = milvus.CollectionBinding.from_properties(older)
+    assert old is not None and old.fields == made_before  # what the field meant before bases were kept
+    assert json.loads(old.properties()[key]) == json.loads(older[key])  # and it is written back the same way
+    with pytest.raises(FailedPrecondition, match=r"bits\(384, binary\)"):
+        old.check_compatible("docs", model="mini", dimensions=384, version=None, fields=binding.fields)
 
 
 @fast

@@ -27,6 +27,7 @@ CODECS = [
     wire.INGEST_DEDUP_ACTION,
     wire.DEDUP_ACTION,
     wire.CLUSTER_METHOD,
+    wire.BIT_BASIS,
 ]
 
 

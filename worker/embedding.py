@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embedfleet import metrics
-from embedfleet.domain import InputType, Precision
+from embedfleet.domain import BitBasis, InputType, Precision
 from embedfleet.worker.models.base import EncodedBatch, Encoder, gather
 from embedfleet.worker.postprocess import postprocess
 
@@ -42,7 +42,14 @@ def int8_ranges(encoder: Encoder, dimensions: int, normalize: bool) -> np.ndarra
     return ranges
 
 
-def represent(encoder: Encoder, raw: np.ndarray, dimensions: int, precision: Precision, normalize: bool) -> np.ndarray:
+def represent(
+    encoder: Encoder,
+    raw: np.ndarray,
+    dimensions: int,
+    precision: Precision,
+    normalize: bool,
+    bits: BitBasis = BitBasis.AXES,
+) -> np.ndarray:
     """Model output -> one representation (the one post-processing path)."""
     return postprocess(
         raw,
@@ -50,6 +57,7 @@ def represent(encoder: Encoder, raw: np.ndarray, dimensions: int, precision: Pre
         normalize=normalize,
         precision=precision,
         int8_ranges=int8_ranges(encoder, dimensions, normalize) if precision == Precision.INT8 else None,
+        bits=bits,
     )
 
 

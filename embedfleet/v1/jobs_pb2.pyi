@@ -121,6 +121,40 @@ CORPUS_FORMAT_JSONL: CorpusFormat.ValueType  # 2
 """One JSON object per line; .gz and .zst files are decompressed while read."""
 Global___CorpusFormat: _TypeAlias = CorpusFormat  # noqa: Y015
 
+class _BitBasis:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BitBasisEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BitBasis.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BIT_BASIS_UNSPECIFIED: _BitBasis.ValueType  # 0
+    """The existing collection's basis for this field; for a new collection ROTATED when the model
+    has Matryoshka dimensions and AXES otherwise.
+    """
+    BIT_BASIS_AXES: _BitBasis.ValueType  # 1
+    """The vector's own coordinates (sign of each value), as a binary Embed returns them."""
+    BIT_BASIS_ROTATED: _BitBasis.ValueType  # 2
+    """The coordinates after a fixed random orthogonal rotation, the same in every process: a
+    Matryoshka model puts most of a vector's variance in its leading coordinates, and a rotation
+    spreads it over all the bits, which makes a better Hamming shortlist. BINARY fields only.
+    """
+
+class BitBasis(_BitBasis, metaclass=_BitBasisEnumTypeWrapper):
+    """What the bits of a BINARY extra field are the signs of."""
+
+BIT_BASIS_UNSPECIFIED: BitBasis.ValueType  # 0
+"""The existing collection's basis for this field; for a new collection ROTATED when the model
+has Matryoshka dimensions and AXES otherwise.
+"""
+BIT_BASIS_AXES: BitBasis.ValueType  # 1
+"""The vector's own coordinates (sign of each value), as a binary Embed returns them."""
+BIT_BASIS_ROTATED: BitBasis.ValueType  # 2
+"""The coordinates after a fixed random orthogonal rotation, the same in every process: a
+Matryoshka model puts most of a vector's variance in its leading coordinates, and a rotation
+spreads it over all the bits, which makes a better Hamming shortlist. BINARY fields only.
+"""
+Global___BitBasis: _TypeAlias = BitBasis  # noqa: Y015
+
 class _IngestDedupAction:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -329,6 +363,7 @@ class VectorField(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DIMENSIONS_FIELD_NUMBER: _builtins.int
     PRECISION_FIELD_NUMBER: _builtins.int
+    BITS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Field name in the collection: letters, digits and underscores, starting with a letter;
     not one of pk, doc_id, text, metadata, vector.
@@ -340,16 +375,21 @@ class VectorField(_message.Message):
     of int64) or INT8 (stored as an array of int8; the calibration ranges are kept in the
     collection's properties). FLOAT16 is not supported.
     """
+    bits: Global___BitBasis.ValueType
+    """BINARY fields: what the bits are the signs of (see BitBasis). Collections list the basis
+    each field was written with; other precisions are always AXES.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         dimensions: _builtins.int = ...,
         precision: _common_pb2.Precision.ValueType = ...,
+        bits: Global___BitBasis.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimensions", b"dimensions", "name", b"name", "precision", b"precision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bits", b"bits", "dimensions", b"dimensions", "name", b"name", "precision", b"precision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

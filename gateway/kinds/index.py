@@ -52,11 +52,13 @@ class IndexPlanner:
                 "representations as extra_fields",
                 "config.embedding.precision",
             )
-        fields = milvus.stored_fields(model.spec, request.extra_fields)
+        fields = milvus.stored_fields(model.spec, request.extra_fields)  # refused before Milvus is asked
         engine = ctx.engine()
         milvus_engine.check_vector_fields(engine, fields)
         collection = ctx.collection(request.collection)
         binding = ctx.binding(collection)
+        if binding is not None:  # a basis left unset is the existing collection's
+            fields = milvus.stored_fields(model.spec, request.extra_fields, binding.fields)
         unset = not request.index.type and not request.index.params
         index = binding.index if binding is not None and unset else milvus_engine.resolve_index(request.index, engine)
         if binding is not None:

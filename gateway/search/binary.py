@@ -87,7 +87,7 @@ class BinarySearch:
         field = bits_field(query.binding)
         assert field is not None
         bits = self._index(client, query.collection, field)
-        codes = binary_codes(matryoshka_prefix(query.vectors, field.dimensions, True))
+        codes = binary_codes(matryoshka_prefix(query.vectors, field.dimensions, True), field.bits)
         _, positions = bits.index.search(np.ascontiguousarray(codes), min(query.candidates, max(bits.rows, 1)))
         shortlists = [[int(bits.pks[p]) for p in found if p >= 0] for found in positions]
         # The faiss shortlist has not seen the request's filter: the rescoring read applies it.

@@ -143,16 +143,17 @@ def test_index_with_extra_fields_renamed_columns_and_dedup_on_ingest(cluster: Lo
     collection = f"cli_{uuid.uuid4().hex[:8]}"
     args = ["index", f"{folder.name}/hub.parquet", "--by-reference", "--collection", collection]
     args += ["--column", "id=idx", "--column", "text=sentence", "--extra-field", "codes:384:int8"]
-    args += ["--extra-field", "bits::binary", "--dedup-threshold", "0.99"]
+    args += ["--extra-field", "bits::binary:rotated", "--dedup-threshold", "0.99"]
     code, out = _run(cluster, *args)
     assert code == 0 and "SUCCEEDED" in out, out
     code, out = _run(cluster, "--json", "collections", "get", collection)
     described = json.loads(out)
     assert described["row_count"] == 2  # the repeat skipped on ingest
-    assert [(f["name"], f["dimensions"], f["precision"]) for f in described["fields"]] == [
-        ("codes", 384, "int8"),
-        ("bits", 384, "binary"),
+    assert [(f["name"], f["dimensions"], f["precision"], f["bits"]) for f in described["fields"]] == [
+        ("codes", 384, "int8", "axes"),
+        ("bits", 384, "binary", "rotated"),
     ]
-    for bad in (["--extra-field", "v:x"], ["--column", "text"], ["--index-param", "M=many"]):
+    bad_args = (["--extra-field", "v:x"], ["--extra-field", "b::binary:r:x"], ["--column", "text"])
+    for bad in (*bad_args, ["--index-param", "M=many"]):
         code, out = _run(cluster, "index", "c.jsonl", "--collection", collection, *bad)
         assert code == 2 and "use " in out, out

@@ -1,6 +1,7 @@
 """Search modes through the gRPC API, the SDK and the CLI, on real embeddings and both backends:
-binary (bits then float rescoring) equals full when the shortlist covers the collection, a batch of
-queries is answered in order, and a mode the collection cannot serve is FAILED_PRECONDITION."""
+binary (rotated bits then float rescoring) equals full when the shortlist covers the collection and
+finds a document's own text in a default shortlist (the query's bits rotated as the stored ones were),
+a batch of queries is answered in order, and a mode the collection cannot serve is FAILED_PRECONDITION."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from embedfleet.client import errors
 from embedfleet.client.cli import main
 from embedfleet.client.sdk import EmbedfleetClient
-from embedfleet.domain import JobState
+from embedfleet.domain import BitBasis, JobState, Precision
 from embedfleet.local import LocalCluster
 
 
@@ -20,8 +21,11 @@ from embedfleet.local import LocalCluster
 def indexed(client: EmbedfleetClient, wordnet_docs: list[dict]) -> tuple[str, list[dict]]:
     docs = wordnet_docs[:200]
     collection = f"modes_{uuid.uuid4().hex[:8]}"
-    job = client.index(docs, collection, extra_fields=[{"name": "bits", "precision": "binary"}])
+    bits = [{"name": "bits", "precision": "binary", "bits": "rotated"}]  # asked for: MiniLM defaults to axes
+    job = client.index(docs, collection, extra_fields=bits)
     assert job.state == JobState.SUCCEEDED, job.error
+    (field,) = client.get_collection(collection).fields
+    assert (field.name, field.precision, field.bits) == ("bits", Precision.BINARY, BitBasis.ROTATED)
     return collection, docs
 
 

@@ -13,7 +13,7 @@ from fakes import FAKE_SPEC, HashEncoder
 from pymilvus import MilvusClient
 
 from embedfleet import milvus
-from embedfleet.domain import Document, InputType, Precision, VectorField
+from embedfleet.domain import BitBasis, Document, InputType, Precision, VectorField
 from embedfleet.errors import FailedPrecondition
 from embedfleet.gateway.search import STRATEGIES
 from embedfleet.gateway.search.base import SearchQuery
@@ -33,7 +33,10 @@ def _write(client: MilvusClient, collection: str, docs: list[Document], fields: 
     encoder = HashEncoder()
     raw = encoder.encode([d.text for d in docs], InputType.DOCUMENT).vectors
     stored = milvus.stored_fields(FAKE_SPEC, fields)
-    extra = {f.name: postprocess(raw, dimensions=f.dimensions, normalize=True, precision=f.precision) for f in stored}
+    extra = {
+        f.name: postprocess(raw, dimensions=f.dimensions, normalize=True, precision=f.precision, bits=f.bits)
+        for f in stored
+    }
     full = postprocess(raw, dimensions=16, normalize=True, precision=Precision.FLOAT32)
     binding = milvus.CollectionBinding(FAKE_SPEC.name, encoder.version, 16, stored)
     MilvusSink(client, max_batch_bytes=1 << 20).write(collection, binding, docs, full, extra, {})
@@ -111,6 +114,26 @@ def test_binary_applies_the_filter_and_follows_new_rows(client: MilvusClient, co
         client, _query(client, collection, N + 1, texts=("a late text",), input_type=InputType.DOCUMENT)
     )
     assert late[0][0].id == "late"  # the cached bits index was rebuilt for the new row
+
+
+@pytest.mark.parametrize("bits", list(BitBasis))
+def test_binary_reads_the_bits_in_the_basis_they_were_written_in(client: MilvusClient, bits: BitBasis) -> None:
+    """A document's own text finds it through a short Hamming shortlist only if the query's bits are
+    taken in the field's basis; the field lists it (a Matryoshka model, as here, defaults to rotated)."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    docs = [Document(id=f"d{i}", text=f"text {i}") for i in range(N)]
+    _write(client, name, docs, (VectorField(name="bits", precision=Precision.BINARY, bits=bits),))
+    try:
+        binding = milvus.read_binding(client, name)
+        assert binding is not None and binding.fields[0].bits == bits
+        own = tuple(docs[i].text for i in range(0, N, 7))
+        query = _query(client, name, candidates=4, texts=own, input_type=InputType.DOCUMENT)
+        found = [hits[0].id for hits in BinarySearch().search(client, query)]
+        assert found == [docs[i].id for i in range(0, N, 7)]
+    finally:
+        client.drop_collection(name)
+    default = milvus.stored_fields(FAKE_SPEC, (VectorField(name="bits", precision=Precision.BINARY),))
+    assert default[0].bits == BitBasis.ROTATED
 
 
 def test_modes_refuse_collections_without_their_field(client: MilvusClient) -> None:

@@ -112,7 +112,7 @@ class _RowWriter:
         extra: dict[str, np.ndarray] = {}
         ranges: dict[str, np.ndarray] = {}
         for field in self.params.stored_fields:
-            extra[field.name] = represent(self.encoder, raw, field.dimensions, field.precision, normalize)
+            extra[field.name] = represent(self.encoder, raw, field.dimensions, field.precision, normalize, field.bits)
             if field.precision == Precision.INT8:
                 ranges[field.name] = int8_ranges(self.encoder, field.dimensions, normalize)
         # Made durable once, in ``close``: one flush per part, not one per write_rows rows.
