@@ -129,6 +129,15 @@ class MilvusBreaker:
     def is_open(self) -> bool:
         return self._opened_at is not None
 
+    @property
+    def hold_left_s(self) -> float:
+        """How much longer ``hold`` may keep a part of this process waiting: what is left of the outage
+        budget while the breaker is open, else 0."""
+        opened_at = self._opened_at
+        if opened_at is None:
+            return 0.0
+        return max(0.0, self.outage_budget_s - (self._clock() - opened_at))
+
     def hold(self) -> None:
         """Return once Milvus is believed reachable. Raises ``Unavailable`` (transient, so the attempt is
         retried and finally failed) once the outage has outlasted the budget: from then on every part

@@ -144,8 +144,12 @@ class PartRunner:
                 return self._record_failure(part, owner, message)
             log.warning("job %s part %d attempt %d: %s; will retry", part.job_id, part.index, part.attempt, message)
             delay = retry_delay(part.attempt)
-            # Held until the retry arrives (or it lapses and the recovery loop queues the part again).
-            self._quietly(lambda: self.store.end_part_lease(part.job_id, part.index, owner, delay + self.lease_s))
+            # Held until the retry arrives (or it lapses and the recovery loop queues the part again). While
+            # the breaker is open, the part this process runs next may wait out the rest of the outage budget
+            # before the retry's turn comes (a Celery process runs one part at a time): the lease covers that
+            # wait too, or the recovery loop would queue the part a second time behind it.
+            held_s = delay + self.lease_s + self.ctx.breaker.hold_left_s
+            self._quietly(lambda: self.store.end_part_lease(part.job_id, part.index, owner, held_s))
             raise RetryPart(message, delay) from exc
         log.info("part done: %d %s", result.done, part.spec.unit.value)
         return PartOutcome(PartStatus.DONE, units=result.done)

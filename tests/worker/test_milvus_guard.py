@@ -17,7 +17,7 @@ from fakes import FAKE_SPEC, HashEncoder, fake_context
 from pymilvus.exceptions import MilvusException
 
 from embedfleet import milvus
-from embedfleet.domain import Document, EmbeddingOptions, IndexParams, JobSpec, JobState
+from embedfleet.domain import Document, EmbeddingOptions, EmbedParams, IndexParams, JobSpec, JobState
 from embedfleet.errors import Retryable, Unavailable
 from embedfleet.jobstore import JobStore
 from embedfleet.local import LocalCluster
@@ -111,6 +111,36 @@ def test_past_the_budget_every_part_fails_at_once_until_milvus_answers() -> None
     script.answers = [True]
     breaker.hold()
     assert not breaker.is_open
+
+
+def test_a_retry_is_leased_for_what_is_left_of_the_outage_budget_while_the_breaker_holds_parts(
+    store: JobStore,
+) -> None:
+    """A Celery process runs one part at a time: a part scheduled for retry while the breaker is open may
+    wait behind a part held for the rest of the budget, and its backoff lease must outlast that wait, or the
+    recovery loop queues it a second time ("lost its worker")."""
+    script = Script([False])
+    breaker = _breaker(script, budget_s=60.0)
+    _failed_attempt(breaker)
+    script.now = 15.0
+    assert breaker.is_open and breaker.hold_left_s == 45.0
+    job_id = uuid.uuid4().hex
+    store.put_part_input(job_id, 0, [Document(id="d", text="text")])
+    spec = JobSpec(
+        params=EmbedParams(),
+        embedding=EmbeddingOptions(model=FAKE_SPEC.name),
+        output_dimensions=FAKE_SPEC.dimensions,
+        part_size=1,
+    )
+    store.create_job(job_id, spec, total=1, parts=1)
+    encoder = HashEncoder(fail_times=1, error=Retryable("a transient failure"))
+    runner = PartRunner(fake_context(store, lambda: None, encoder, breaker=breaker), max_attempts=3, lease_s=6.0)  # type: ignore[arg-type, return-value]
+    with pytest.raises(RetryPart) as retry:
+        runner.run_part(job_id, 0)
+    held_ms = store.r.pttl(store._lease_key(job_id, 0))
+    assert (retry.value.delay_s + 6.0 + 45.0 - 1.0) * 1000 < held_ms <= (retry.value.delay_s + 6.0 + 45.0) * 1000
+    script.now = 100.0  # past the budget parts fail at once: no wait left to cover
+    assert breaker.hold_left_s == 0.0
 
 
 def test_a_part_that_succeeds_closes_the_breaker() -> None:
