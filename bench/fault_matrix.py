@@ -158,7 +158,8 @@ def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 def _succeeded(job: Job) -> str:
     if job.state != JobState.SUCCEEDED:
-        return f"**{job.state.value}**: {job.error[:80]}"
+        first = f" (first: part {job.failed_chunks[0].chunk_index}: {job.failed_chunks[0].message[:160]})"
+        return f"**{job.state.value}**: {job.error[:80]}{first if job.failed_chunks else ''}"
     return f"SUCCEEDED {job.done}/{job.total}"
 
 
