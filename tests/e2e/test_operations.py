@@ -65,12 +65,14 @@ def test_gateway_and_worker_metrics_after_a_real_job(cluster: LocalCluster, word
         return worker.value(name, labels) - worker_before.value(name, labels)
 
     assert worker_delta("embedfleet_documents_embedded_total", MODEL) == 100
-    assert worker_delta("embedfleet_batch_size_count", MODEL) == 4  # one encode call per part
+    # One observation per forward pass: at least one per part, more where a part passes the token budget.
+    batches = worker_delta("embedfleet_batch_size_count", MODEL)
+    assert batches >= 4
     assert worker_delta("embedfleet_batch_size_sum", MODEL) == 100
     tokens = worker_delta("embedfleet_tokens_embedded_total", MODEL)
     assert 100 * 4 < tokens < 100 * 256  # [CLS] + words + [SEP], within the model's window
     assert worker_delta("embedfleet_batch_tokens_sum", MODEL) == tokens
-    assert worker_delta("embedfleet_model_forward_seconds_count", MODEL) == 4
+    assert worker_delta("embedfleet_model_forward_seconds_count", MODEL) == batches
     assert worker_delta("embedfleet_milvus_write_seconds_count") == 4
     assert worker_delta("embedfleet_milvus_write_errors_total") == 0
     assert worker.value("embedfleet_redis_errors_total", {"error": "ConnectionError"}) == 0  # exported at 0
