@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import os
 import statistics
 import time
@@ -27,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from corpora import mixed_paragraphs, wordnet_docs
 
 from embedfleet.domain import InputType
-from embedfleet.gateway.kinds.part_sizing import PartCutter, part_sizing
+from embedfleet.gateway.kinds.part_sizing import PartStarts, part_sizing
 from embedfleet.gateway.settings import GatewaySettings
 from embedfleet.registry import DEFAULT_MODELS
 from embedfleet.worker.models.batching import DEFAULT_MAX_BATCH, DEFAULT_TOKEN_BUDGET
@@ -39,13 +40,11 @@ POLICIES = "512x64,512x256,1024x64,1024x256,2048x256,4096x64,4096x256"
 
 def parts(texts: list[str]) -> list[list[str]]:
     """``texts`` cut as the gateway cuts a corpus into parts (token-sized, default settings)."""
-    cutter = PartCutter(part_sizing(0, GatewaySettings(), TORCH.max_seq_length))
-    out: list[list[str]] = [[]]
+    starts = PartStarts(part_sizing(0, GatewaySettings(), TORCH.max_seq_length))
     for text in texts:
-        out[-1].append(text)
-        if cutter.full_after(len(text.encode())):
-            out.append([])
-    return [p for p in out if p]
+        starts.add(len(text.encode()))
+    bounds = [*starts.starts, len(texts)]
+    return [texts[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def encode_parts(encoder: SentenceTransformerEncoder, cut: list[list[str]]) -> None:

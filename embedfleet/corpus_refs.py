@@ -297,7 +297,8 @@ class _Cursors:
     def give(self, key: tuple[object, ...], cursor: _Cursor) -> None:
         """Keep ``cursor`` for the next read of ``key``, closing what it replaces or pushes out."""
         with self._lock:
-            closing = [c for c in (self._open.pop(key, None),) if c is not None]
+            replaced = self._open.pop(key, None)
+            closing = [replaced] if replaced is not None else []
             self._open[key] = cursor
             while len(self._open) > self.size:
                 closing.append(self._open.popitem(last=False)[1])
